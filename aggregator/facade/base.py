@@ -1,0 +1,198 @@
+"""The contract between the hub and its HTTP facades, plus the helpers every facade shares.
+
+`FacadeContext` is what the hub hands a facade: authenticate a request, call a tool through the
+normal dispatch path, reach an in-process domain object where bytes must stream (storage).
+`DirectFacadeContext` implements it over in-process `Domain` objects for unit tests; the hub's
+own implementation adds upstream routing, timeouts and metrics behind the same methods.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse
+
+from aggregator.principal import MASTER, Principal
+from servers.kit import Domain, ToolContext, ToolError
+from servers.kit.errors import HTTP_STATUS_BY_CODE, error_from_result
+
+ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
+
+REQUEST_ID_HEADER = "x-request-id"
+
+
+class FacadeHTTPError(Exception):
+    """An HTTP error a facade answers with (the facade chooses the body format)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str = "error",
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.headers = headers or {}
+
+
+class FacadeContext(Protocol):
+    """What a facade may ask of the hub."""
+
+    @property
+    def public_url(self) -> str:
+        """Base URL clients reach the hub at, e.g. http://127.0.0.1:4000 (no trailing slash)."""
+        ...
+
+    def authenticate(self, request: HTTPConnection, *, required: bool = True) -> Principal | None:
+        """The caller behind the request's key (Bearer header, or ?api_key=).
+
+        Raises FacadeHTTPError(401) when `required` and the key is missing or wrong; returns None
+        when not required and no key was presented (a wrong key is always 401).
+        """
+        ...
+
+    async def call_tool(
+        self,
+        principal: Principal,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        progress: ProgressFn | None = None,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Call `name` (namespaced, e.g. "storage-put_object") as `principal`; the raw CallToolResult.
+
+        A tool outside the principal's scope and an unknown tool both raise
+        ToolError(code="not_found") so that scopes do not leak which tools exist.
+        """
+        ...
+
+    def local_domain(self, server: str) -> Domain | None:
+        """The in-process Domain object of a built-in server, when it runs inside the hub."""
+        ...
+
+    def tool_names(self, principal: Principal) -> list[str]:
+        """Every tool the principal may call, namespaced."""
+        ...
+
+
+def request_id_of(request: HTTPConnection) -> str:
+    """The request id the hub assigned (or the client sent), for logs and error bodies."""
+    rid = request.scope.get("toolmux.request_id") or request.headers.get(REQUEST_ID_HEADER)
+    return str(rid) if rid else uuid.uuid4().hex[:16]
+
+
+def presented_key(request: HTTPConnection) -> str | None:
+    """The API key a request carries: `Authorization: Bearer`, `x-api-key`, or `?api_key=`."""
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return request.headers.get("x-api-key") or request.query_params.get("api_key")
+
+
+def raise_for_result(result: dict[str, Any]) -> dict[str, Any]:
+    """Return the result, or raise its ToolError when it is an `isError` result."""
+    error = error_from_result(result)
+    if error is not None:
+        raise error
+    return result
+
+
+def status_for(error: ToolError) -> int:
+    return HTTP_STATUS_BY_CODE.get(error.code, 400)
+
+
+def json_error(
+    status: int,
+    message: str,
+    *,
+    code: str = "error",
+    field: str | None = None,
+    request_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """toolmux's plain JSON error body for non-OpenAI facades."""
+    body: dict[str, Any] = {"error": {"code": code, "message": message}}
+    if field:
+        body["error"]["field"] = field
+    if request_id:
+        body["error"]["request_id"] = request_id
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class DirectFacadeContext:
+    """A FacadeContext over in-process domains, for facade unit tests (no upstreams, no hub)."""
+
+    def __init__(
+        self,
+        domains: dict[str, Domain],
+        *,
+        master_key: str = "test-master",
+        keys: dict[str, Principal] | None = None,
+        public_url: str = "http://testserver",
+    ) -> None:
+        self.domains = domains
+        self.master_key = master_key
+        self.keys = keys or {}
+        self._public_url = public_url
+
+    @property
+    def public_url(self) -> str:
+        return self._public_url
+
+    def authenticate(self, request: HTTPConnection, *, required: bool = True) -> Principal | None:
+        key = presented_key(request)
+        if key is None:
+            if required:
+                raise FacadeHTTPError(401, "missing API key", code="unauthorized")
+            return None
+        if hmac.compare_digest(key.encode(), self.master_key.encode()):
+            return MASTER
+        for secret, principal in self.keys.items():
+            if hmac.compare_digest(key.encode(), secret.encode()):
+                return principal
+        raise FacadeHTTPError(401, "invalid API key", code="unauthorized")
+
+    async def call_tool(
+        self,
+        principal: Principal,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        progress: ProgressFn | None = None,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        server, _, tool = name.partition("-")
+        domain = self.domains.get(server)
+        if domain is None or tool not in domain.visible_tools() or not principal.may_call(name):
+            raise ToolError(f"unknown tool {name!r}", code="not_found")
+        ctx = _ProgressContext(
+            tool=tool, request_id=request_id or uuid.uuid4().hex[:16], caller=principal.name, hub=domain.hub
+        )
+        ctx.progress_fn = progress
+        return await domain.call(tool, arguments, ctx)
+
+    def local_domain(self, server: str) -> Domain | None:
+        return self.domains.get(server)
+
+    def tool_names(self, principal: Principal) -> list[str]:
+        names = [f"{s}-{t}" for s, d in self.domains.items() for t in d.visible_tools()]
+        return [n for n in names if principal.may_call(n)]
+
+
+class _ProgressContext(ToolContext):
+    progress_fn: ProgressFn | None = None
+
+    async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        if self.progress_fn is not None:
+            await self.progress_fn(progress, total, message)

@@ -1,0 +1,141 @@
+"""A Python client for a toolmux hub, over streamable HTTP or stdio.
+
+    async with HubClient.http("http://127.0.0.1:4000/mcp/", key="...") as hub:
+        tools = await hub.list_tools()
+        result = await hub.call("storage-put_object", bucket="default", key="a.txt", text="hi")
+
+`call()` returns the structured result and raises `ToolError` for `isError` results;
+`call_tool()` returns the full typed `CallToolResult`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx2
+import mcp_types as types
+from mcp import Client, StdioServerParameters
+
+from servers.kit.errors import ToolError, error_from_result
+
+ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
+
+
+def _wire(result: types.CallToolResult) -> dict[str, Any]:
+    return result.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+class HubClient:
+    """A connected MCP client session to a hub (or any MCP server)."""
+
+    def __init__(
+        self,
+        target: str | StdioServerParameters,
+        *,
+        key: str | None = None,
+        mode: str = "legacy",
+        timeout: float = 60.0,
+        **client_options: Any,
+    ) -> None:
+        self._target = target
+        self._key = key
+        self._mode = mode
+        self._timeout = timeout
+        self._client_options = client_options
+        self._stack: AsyncExitStack | None = None
+        self._client: Client | None = None
+
+    @classmethod
+    def http(cls, url: str, key: str | None = None, **options: Any) -> HubClient:
+        return cls(url, key=key, **options)
+
+    @classmethod
+    def stdio(cls, command: str, args: list[str], env: dict[str, str] | None = None, **options: Any) -> HubClient:
+        return cls(StdioServerParameters(command=command, args=args, env=env), **options)
+
+    async def __aenter__(self) -> HubClient:
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            target: Any = self._target
+            if isinstance(target, str):
+                from mcp.client.streamable_http import streamable_http_client
+
+                headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+                http = await stack.enter_async_context(
+                    httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(self._timeout, read=None))
+                )
+                target = streamable_http_client(target, http_client=http)
+            self._client = await stack.enter_async_context(
+                Client(target, mode=self._mode, read_timeout_seconds=self._timeout, **self._client_options)
+            )
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._stack is not None:
+            await self._stack.aclose()
+        self._stack = None
+        self._client = None
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            raise RuntimeError("HubClient is not connected; use 'async with'")
+        return self._client
+
+    async def list_tools(self) -> list[types.Tool]:
+        tools: list[types.Tool] = []
+        cursor: str | None = None
+        while True:
+            page = await self.client.session.list_tools(params=types.PaginatedRequestParams(cursor=cursor))
+            tools.extend(page.tools)
+            cursor = page.next_cursor
+            if not cursor:
+                return tools
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+        timeout: float | None = None,
+    ) -> types.CallToolResult:
+        return await self.client.call_tool(
+            name, arguments or {}, read_timeout_seconds=timeout, progress_callback=progress
+        )
+
+    async def call(self, name: str, /, **arguments: Any) -> Any:
+        """Call a tool and return its structured result; an `isError` result raises `ToolError`."""
+        wire = _wire(await self.call_tool(name, arguments))
+        error = error_from_result(wire)
+        if error is not None:
+            raise error
+        if "structuredContent" in wire:
+            return wire["structuredContent"]
+        return wire.get("content", [])
+
+
+class HttpHubCaller:
+    """`HubCaller` for a domain server running as a child of a hub: calls back over HTTP."""
+
+    def __init__(self, url: str, key: str | None) -> None:
+        self._url = url
+        self._key = key
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        # A fresh short session per call keeps a child free of connection state it cannot own;
+        # callbacks to the hub are rare (storing an artifact), not a hot path.
+        try:
+            async with HubClient.http(self._url, self._key, timeout=timeout or 60.0) as hub:
+                return _wire(await hub.call_tool(name, arguments, timeout=timeout))
+        except ToolError:
+            raise
+        except Exception as exc:
+            raise ToolError(f"could not reach the hub to call {name}: {exc}", code="unavailable") from None

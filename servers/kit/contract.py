@@ -1,0 +1,98 @@
+"""A tool's contract (from `schemas/`) with compiled validators and field-naming error messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError, best_match
+
+from servers.kit.errors import ToolError
+
+
+def _field_of(error: ValidationError) -> str:
+    path = [str(p) for p in error.absolute_path]
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [name for name in error.validator_value if name not in error.instance]
+        if missing:
+            path.append(missing[0])
+    elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = set(error.schema.get("properties", {}))
+        extra = [k for k in error.instance if k not in allowed]
+        if extra:
+            path.append(extra[0])
+    return ".".join(path)
+
+
+def describe_validation_error(error: ValidationError) -> tuple[str, str]:
+    """`(field, message)` for one schema violation, worded for a person or an LLM to act on."""
+    name = _field_of(error)
+    rule = error.validator
+    if rule == "required":
+        message = f"missing required field '{name}'"
+    elif rule == "additionalProperties":
+        message = f"unexpected field '{name}'"
+    else:
+        message = f"field '{name or '(arguments)'}': {error.message} (rule: {rule})"
+    return name, message
+
+
+@dataclass
+class ToolContract:
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any] | None = None
+    title: str | None = None
+    annotations: dict[str, Any] | None = None
+    meta: dict[str, Any] | None = None
+    _input_validator: Draft202012Validator = field(init=False, repr=False)
+    _output_validator: Draft202012Validator | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        Draft202012Validator.check_schema(self.input_schema)
+        self._input_validator = Draft202012Validator(self.input_schema, format_checker=FormatChecker())
+        self._output_validator = None
+        if self.output_schema is not None:
+            Draft202012Validator.check_schema(self.output_schema)
+            self._output_validator = Draft202012Validator(self.output_schema)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ToolContract:
+        return cls(
+            name=data["name"],
+            description=data.get("description", ""),
+            input_schema=data.get("inputSchema", {"type": "object"}),
+            output_schema=data.get("outputSchema"),
+            title=data.get("title"),
+            annotations=data.get("annotations"),
+            meta=data.get("_meta"),
+        )
+
+    def validate_input(self, arguments: dict[str, Any]) -> None:
+        """Raise `ToolError(code="invalid_argument")` naming the first offending field."""
+        error = best_match(self._input_validator.iter_errors(arguments))
+        if error is not None:
+            name, message = describe_validation_error(error)
+            raise ToolError(f"invalid arguments: {message}", field=name or None)
+
+    def output_problem(self, structured: Any) -> str | None:
+        """Why `structured` breaks the output schema, or None when it conforms."""
+        if self._output_validator is None:
+            return None
+        error = best_match(self._output_validator.iter_errors(structured))
+        return None if error is None else describe_validation_error(error)[1]
+
+    def to_wire(self, name: str | None = None) -> dict[str, Any]:
+        tool: dict[str, Any] = {"name": name or self.name, "description": self.description}
+        if self.title:
+            tool["title"] = self.title
+        tool["inputSchema"] = self.input_schema
+        if self.output_schema is not None:
+            tool["outputSchema"] = self.output_schema
+        if self.annotations:
+            tool["annotations"] = self.annotations
+        if self.meta:
+            tool["_meta"] = self.meta
+        return tool

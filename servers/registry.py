@@ -1,0 +1,66 @@
+"""The built-in domain servers the hub knows by name, and whether each can run on this machine.
+
+A server's module defines `create(settings: ServerSettings) -> Domain`. Availability is
+checked without importing the (often heavy) module: the Python packages and executables it
+needs are looked up, and a missing one is reported with the reason and the fix.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import shutil
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from servers.kit.domain import Domain
+    from servers.kit.settings import ServerSettings
+
+Mode = Literal["inprocess", "stdio"]
+
+
+@dataclass(frozen=True)
+class BuiltinServer:
+    name: str
+    summary: str
+    module: str
+    python_modules: tuple[str, ...] = ()
+    executables: tuple[str, ...] = ()
+    extra: str | None = None
+    default_mode: Mode = "stdio"
+
+    def unavailable_reason(self) -> str | None:
+        """Why this server cannot run here (None when it can)."""
+        if importlib.util.find_spec(self.module.rsplit(".", 1)[0]) is None:
+            return f"package {self.module} is not part of this installation"
+        install = f" (install the extra: pip install 'toolmux[{self.extra}]')" if self.extra else ""
+        for module in self.python_modules:
+            if importlib.util.find_spec(module) is None:
+                return f"Python package '{module}' is not installed{install}"
+        for exe in self.executables:
+            if shutil.which(exe) is None:
+                return f"executable '{exe}' is not on PATH (scripts/setup installs it from Debian)"
+        return None
+
+    def create(self, settings: ServerSettings) -> Domain:
+        module = importlib.import_module(self.module)
+        domain: Domain = module.create(settings)
+        return domain
+
+
+BUILTINS: dict[str, BuiltinServer] = {
+    "demo": BuiltinServer(
+        name="demo",
+        summary="A tiny server for trying toolmux: echo, add, a slow counter with progress.",
+        module="servers.demo.server",
+        default_mode="inprocess",
+    ),
+}
+
+
+def get(name: str) -> BuiltinServer:
+    try:
+        return BUILTINS[name]
+    except KeyError:
+        raise KeyError(f"no built-in server {name!r}; built-ins: {', '.join(sorted(BUILTINS))}") from None
