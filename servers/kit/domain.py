@@ -72,6 +72,9 @@ class Domain:
         self.contracts: dict[str, ToolContract] = {t["name"]: ToolContract.from_dict(t) for t in loaded["tools"]}
         self.handlers: dict[str, ToolHandler] = {}
         self.hidden: dict[str, str] = {}
+        # The domain's plain logic object, for faces in the same process that must bypass JSON
+        # (e.g. storage's HTTP API streaming bytes). Set by the domain's `create()`.
+        self.service: Any = None
 
     # --- registration ---------------------------------------------------------------------------
     def tool(self, name: str) -> Callable[[ToolHandler], ToolHandler]:

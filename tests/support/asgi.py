@@ -1,0 +1,35 @@
+"""Serve an ASGI app on a free loopback port for the length of a test (real HTTP, port 0)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import uvicorn
+
+
+def bound_socket(host: str = "127.0.0.1") -> socket.socket:
+    """A listening TCP socket on a free port: clients may connect before the server task runs."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    sock.listen(128)
+    return sock
+
+
+@asynccontextmanager
+async def serve_asgi(app: Any, *, host: str = "127.0.0.1", lifespan: str = "auto") -> AsyncIterator[str]:
+    """Yield the base URL (http://127.0.0.1:PORT) of `app` served by uvicorn until the block ends."""
+    sock = bound_socket(host)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, loop="asyncio"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, [sock])
+        try:
+            yield f"http://{host}:{port}"
+        finally:
+            server.should_exit = True
+    sock.close()
