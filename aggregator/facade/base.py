@@ -81,6 +81,11 @@ class FacadeContext(Protocol):
         """The in-process Domain object of a built-in server, when it runs inside the hub."""
         ...
 
+    def signing_secret(self, access_key_id: str) -> tuple[str, Principal] | None:
+        """The secret behind a hub key name ("master" or a named key), for signature schemes
+        such as AWS SigV4 where the client proves it holds the key without sending it."""
+        ...
+
     def tool_names(self, principal: Principal) -> list[str]:
         """Every tool the principal may call, namespaced."""
         ...
@@ -184,6 +189,14 @@ class DirectFacadeContext:
 
     def local_domain(self, server: str) -> Domain | None:
         return self.domains.get(server)
+
+    def signing_secret(self, access_key_id: str) -> tuple[str, Principal] | None:
+        if access_key_id == MASTER.name:
+            return self.master_key, MASTER
+        for secret, principal in self.keys.items():
+            if principal.name == access_key_id:
+                return secret, principal
+        return None
 
     def tool_names(self, principal: Principal) -> list[str]:
         names = [f"{s}-{t}" for s, d in self.domains.items() for t in d.visible_tools()]

@@ -75,6 +75,9 @@ class Domain:
         # The domain's plain logic object, for faces in the same process that must bypass JSON
         # (e.g. storage's HTTP API streaming bytes). Set by the domain's `create()`.
         self.service: Any = None
+        # Optional deep health check (backends reachable, engines loadable): the hub's /health
+        # shows what it returns, e.g. {"healthy": bool, "details": {...}}.
+        self.health: Callable[[], Awaitable[dict[str, Any]]] | None = None
 
     # --- registration ---------------------------------------------------------------------------
     def tool(self, name: str) -> Callable[[ToolHandler], ToolHandler]:
