@@ -60,6 +60,48 @@ def cmd_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hub_config(path: str | None) -> Any:
+    from aggregator import config as hub_config
+
+    if path:
+        return hub_config.load(path)
+    return hub_config.default()
+
+
+def cmd_stdio(args: argparse.Namespace) -> int:
+    import anyio
+
+    from aggregator.auth import resolve_master_key
+    from aggregator.config import ConfigError
+    from aggregator.front.core import McpCore
+    from aggregator.front.stdio_face import StdioFace
+    from aggregator.hub import Hub
+
+    try:
+        config = _hub_config(args.config)
+    except ConfigError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 2
+    hub = Hub(config, master_key=resolve_master_key(config))
+    principal = hub.keys.principal_for(args.key) if args.key else None
+    if args.key and principal is None:
+        print("toolmux stdio: --key matches no configured key", file=sys.stderr)
+        return 2
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(hub.run)
+            await hub.wait_settled(args.startup_timeout)
+            face = StdioFace(McpCore(hub), principal or MASTER)
+            await face.serve()
+            await hub.stop()
+
+    from aggregator.principal import MASTER
+
+    anyio.run(main)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toolmux", description="MCP-first tool server aggregator")
     parser.add_argument("--log-level", default=os.environ.get("TOOLMUX_LOG_LEVEL", "WARNING"))
@@ -76,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--config", help="YAML/JSON file with this server's own config section")
     server.add_argument("--data-dir", help="data directory (default: $TOOLMUX_DATA_DIR or .data)")
     server.set_defaults(func=cmd_server)
+
+    stdio = sub.add_parser("stdio", help="serve the aggregated MCP server over stdin/stdout")
+    stdio.add_argument("--config", help="toolmux YAML config (default: the embedded default)")
+    stdio.add_argument("--key", help="act with this named key's tool scope instead of the master key's")
+    stdio.add_argument("--startup-timeout", type=float, default=20.0,
+                       help="seconds to wait for upstreams before serving (default 20)")
+    stdio.set_defaults(func=cmd_stdio)
     return parser
 
 

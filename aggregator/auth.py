@@ -1,0 +1,81 @@
+"""API keys: the master key, named keys with tool scopes, and the hub's internal key.
+
+Keys are compared by SHA-256 digest, so the lookup does not leak through timing which stored
+key a guess resembles; the final comparison is constant-time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from aggregator.config import HubConfig
+from aggregator.principal import MASTER, Principal
+
+_log = logging.getLogger("toolmux.auth")
+
+MASTER_KEY_ENV = "TOOLMUX_MASTER_KEY"
+MASTER_KEY_FILE = "master.key"
+INTERNAL = Principal(name="internal", is_master=True)
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def resolve_master_key(config: HubConfig, *, announce: bool = True) -> str:
+    """Config, then $TOOLMUX_MASTER_KEY, then the data dir's master.key; else generate and store one."""
+    if config.auth.master_key:
+        return config.auth.master_key
+    env = os.environ.get(MASTER_KEY_ENV)
+    if env:
+        return env
+    path = config.data_dir / MASTER_KEY_FILE
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    key = "tm-" + secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(key + "\n")
+    if announce:
+        print(f"toolmux: generated a master key (stored in {path}, shown only once):\n  {key}", file=sys.stderr)
+    return key
+
+
+class KeyStore:
+    def __init__(self, master_key: str, config: HubConfig, internal_key: str | None = None) -> None:
+        self.internal_key = internal_key or secrets.token_urlsafe(32)
+        self._secrets: dict[str, str] = {MASTER.name: master_key}
+        self._by_digest: dict[bytes, Principal] = {_digest(master_key): MASTER, _digest(self.internal_key): INTERNAL}
+        for entry in config.auth.keys:
+            principal = Principal(name=entry.name, allowed_tools=tuple(entry.tools), denied_tools=tuple(entry.deny))
+            self._by_digest[_digest(entry.key)] = principal
+            self._secrets[entry.name] = entry.key
+
+    def principal_for(self, presented: str | None) -> Principal | None:
+        if not presented:
+            return None
+        digest = _digest(presented)
+        principal = self._by_digest.get(digest)
+        if principal is None:
+            return None
+        # The digest matched; compare the secret too so equality is never decided by a dict lookup alone.
+        secret = self.internal_key if principal is INTERNAL else self._secrets.get(principal.name, "")
+        return principal if hmac.compare_digest(presented.encode(), secret.encode()) else None
+
+    def secret_for(self, name: str) -> tuple[str, Principal] | None:
+        secret = self._secrets.get(name)
+        if secret is None:
+            return None
+        principal = self._by_digest[_digest(secret)]
+        return secret, principal
+
+    @staticmethod
+    def from_path(path: Path) -> str:
+        return path.read_text(encoding="utf-8").strip()

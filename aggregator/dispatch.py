@@ -1,0 +1,131 @@
+"""The one path every call takes: scope check, lookup, validation, forwarding, timeouts, metrics.
+
+Both MCP faces and every HTTP facade call through here, so these rules are written once.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from jsonschema.exceptions import best_match
+
+from aggregator import jsonrpc
+from aggregator.front.eras import META_SERVER_INFO
+from aggregator.jsonrpc import RpcError
+from aggregator.principal import Principal
+from aggregator.upstreams.peer import CallRoute, ProgressFn
+from servers.kit.context import CALLER_META_KEY, REQUEST_ID_META_KEY
+from servers.kit.contract import describe_validation_error
+from servers.kit.errors import ToolError, error_result
+
+if TYPE_CHECKING:
+    from aggregator.hub import Hub
+
+# `_meta` keys a client may not set on what reaches an upstream (the hub sets its own, or they
+# belong to the client-hub hop only).
+_HOP_META_PREFIXES = ("toolmux/", "io.modelcontextprotocol/")
+
+
+def forward_meta(client_meta: dict[str, Any] | None, request_id: str, caller: str) -> dict[str, Any]:
+    meta = {k: v for k, v in (client_meta or {}).items()
+            if k != "progressToken" and not k.startswith(_HOP_META_PREFIXES)}
+    meta[REQUEST_ID_META_KEY] = request_id
+    meta[CALLER_META_KEY] = caller
+    return meta
+
+
+def strip_server_identity(result: dict[str, Any]) -> dict[str, Any]:
+    """Drop the child's `_meta` serverInfo stamp: the client is talking to the hub, not to it."""
+    meta = result.get("_meta")
+    if isinstance(meta, dict) and META_SERVER_INFO in meta:
+        rest = {k: v for k, v in meta.items() if k != META_SERVER_INFO}
+        result = {k: v for k, v in result.items() if k != "_meta"}
+        if rest:
+            result["_meta"] = rest
+    return result
+
+
+def unknown_tool(hub: Hub, name: str, principal: Principal) -> RpcError:
+    near = hub.catalog.nearest(name, principal)
+    hint = f"; did you mean: {', '.join(near)}?" if near else ""
+    return RpcError(jsonrpc.INVALID_PARAMS, f"Unknown tool: {name!r}{hint}", {"tool": name, "nearest": near})
+
+
+async def call_tool(hub: Hub, principal: Principal, name: str, arguments: Any, *,
+                    route: CallRoute | None = None, on_progress: ProgressFn | None = None,
+                    client_meta: dict[str, Any] | None = None, request_id: str | None = None) -> dict[str, Any]:
+    """Call a namespaced tool; the wire CallToolResult. Protocol-level failures raise RpcError."""
+    entry = hub.catalog.tool(name)
+    if entry is None or not principal.may_call(name):
+        # Out-of-scope tools answer exactly like missing ones: a key must not learn what exists.
+        raise unknown_tool(hub, name, principal)
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        raise RpcError(jsonrpc.INVALID_PARAMS, "tools/call: 'arguments' must be an object")
+    started = time.perf_counter()
+    validator = entry.validator
+    if validator is not None:
+        violation = best_match(validator.iter_errors(arguments))
+        if violation is not None:
+            field, message = describe_validation_error(violation)
+            hub.metrics.record_call(name, "invalid", time.perf_counter() - started)
+            return error_result(ToolError(f"invalid arguments for {name}: {message}", field=field or None))
+    rid = request_id or uuid.uuid4().hex[:16]
+    params = {"name": entry.original, "arguments": arguments, "_meta": forward_meta(client_meta, rid, principal.name)}
+    outcome = "error"
+    try:
+        result = await entry.upstream.request("tools/call", params, route=route, on_progress=on_progress)
+        outcome = "tool_error" if result.get("isError") else "ok"
+        return strip_server_identity(result)
+    except RpcError as exc:
+        outcome = {jsonrpc.UPSTREAM_TIMEOUT: "timeout", jsonrpc.UPSTREAM_UNAVAILABLE: "unavailable"}.get(
+            exc.code, "error")
+        raise
+    except anyio.get_cancelled_exc_class():
+        outcome = "cancelled"
+        raise
+    finally:
+        hub.metrics.record_call(name, outcome, time.perf_counter() - started)
+
+
+async def get_prompt(hub: Hub, principal: Principal, name: str, arguments: Any, *,
+                     route: CallRoute | None = None, client_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    entry = hub.catalog.prompt(name)
+    if entry is None or not principal.may_call(name):
+        raise RpcError(jsonrpc.INVALID_PARAMS, f"Unknown prompt: {name!r}")
+    params: dict[str, Any] = {"name": entry.original}
+    if arguments is not None:
+        params["arguments"] = arguments
+    params["_meta"] = forward_meta(client_meta, uuid.uuid4().hex[:16], principal.name)
+    return strip_server_identity(await entry.upstream.request("prompts/get", params, route=route))
+
+
+async def read_resource(hub: Hub, principal: Principal, uri: str, *, route: CallRoute | None = None,
+                        modern: bool = False) -> dict[str, Any]:
+    resolved = hub.catalog.resolve_resource(uri)
+    if resolved is None or not hub.catalog.may_read(principal, resolved[0]):
+        raise resource_not_found(uri, modern)
+    upstream, original = resolved
+    try:
+        result = await upstream.request("resources/read", {"uri": original}, route=route)
+    except RpcError as exc:
+        if exc.code in (-32002, jsonrpc.INVALID_PARAMS) and "not found" in exc.message.lower():
+            raise resource_not_found(uri, modern) from None
+        raise
+    contents = result.get("contents")
+    if isinstance(contents, list):
+        result["contents"] = [
+            {**c, "uri": hub.catalog.resource_uri(upstream, c["uri"])} if isinstance(c, dict) and isinstance(
+                c.get("uri"), str) else c
+            for c in contents
+        ]
+    return strip_server_identity(result)
+
+
+def resource_not_found(uri: str, modern: bool) -> RpcError:
+    # 2026-07-28 moved "resource not found" from -32002 to Invalid Params.
+    return RpcError(jsonrpc.INVALID_PARAMS if modern else -32002, f"Resource not found: {uri}", {"uri": uri})

@@ -1,0 +1,333 @@
+"""The MCP protocol as the hub serves it, independent of transport.
+
+`McpCore.handle()` takes one parsed message from a front session and returns the response
+message (or None for notifications). Request-related messages (progress, logs, server-to-client
+requests on legacy sessions) go out through the `emit` callable the transport supplies.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from aggregator import dispatch, jsonrpc
+from aggregator.front.eras import (
+    ALL_VERSIONS,
+    LATEST_LEGACY,
+    LEGACY_VERSIONS,
+    LOG_LEVELS,
+    META_SERVER_INFO,
+    META_SUBSCRIPTION_ID,
+    MODERN_VERSIONS,
+)
+from aggregator.front.mrtr import ParkedCall, check_input_responses
+from aggregator.front.session import Emit, FrontCall, FrontSession
+from aggregator.jsonrpc import RpcError
+
+if TYPE_CHECKING:
+    from aggregator.hub import Hub
+
+_log = logging.getLogger("toolmux.front")
+
+LIST_TTL_MS = 30_000
+# Methods the stateless revision removed: a modern request for them is "method not found".
+REMOVED_IN_MODERN = {"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"}
+MRTR_METHODS = {"tools/call", "prompts/get", "resources/read"}
+CACHEABLE = {"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read",
+             "server/discover"}
+
+Operation = Callable[[FrontCall], Awaitable[dict[str, Any]]]
+
+
+class McpCore:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def capabilities(self) -> dict[str, Any]:
+        return {
+            "tools": {"listChanged": True},
+            "resources": {"subscribe": True, "listChanged": True},
+            "prompts": {"listChanged": True},
+            "logging": {},
+            "completions": {},
+        }
+
+    # --- entry point ----------------------------------------------------------------------------------
+    async def handle(self, session: FrontSession, message: dict[str, Any], emit: Emit) -> dict[str, Any] | None:
+        method = message["method"]
+        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        if "id" not in message:
+            await self.notification(session, method, params)
+            return None
+        request_id = message["id"]
+        try:
+            result = await self.request(session, message, params, emit)
+        except RpcError as exc:
+            return jsonrpc.error_from(request_id, exc)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception:
+            reference = uuid.uuid4().hex[:12]
+            _log.exception("internal error serving %s (reference %s)", method, reference)
+            return jsonrpc.error(request_id, jsonrpc.INTERNAL_ERROR, f"internal error (reference {reference})")
+        if session.modern:
+            result = self._modern_envelope(method, result)
+        return jsonrpc.result(request_id, result)
+
+    def _modern_envelope(self, method: str, result: dict[str, Any]) -> dict[str, Any]:
+        result = dict(result)
+        result.setdefault("resultType", "complete")
+        if result["resultType"] == "complete" and method in CACHEABLE:
+            result.setdefault("ttlMs", 0 if method == "resources/read" else LIST_TTL_MS)
+            result.setdefault("cacheScope", "private")
+        meta = result.get("_meta") if isinstance(result.get("_meta"), dict) else {}
+        result["_meta"] = {**meta, META_SERVER_INFO: self.hub.server_info()}
+        return result
+
+    async def notification(self, session: FrontSession, method: str, params: dict[str, Any]) -> None:
+        if method == "notifications/initialized":
+            session.initialized = True
+        elif method == "notifications/cancelled":
+            session.cancel(params.get("requestId"))
+        else:
+            _log.debug("ignoring client notification %s", method)
+
+    # --- requests ---------------------------------------------------------------------------------------
+    async def request(self, session: FrontSession, message: dict[str, Any], params: dict[str, Any],
+                      emit: Emit) -> dict[str, Any]:
+        method = message["method"]
+        hub = self.hub
+        principal = session.principal
+        if session.modern and method in REMOVED_IN_MODERN:
+            raise RpcError(jsonrpc.METHOD_NOT_FOUND, f"Method not found: {method} (removed in 2026-07-28)")
+        if method == "initialize":
+            return self.initialize(session, params)
+        if method == "ping":
+            return {}
+        if method == "server/discover":
+            return {"supportedVersions": list(ALL_VERSIONS), "capabilities": self.capabilities(),
+                    "serverInfo": hub.server_info(), **({"instructions": i} if (i := hub.instructions()) else {})}
+        if method == "tools/list":
+            return {"tools": hub.catalog.tools_for(principal)}
+        if method == "prompts/list":
+            return {"prompts": hub.catalog.prompts_for(principal)}
+        if method == "resources/list":
+            return {"resources": hub.catalog.resources_for(principal)}
+        if method == "resources/templates/list":
+            return {"resourceTemplates": hub.catalog.templates_for(principal)}
+        if method == "logging/setLevel":
+            level = params.get("level")
+            if level not in LOG_LEVELS:
+                raise RpcError(jsonrpc.INVALID_PARAMS, f"level must be one of {', '.join(LOG_LEVELS)}")
+            session.log_level = level
+            return {}
+        if method in ("resources/subscribe", "resources/unsubscribe"):
+            return await self.subscribe(session, params, method == "resources/subscribe")
+        if method == "completion/complete":
+            return await self.complete(session, params)
+        if method == "subscriptions/listen" and session.modern:
+            return await self.listen(session, message, params, emit)
+        if method == "tools/call":
+            name = params.get("name")
+            if not isinstance(name, str):
+                raise RpcError(jsonrpc.INVALID_PARAMS, "tools/call: 'name' must be a string")
+
+            async def call_op(call: FrontCall) -> dict[str, Any]:
+                return await dispatch.call_tool(
+                    hub, principal, name, params.get("arguments"), route=call,
+                    on_progress=call.progress if call.wants_progress else None,
+                    client_meta=params.get("_meta"))
+
+            return await self.interactive(session, message, emit, name, call_op)
+        if method == "prompts/get":
+            name = params.get("name")
+            if not isinstance(name, str):
+                raise RpcError(jsonrpc.INVALID_PARAMS, "prompts/get: 'name' must be a string")
+
+            async def prompt_op(call: FrontCall) -> dict[str, Any]:
+                return await dispatch.get_prompt(hub, principal, name, params.get("arguments"), route=call,
+                                                 client_meta=params.get("_meta"))
+
+            return await self.interactive(session, message, emit, name, prompt_op)
+        if method == "resources/read":
+            uri = params.get("uri")
+            if not isinstance(uri, str):
+                raise RpcError(jsonrpc.INVALID_PARAMS, "resources/read: 'uri' must be a string")
+
+            async def read_op(call: FrontCall) -> dict[str, Any]:
+                return await dispatch.read_resource(hub, principal, uri, route=call, modern=session.modern)
+
+            return await self.interactive(session, message, emit, uri, read_op)
+        raise RpcError(jsonrpc.METHOD_NOT_FOUND, f"Method not found: {method}")
+
+    def initialize(self, session: FrontSession, params: dict[str, Any]) -> dict[str, Any]:
+        requested = params.get("protocolVersion")
+        if not isinstance(requested, str):
+            raise RpcError(jsonrpc.INVALID_PARAMS, "initialize: 'protocolVersion' must be a string")
+        version = requested if requested in LEGACY_VERSIONS else LATEST_LEGACY
+        session.protocol_version = version
+        caps = params.get("capabilities")
+        session.client_capabilities = caps if isinstance(caps, dict) else {}
+        info = params.get("clientInfo")
+        session.client_info = info if isinstance(info, dict) else {}
+        result: dict[str, Any] = {"protocolVersion": version, "capabilities": self.capabilities(),
+                                  "serverInfo": self.hub.server_info()}
+        instructions = self.hub.instructions()
+        if instructions:
+            result["instructions"] = instructions
+        return result
+
+    async def subscribe(self, session: FrontSession, params: dict[str, Any], subscribe: bool) -> dict[str, Any]:
+        uri = params.get("uri")
+        if not isinstance(uri, str):
+            raise RpcError(jsonrpc.INVALID_PARAMS, "'uri' must be a string")
+        resolved = self.hub.catalog.resolve_resource(uri)
+        if resolved is None or not self.hub.catalog.may_read(session.principal, resolved[0]):
+            raise dispatch.resource_not_found(uri, session.modern)
+        if subscribe and uri not in session.subscriptions:
+            session.subscriptions.add(uri)
+            await self.hub.subscribe_upstream(uri, True)
+        elif not subscribe and uri in session.subscriptions:
+            session.subscriptions.discard(uri)
+            await self.hub.subscribe_upstream(uri, False)
+        return {}
+
+    async def complete(self, session: FrontSession, params: dict[str, Any]) -> dict[str, Any]:
+        ref = params.get("ref")
+        if not isinstance(ref, dict):
+            raise RpcError(jsonrpc.INVALID_PARAMS, "completion/complete: 'ref' must be an object")
+        catalog = self.hub.catalog
+        forwarded = {k: v for k, v in params.items() if k != "_meta"}
+        if ref.get("type") == "ref/prompt":
+            entry = catalog.prompt(str(ref.get("name")))
+            if entry is None or not session.principal.may_call(entry.name):
+                raise RpcError(jsonrpc.INVALID_PARAMS, f"Unknown prompt: {ref.get('name')!r}")
+            upstream = entry.upstream
+            forwarded["ref"] = {**ref, "name": entry.original}
+        elif ref.get("type") == "ref/resource":
+            resolved = catalog.resolve_resource(str(ref.get("uri")))
+            if resolved is None or not catalog.may_read(session.principal, resolved[0]):
+                raise dispatch.resource_not_found(str(ref.get("uri")), session.modern)
+            upstream = resolved[0]
+            forwarded["ref"] = {**ref, "uri": catalog._original_uri(upstream, str(ref["uri"]))}
+        else:
+            raise RpcError(jsonrpc.INVALID_PARAMS, "completion/complete: ref.type must be ref/prompt or ref/resource")
+        if "completions" not in upstream.capabilities:
+            return {"completion": {"values": [], "hasMore": False}}
+        return dispatch.strip_server_identity(await upstream.request("completion/complete", forwarded))
+
+    async def listen(self, session: FrontSession, message: dict[str, Any], params: dict[str, Any],
+                     emit: Emit) -> dict[str, Any]:
+        """A long-lived stream of the change notifications the client opted in to (2026-07-28)."""
+        from aggregator.hub import Listener
+
+        wanted = params.get("notifications")
+        if not isinstance(wanted, dict):
+            raise RpcError(jsonrpc.INVALID_PARAMS, "subscriptions/listen: 'notifications' must be an object")
+        uris = wanted.get("resourceSubscriptions") or []
+        if not isinstance(uris, list) or not all(isinstance(u, str) for u in uris):
+            raise RpcError(jsonrpc.INVALID_PARAMS, "notifications.resourceSubscriptions must be a list of URIs")
+        honored: dict[str, Any] = {}
+        for key in ("toolsListChanged", "promptsListChanged", "resourcesListChanged"):
+            if wanted.get(key) is True:
+                honored[key] = True
+        if uris:
+            honored["resourceSubscriptions"] = list(uris)
+        subscription_id = message["id"]
+        listener = Listener(session.principal.name, subscription_id, bool(honored.get("toolsListChanged")),
+                            bool(honored.get("promptsListChanged")), bool(honored.get("resourcesListChanged")),
+                            set(uris), emit)
+        await emit(jsonrpc.notification("notifications/subscriptions/acknowledged", {
+            "_meta": {META_SUBSCRIPTION_ID: subscription_id}, "notifications": honored}))
+        self.hub.listeners.add(listener)
+        for uri in uris:
+            await self.hub.subscribe_upstream(uri, True)
+        scope = anyio.CancelScope()
+        session.in_flight[subscription_id] = scope
+        try:
+            with scope:
+                await listener.closed.wait()
+        finally:
+            session.in_flight.pop(subscription_id, None)
+            self.hub.listeners.discard(listener)
+            with anyio.CancelScope(shield=True):
+                for uri in uris:
+                    await self.hub.subscribe_upstream(uri, False)
+        return {"_meta": {META_SUBSCRIPTION_ID: subscription_id}}
+
+    # --- calls that may need the client's input -------------------------------------------------------
+    async def interactive(self, session: FrontSession, message: dict[str, Any], emit: Emit, target: str,
+                          op: Operation) -> dict[str, Any]:
+        if not session.modern:
+            call = FrontCall.for_request(session, message, emit)
+            scope = anyio.CancelScope()
+            session.in_flight[message["id"]] = scope
+            try:
+                with scope:
+                    return await op(call)
+                raise RpcError(jsonrpc.REQUEST_CANCELLED, "request cancelled by the client")
+            finally:
+                session.in_flight.pop(message["id"], None)
+        return await self._input_rounds(session, message, emit, target, op)
+
+    async def _input_rounds(self, session: FrontSession, message: dict[str, Any], emit: Emit, target: str,
+                            op: Operation) -> dict[str, Any]:
+        broker = self.hub.broker
+        params = message.get("params") or {}
+        method = message["method"]
+        principal = session.principal.name
+        responses = check_input_responses(params.get("inputResponses"))
+        state = params.get("requestState")
+        if state is not None:
+            parked = broker.resume(state, principal, method, target)
+            parked.answer(responses)
+            if parked.outstanding:
+                return broker.input_required(parked)
+        else:
+            parked = broker.park(principal, method, target)
+            call = FrontCall.for_request(session, message, parked.progress_emit)
+            call.input_broker = parked
+            self.hub.task_group.start_soon(self._run_parked, parked, call, op)
+        try:
+            kind, value = await broker.next_round(parked, emit)
+        except anyio.get_cancelled_exc_class():
+            # Closing the response stream cancels the request (2026-07-28).
+            if parked.cancel_scope is not None:
+                parked.cancel_scope.cancel()
+            broker.release(parked)
+            raise
+        if kind == "input":
+            return broker.input_required(parked)
+        broker.release(parked)
+        outcome, payload = value
+        if outcome == "error":
+            raise payload
+        result: dict[str, Any] = payload
+        return result
+
+    async def _run_parked(self, parked: ParkedCall, call: FrontCall, op: Operation) -> None:
+        outcome: tuple[str, Any]
+        with anyio.CancelScope() as scope:
+            parked.cancel_scope = scope
+            try:
+                outcome = ("ok", await op(call))
+            except RpcError as exc:
+                outcome = ("error", exc)
+            except Exception:
+                _log.exception("stateless call failed")
+                outcome = ("error", RpcError(jsonrpc.INTERNAL_ERROR, "internal error"))
+            if call.fatal is not None:
+                outcome = ("error", call.fatal)
+            try:
+                await parked.events_in.send(("done", outcome))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
+
+
+def negotiate_unsupported(requested: Any) -> RpcError:
+    return RpcError(jsonrpc.UNSUPPORTED_PROTOCOL_VERSION, "Unsupported protocol version",
+                    {"supported": list(MODERN_VERSIONS) + list(reversed(LEGACY_VERSIONS)), "requested": requested})

@@ -1,0 +1,32 @@
+"""Validation of the stateless revision's per-request envelope (`_meta`), shared by every face."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aggregator import jsonrpc
+from aggregator.front.core import negotiate_unsupported
+from aggregator.front.eras import META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, MODERN_VERSIONS
+from aggregator.front.session import FrontSession
+from aggregator.jsonrpc import RpcError
+from aggregator.principal import Principal
+
+
+def modern_session(principal: Principal, params: dict[str, Any] | None) -> FrontSession:
+    """A one-request session from the request's `_meta`; RpcError when the envelope is invalid."""
+    meta = (params or {}).get("_meta")
+    if not isinstance(meta, dict):
+        raise RpcError(jsonrpc.INVALID_PARAMS, "params._meta is required (protocolVersion, clientCapabilities)")
+    version = meta.get(META_PROTOCOL_VERSION)
+    if not isinstance(version, str):
+        raise RpcError(jsonrpc.INVALID_PARAMS, f"params._meta['{META_PROTOCOL_VERSION}'] is required")
+    capabilities = meta.get(META_CLIENT_CAPABILITIES)
+    if not isinstance(capabilities, dict):
+        raise RpcError(jsonrpc.INVALID_PARAMS, f"params._meta['{META_CLIENT_CAPABILITIES}'] is required")
+    if version not in MODERN_VERSIONS:
+        raise negotiate_unsupported(version)
+    info = meta.get(META_CLIENT_INFO)
+    session = FrontSession(principal=principal, protocol_version=version, modern=True,
+                           client_capabilities=capabilities, client_info=info if isinstance(info, dict) else {})
+    session.initialized = True
+    return session

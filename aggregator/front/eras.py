@@ -1,0 +1,36 @@
+"""Protocol revisions the hub speaks to clients, and the `_meta` keys of the stateless revision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+LEGACY_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
+MODERN_VERSIONS = ("2026-07-28",)
+LATEST_LEGACY = LEGACY_VERSIONS[-1]
+ALL_VERSIONS = (*LEGACY_VERSIONS, *MODERN_VERSIONS)
+
+META_PROTOCOL_VERSION = "io.modelcontextprotocol/protocolVersion"
+META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
+META_CLIENT_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
+META_LOG_LEVEL = "io.modelcontextprotocol/logLevel"
+META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
+META_SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
+
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+
+
+def log_rank(level: Any) -> int:
+    try:
+        return LOG_LEVELS.index(str(level))
+    except ValueError:
+        return 0
+
+
+def modern_meta(params: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The request's `_meta` when it carries the stateless revision's envelope."""
+    if not params:
+        return None
+    meta = params.get("_meta")
+    if isinstance(meta, dict) and (META_PROTOCOL_VERSION in meta or META_CLIENT_CAPABILITIES in meta):
+        return meta
+    return None

@@ -1,0 +1,118 @@
+"""The hub as an MCP server over its own stdin/stdout (how Claude Desktop launches servers).
+
+The process owner already holds the config and its secrets, so the stdio face acts as the
+master key unless `--key` narrows it to a named key's scope.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import anyio
+
+from aggregator import jsonrpc
+from aggregator.front.core import McpCore
+from aggregator.front.envelope import modern_session
+from aggregator.front.eras import LATEST_LEGACY, modern_meta
+from aggregator.front.session import FrontSession
+from aggregator.jsonrpc import RpcError
+from aggregator.principal import Principal
+
+_log = logging.getLogger("toolmux.stdio")
+MAX_LINE = 64 * 1024 * 1024
+
+
+class StdioFace:
+    def __init__(self, core: McpCore, principal: Principal) -> None:
+        self.core = core
+        self.principal = principal
+        self._write_lock = anyio.Lock()
+        self._out: Any = None
+        self.session = FrontSession(principal=principal, protocol_version=LATEST_LEGACY)
+        self._modern_in_flight: dict[Any, anyio.CancelScope] = {}
+
+    async def write(self, message: dict[str, Any]) -> None:
+        data = jsonrpc.dumps(message) + b"\n"
+        out = self._out
+
+        def put() -> None:
+            out.write(data)
+            out.flush()
+
+        async with self._write_lock:
+            # A thread, so a client that stops reading stalls only this write, not the event loop.
+            await anyio.to_thread.run_sync(put)
+
+    async def serve(self, stdin: Any = None, stdout: Any = None) -> None:
+        """Serve until stdin closes. `stdin`/`stdout` are binary file objects (default: the process's)."""
+        source = stdin or sys.stdin.buffer
+        self._out = stdout or sys.stdout.buffer
+        session = self.session
+        session.unsolicited = self.write
+        self.core.hub.sessions.add(session)
+        try:
+            async with anyio.create_task_group() as tg:
+                while True:
+                    line = await anyio.to_thread.run_sync(source.readline, MAX_LINE + 1)
+                    if not line:
+                        break
+                    if len(line) > MAX_LINE:
+                        await self.write(jsonrpc.error(None, jsonrpc.INVALID_REQUEST, "message too large"))
+                        break
+                    if line.strip():
+                        await self._on_line(line, tg)
+                tg.cancel_scope.cancel()
+        finally:
+            self.core.hub.sessions.discard(session)
+            session.close()
+
+    async def _on_line(self, line: bytes, tg: Any) -> None:
+        try:
+            message = jsonrpc.loads(line)
+        except ValueError:
+            await self.write(jsonrpc.error(None, jsonrpc.PARSE_ERROR, "Parse error: invalid JSON"))
+            return
+        problem = jsonrpc.check_message(message)
+        if problem is not None:
+            request_id = message.get("id") if isinstance(message, dict) and jsonrpc.valid_id(message.get("id")) else None
+            await self.write(jsonrpc.error(request_id, jsonrpc.INVALID_REQUEST, f"Invalid request: {problem}"))
+            return
+        if jsonrpc.is_response(message):
+            self.session.deliver_response(message)
+            return
+        params = message.get("params") if isinstance(message.get("params"), dict) else None
+        if message["method"] == "notifications/cancelled" and params is not None:
+            scope = self._modern_in_flight.get(params.get("requestId"))
+            if scope is not None:
+                scope.cancel()
+        if modern_meta(params) is not None or message["method"] == "server/discover":
+            tg.start_soon(self._serve_modern, message, params)
+        elif "id" in message:
+            tg.start_soon(self._serve, self.session, message)
+        else:
+            await self.core.handle(self.session, message, self.write)
+
+    async def _serve(self, session: FrontSession, message: dict[str, Any]) -> None:
+        response = await self.core.handle(session, message, self.write)
+        if response is not None:
+            await self.write(response)
+
+    async def _serve_modern(self, message: dict[str, Any], params: dict[str, Any] | None) -> None:
+        request_id = message.get("id")
+        try:
+            session = modern_session(self.principal, params)
+        except RpcError as exc:
+            if request_id is not None:
+                await self.write(jsonrpc.error_from(request_id, exc))
+            return
+        if request_id is None:
+            await self.core.handle(session, message, self.write)
+            return
+        with anyio.CancelScope() as scope:
+            self._modern_in_flight[request_id] = scope
+            try:
+                await self._serve(session, message)
+            finally:
+                self._modern_in_flight.pop(request_id, None)

@@ -1,0 +1,319 @@
+"""The hub: which upstreams exist, their lifecycle, the catalog they feed, and who hears of changes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from aggregator import __version__, dispatch, jsonrpc
+from aggregator.auth import INTERNAL, KeyStore
+from aggregator.catalog import Catalog
+from aggregator.config import HubConfig, ServerEntry
+from aggregator.front.eras import META_SUBSCRIPTION_ID
+from aggregator.front.mrtr import InputBroker
+from aggregator.front.session import FrontSession
+from aggregator.metrics import Metrics
+from aggregator.upstreams import openers
+from aggregator.upstreams.upstream import ChannelOpener, Upstream
+from servers import registry
+from servers.kit.domain import Domain
+from servers.kit.settings import ServerConfigError, ServerSettings
+
+_log = logging.getLogger("toolmux.hub")
+
+
+@dataclass(eq=False)
+class Listener:
+    """A stateless client's `subscriptions/listen` stream."""
+
+    principal_name: str
+    subscription_id: Any
+    tools: bool
+    prompts: bool
+    resources: bool
+    resource_uris: set[str]
+    emit: Any
+    closed: anyio.Event = field(default_factory=anyio.Event)
+
+
+class InProcessHubCaller:
+    """`HubCaller` for built-ins running inside the hub: calls go through dispatch, no HTTP hop."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        from servers.kit.errors import ToolError
+
+        try:
+            with anyio.fail_after(timeout or 300):
+                return await dispatch.call_tool(self._hub, INTERNAL, name, arguments)
+        except jsonrpc.RpcError as exc:
+            raise ToolError(exc.message, code="unavailable" if exc.code == jsonrpc.UPSTREAM_UNAVAILABLE
+                            else "not_found" if exc.code == jsonrpc.INVALID_PARAMS else "upstream_error") from None
+        except TimeoutError:
+            raise ToolError(f"{name} did not finish in time", code="timeout") from None
+
+
+class Hub:
+    def __init__(self, config: HubConfig, *, master_key: str, public_url: str | None = None) -> None:
+        self.config = config
+        self.keys = KeyStore(master_key, config)
+        self.catalog = Catalog(config.catalog.separator)
+        self.metrics = Metrics()
+        self.broker = InputBroker()
+        self.public_url = public_url
+        self.upstreams: dict[str, Upstream] = {}
+        self.unavailable: dict[str, str] = {}
+        self.domains: dict[str, Domain] = {}
+        self.sessions: set[FrontSession] = set()
+        self.listeners: set[Listener] = set()
+        self.started_at = time.time()
+        self._tg: TaskGroup | None = None
+        self._rebuild_lock = anyio.Lock()
+        self._upstream_subscriptions: dict[tuple[str, str], int] = {}
+
+    @property
+    def data_dir(self) -> Any:
+        return self.config.data_dir
+
+    @property
+    def task_group(self) -> TaskGroup:
+        assert self._tg is not None, "the hub is not running"
+        return self._tg
+
+    # --- plan -----------------------------------------------------------------------------------
+    def plan(self, config: HubConfig) -> tuple[dict[str, tuple[ServerEntry, str | None]], dict[str, str]]:
+        """{name: (entry, builtin name or None)} of upstreams to run, and {name: reason} of unavailable ones."""
+        planned: dict[str, tuple[ServerEntry, str | None]] = {}
+        unavailable: dict[str, str] = {}
+        wanted = list(registry.BUILTINS) if config.builtins == "auto" else list(config.builtins)
+        for name in wanted:
+            if name not in registry.BUILTINS:
+                unavailable[name] = f"no built-in server named {name!r}"
+                continue
+            entry = config.servers.get(name, ServerEntry())
+            if entry.kind == "builtin" and entry.enabled:
+                planned[name] = (entry, entry.builtin or name)
+        for name, entry in config.servers.items():
+            if not entry.enabled:
+                planned.pop(name, None)
+                continue
+            if entry.kind == "builtin":
+                builtin = entry.builtin or name
+                if builtin not in registry.BUILTINS:
+                    unavailable[name] = f"no built-in server named {builtin!r}"
+                    continue
+                planned[name] = (entry, builtin)
+            else:
+                planned[name] = (entry, None)
+        for name, (_entry, builtin) in list(planned.items()):
+            if builtin is not None:
+                reason = registry.BUILTINS[builtin].unavailable_reason()
+                if reason:
+                    unavailable[name] = reason
+                    del planned[name]
+        return planned, unavailable
+
+    def _opener(self, name: str, entry: ServerEntry, builtin: str | None) -> tuple[ChannelOpener, str]:
+        if builtin is None:
+            if entry.command:
+                return (lambda: openers.stdio_opener(name, entry)), "stdio"
+            from aggregator.upstreams.http import http_opener
+
+            return http_opener(name, entry), "http"
+        spec = registry.BUILTINS[builtin]
+        mode = entry.mode or spec.default_mode
+        if mode == "stdio":
+            env = {"TOOLMUX_DATA_DIR": str(self.data_dir.resolve())}
+            if self.public_url:
+                env["TOOLMUX_PUBLIC_URL"] = self.public_url
+                env["TOOLMUX_HUB_URL"] = f"{self.public_url}/mcp/"
+                env["TOOLMUX_HUB_KEY"] = self.keys.internal_key
+            return (lambda: openers.builtin_child_opener(name, builtin, entry, env)), "builtin-stdio"
+        settings = ServerSettings(name=name, config=entry.config, data_dir=self.data_dir,
+                                  public_url=self.public_url, hub=InProcessHubCaller(self))
+        domain = spec.create(settings)
+        self.domains[name] = domain
+        return (lambda: openers.open_inprocess(name, domain)), "builtin-inprocess"
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            self._apply(self.config)
+            task_status.started()
+            await anyio.sleep_forever()
+
+    def _apply(self, config: HubConfig) -> None:
+        planned, unavailable = self.plan(config)
+        self.unavailable = unavailable
+        for name, reason in unavailable.items():
+            _log.warning("server %s unavailable: %s", name, reason)
+        for name, (entry, builtin) in planned.items():
+            self._start_upstream(name, entry, builtin)
+
+    def _start_upstream(self, name: str, entry: ServerEntry, builtin: str | None) -> None:
+        try:
+            opener, kind = self._opener(name, entry, builtin)
+        except ServerConfigError as exc:
+            self.unavailable[name] = f"invalid config: {exc}"
+            return
+        except Exception as exc:
+            _log.exception("server %s could not be created", name)
+            self.unavailable[name] = f"failed to start: {exc}"
+            return
+        upstream = Upstream(name, entry, opener, on_change=self._upstream_changed,
+                            on_notification=self._upstream_notification, kind=kind)
+        upstream.builtin = builtin  # type: ignore[attr-defined]
+        self.upstreams[name] = upstream
+        self.task_group.start_soon(upstream.run, name=f"upstream {name}")
+
+    async def wait_settled(self, timeout: float) -> None:
+        """Wait until every upstream finished its first connection attempt (ready or down)."""
+        with anyio.move_on_after(timeout):
+            for upstream in list(self.upstreams.values()):
+                await upstream.settled.wait()
+
+    async def stop(self) -> None:
+        for upstream in self.upstreams.values():
+            upstream.stop()
+        for session in list(self.sessions):
+            session.close()
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    async def reload(self, config: HubConfig) -> dict[str, list[str]]:
+        """Apply a new config without touching upstreams whose entry did not change."""
+        planned, unavailable = self.plan(config)
+        old = {name: (u.entry, getattr(u, "builtin", None)) for name, u in self.upstreams.items()}
+        report: dict[str, list[str]] = {"kept": [], "started": [], "restarted": [], "stopped": []}
+        for name, upstream in list(self.upstreams.items()):
+            if name not in planned:
+                upstream.stop()
+                del self.upstreams[name]
+                self.domains.pop(name, None)
+                report["stopped"].append(name)
+        self.config = config
+        self.keys = KeyStore(self.keys._secrets["master"], config, self.keys.internal_key)
+        self.catalog.separator = config.catalog.separator
+        self.unavailable = unavailable
+        for name, (entry, builtin) in planned.items():
+            if name in old and old[name] == (entry, builtin):
+                report["kept"].append(name)
+                continue
+            if name in self.upstreams:
+                self.upstreams.pop(name).stop()
+                self.domains.pop(name, None)
+                report["restarted"].append(name)
+            else:
+                report["started"].append(name)
+            self._start_upstream(name, entry, builtin)
+        await self._upstream_changed(None)
+        return report
+
+    # --- catalog changes and notifications ---------------------------------------------------------
+    async def _upstream_changed(self, upstream: Upstream | None) -> None:
+        async with self._rebuild_lock:
+            for u in self.upstreams.values():
+                self.metrics.upstream_up.labels(u.name).set(1 if u.is_ready else 0)
+            tools, resources, prompts = self.catalog.rebuild(list(self.upstreams.values()))
+        for error in self.catalog.snapshot.errors:
+            _log.error("%s", error)
+        if tools:
+            await self.broadcast("notifications/tools/list_changed", "tools")
+        if resources:
+            await self.broadcast("notifications/resources/list_changed", "resources")
+        if prompts:
+            await self.broadcast("notifications/prompts/list_changed", "prompts")
+
+    async def broadcast(self, method: str, kind: str, params: dict[str, Any] | None = None) -> None:
+        message = jsonrpc.notification(method, params)
+        for session in list(self.sessions):
+            if session.initialized:
+                await session.send_unsolicited(message)
+        for listener in list(self.listeners):
+            if getattr(listener, kind, False):
+                await self._to_listener(listener, method, params)
+
+    async def _to_listener(self, listener: Listener, method: str, params: dict[str, Any] | None) -> None:
+        body = dict(params or {})
+        body["_meta"] = {**(body.get("_meta") or {}), META_SUBSCRIPTION_ID: listener.subscription_id}
+        try:
+            await listener.emit(jsonrpc.notification(method, body))
+        except Exception:
+            listener.closed.set()
+
+    async def _upstream_notification(self, upstream: Upstream, method: str, params: dict[str, Any] | None) -> None:
+        if method == "notifications/resources/updated" and params and isinstance(params.get("uri"), str):
+            uri = self.catalog.resource_uri(upstream, params["uri"])
+            body = {**params, "uri": uri}
+            for session in list(self.sessions):
+                if uri in session.subscriptions:
+                    await session.send_unsolicited(jsonrpc.notification(method, body))
+            for listener in list(self.listeners):
+                if uri in listener.resource_uris:
+                    await self._to_listener(listener, method, body)
+        elif method == "notifications/message":
+            # A log line outside any call: every legacy session that asked for logs hears it.
+            for session in list(self.sessions):
+                if session.log_level is not None and not session.modern:
+                    await session.send_unsolicited(jsonrpc.notification(method, params))
+        else:
+            _log.debug("server %s: unhandled notification %s", upstream.name, method)
+
+    async def subscribe_upstream(self, uri: str, subscribe: bool) -> None:
+        """Reference-counted resources/subscribe towards the upstream serving `uri`."""
+        resolved = self.catalog.resolve_resource(uri)
+        if resolved is None:
+            return
+        upstream, original = resolved
+        if not upstream.capabilities.get("resources", {}).get("subscribe"):
+            return
+        key = (upstream.name, original)
+        count = self._upstream_subscriptions.get(key, 0)
+        new = count + 1 if subscribe else max(count - 1, 0)
+        self._upstream_subscriptions[key] = new
+        if (subscribe and count == 0) or (not subscribe and new == 0 and count > 0):
+            method = "resources/subscribe" if subscribe else "resources/unsubscribe"
+            try:
+                await upstream.request(method, {"uri": original})
+            except jsonrpc.RpcError as exc:
+                _log.warning("server %s: %s %s failed: %s", upstream.name, method, original, exc.message)
+
+    # --- identity & health ------------------------------------------------------------------------
+    def server_info(self) -> dict[str, Any]:
+        return {"name": "toolmux", "title": "toolmux hub", "version": __version__}
+
+    def instructions(self) -> str | None:
+        parts = [f"[{u.name}] {u.instructions}" for u in self.upstreams.values() if u.is_ready and u.instructions]
+        return "\n\n".join(parts) or None
+
+    def health(self, *, deep: bool) -> dict[str, Any]:
+        servers: dict[str, Any] = {}
+        for name, upstream in self.upstreams.items():
+            info: dict[str, Any] = {"state": upstream.state, "kind": upstream.kind,
+                                    "tools": len(upstream.listing.tools) if upstream.is_ready else 0,
+                                    "restarts": upstream.restarts}
+            if upstream.reason:
+                info["reason"] = upstream.reason
+            if deep:
+                info["transport"] = upstream.describe or openers.describe_entry(upstream.entry)
+                if upstream.server_info:
+                    info["server_info"] = upstream.server_info
+            servers[name] = info
+        for name, reason in self.unavailable.items():
+            servers[name] = {"state": "unavailable", "reason": reason}
+        ready = [n for n, u in self.upstreams.items() if u.is_ready]
+        status = "ok" if len(ready) == len(self.upstreams) else ("degraded" if ready else "down")
+        out: dict[str, Any] = {"status": status, "version": __version__, "servers": servers,
+                               "tools": len(self.catalog.snapshot.tools),
+                               "uptime_seconds": round(time.time() - self.started_at, 1)}
+        if self.catalog.snapshot.errors:
+            out["catalog_errors"] = list(self.catalog.snapshot.errors)
+        return out

@@ -1,0 +1,1 @@
+"""Connections to upstream MCP servers: transports (channels), the JSON-RPC peer, supervision."""

@@ -1,0 +1,37 @@
+"""A channel moves whole JSON-RPC messages (dicts) to and from one upstream server.
+
+Every transport — a child's stdio, an in-process SDK server, streamable HTTP, legacy SSE —
+is a `Channel`; the JSON-RPC peer above it does not know which.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class ChannelClosed(Exception):
+    """The channel ended (process exit, connection closed). `reason` says why, for the user."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SessionExpired(ChannelClosed):
+    """A remote server forgot our session (HTTP 404): reconnect and initialize again."""
+
+
+class Channel(Protocol):
+    async def send(self, message: dict[str, Any]) -> None:
+        """Send one message; raises ChannelClosed when the channel is gone."""
+        ...
+
+    async def receive(self) -> dict[str, Any]:
+        """The next message from the server; raises ChannelClosed at the end."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+    def describe(self) -> str:
+        """Where this channel goes, for logs and /health (never secrets)."""
+        ...

@@ -1,0 +1,206 @@
+"""The hub's JSON-RPC client side of one upstream session, over any `Channel`.
+
+It correlates responses to requests, routes progress by token, forwards cancellation when a
+caller gives up (timeout or its own cancellation), and hands server-initiated requests and
+notifications to the hub together with the in-flight call they most likely belong to.
+
+Attribution of server-initiated messages: stdio carries no link between a server's sampling
+request (or log message) and the tool call that caused it. The hub attributes it to the only
+in-flight call when there is one, else to the most recently started call; see
+docs/architecture.md ("Who gets a child's sampling request").
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+from anyio.abc import TaskGroup
+
+from aggregator import jsonrpc
+from aggregator.jsonrpc import RpcError
+from aggregator.upstreams.channel import Channel, ChannelClosed
+
+_log = logging.getLogger("toolmux.upstream")
+
+ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
+
+
+class CallRoute(Protocol):
+    """The front-side call an upstream request belongs to (implemented by the dispatch layer)."""
+
+    async def relay_request(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
+        """Ask the front client (sampling, elicitation, roots); raises RpcError when it cannot."""
+        ...
+
+    async def relay_notification(self, method: str, params: dict[str, Any] | None) -> None:
+        """Deliver a request-related notification (e.g. a log message) to the front client."""
+        ...
+
+
+NotificationHandler = Callable[[str, dict[str, Any] | None], Awaitable[None]]
+OrphanRequestHandler = Callable[[str, dict[str, Any] | None], Awaitable[dict[str, Any]]]
+
+
+@dataclass(eq=False)
+class _Pending:
+    method: str
+    route: CallRoute | None
+    on_progress: ProgressFn | None
+    progress_token: str | None
+    done: anyio.Event = field(default_factory=anyio.Event)
+    response: dict[str, Any] | None = None
+    closed_reason: str | None = None
+
+
+class RpcPeer:
+    def __init__(self, channel: Channel, name: str, *, on_notification: NotificationHandler,
+                 on_orphan_request: OrphanRequestHandler | None = None) -> None:
+        self.channel = channel
+        self.name = name
+        self._on_notification = on_notification
+        self._on_orphan_request = on_orphan_request
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._by_token: dict[str, _Pending] = {}
+        self._tg: TaskGroup | None = None
+        self.closed_reason: str | None = None
+
+    # --- outbound -------------------------------------------------------------------------------
+    async def request(self, method: str, params: dict[str, Any] | None = None, *, timeout: float,
+                      route: CallRoute | None = None, on_progress: ProgressFn | None = None) -> dict[str, Any]:
+        """Send a request and return its result; error responses raise RpcError."""
+        if self.closed_reason is not None:
+            raise ChannelClosed(self.closed_reason)
+        request_id = next(self._ids)
+        token = None
+        if on_progress is not None:
+            token = f"tm-{request_id}"
+            params = dict(params or {})
+            params["_meta"] = {**(params.get("_meta") or {}), "progressToken": token}
+        pending = _Pending(method, route, on_progress, token)
+        self._pending[request_id] = pending
+        if token is not None:
+            self._by_token[token] = pending
+        written = False
+        try:
+            with anyio.fail_after(timeout):
+                await self.channel.send(jsonrpc.request(request_id, method, params))
+                written = True
+                await pending.done.wait()
+        except TimeoutError:
+            if written:
+                await self._cancel_upstream(request_id, "timed out")
+            raise RpcError(jsonrpc.UPSTREAM_TIMEOUT,
+                           f"server {self.name!r} did not answer {method} within {timeout:g} s") from None
+        except anyio.get_cancelled_exc_class():
+            if written and not pending.done.is_set():
+                await self._cancel_upstream(request_id, "cancelled by the client")
+            raise
+        finally:
+            self._pending.pop(request_id, None)
+            if token is not None:
+                self._by_token.pop(token, None)
+        if pending.closed_reason is not None:
+            raise ChannelClosed(pending.closed_reason)
+        response = pending.response
+        assert response is not None
+        if "error" in response:
+            err = response["error"] if isinstance(response["error"], dict) else {}
+            raise RpcError(int(err.get("code", jsonrpc.INTERNAL_ERROR)), str(err.get("message", "error")),
+                           err.get("data"))
+        result = response.get("result")
+        return result if isinstance(result, dict) else {}
+
+    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        await self.channel.send(jsonrpc.notification(method, params))
+
+    async def _cancel_upstream(self, request_id: int, reason: str) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+            try:
+                await self.channel.send(
+                    jsonrpc.notification("notifications/cancelled", {"requestId": request_id, "reason": reason})
+                )
+            except ChannelClosed:
+                pass
+
+    # --- inbound --------------------------------------------------------------------------------
+    async def run(self) -> str:
+        """Read until the channel closes; return why it closed. In-flight calls fail with that reason."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                try:
+                    while True:
+                        message = await self.channel.receive()
+                        self._dispatch(message)
+                except ChannelClosed as exc:
+                    self.closed_reason = exc.reason
+                tg.cancel_scope.cancel()
+        finally:
+            self.closed_reason = self.closed_reason or f"connection to {self.name!r} closed"
+            for pending in list(self._pending.values()):
+                pending.closed_reason = self.closed_reason
+                pending.done.set()
+        return self.closed_reason
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        if "method" not in message:
+            request_id = message.get("id")
+            pending = self._pending.get(request_id) if isinstance(request_id, int) else None
+            if pending is None and isinstance(request_id, str) and request_id.isdigit():
+                pending = self._pending.get(int(request_id))
+            if pending is not None:
+                pending.response = message
+                pending.done.set()
+            return
+        method = message["method"]
+        params = message.get("params") if isinstance(message.get("params"), dict) else None
+        assert self._tg is not None
+        if "id" in message:
+            self._tg.start_soon(self._serve_request, message["id"], method, params)
+        elif method == "notifications/progress" and params is not None:
+            target = self._by_token.get(str(params.get("progressToken")))
+            if target is not None and target.on_progress is not None:
+                self._tg.start_soon(target.on_progress, params.get("progress", 0), params.get("total"),
+                                    params.get("message"))
+        elif method == "notifications/message":
+            route = self._current_route()
+            if route is not None:
+                self._tg.start_soon(route.relay_notification, method, params)
+            else:
+                self._tg.start_soon(self._on_notification, method, params)
+        else:
+            self._tg.start_soon(self._on_notification, method, params)
+
+    def _current_route(self) -> CallRoute | None:
+        routed = [p.route for p in self._pending.values() if p.route is not None]
+        return routed[-1] if routed else None
+
+    async def _serve_request(self, request_id: Any, method: str, params: dict[str, Any] | None) -> None:
+        try:
+            if method == "ping":
+                result: dict[str, Any] = {}
+            else:
+                route = self._current_route()
+                if route is not None:
+                    result = await route.relay_request(method, params)
+                elif self._on_orphan_request is not None:
+                    result = await self._on_orphan_request(method, params)
+                else:
+                    raise RpcError(jsonrpc.METHOD_NOT_FOUND,
+                                   f"{method} cannot be answered: no client call is in progress")
+            reply = jsonrpc.result(request_id, result)
+        except RpcError as exc:
+            reply = jsonrpc.error_from(request_id, exc)
+        except Exception:
+            _log.exception("%s: relaying %s failed", self.name, method)
+            reply = jsonrpc.error(request_id, jsonrpc.INTERNAL_ERROR, f"the hub could not relay {method}")
+        try:
+            await self.channel.send(reply)
+        except ChannelClosed:
+            pass

@@ -1,0 +1,263 @@
+"""One upstream MCP server, supervised: connect, handshake, list, serve, restart with backoff.
+
+The session is long-lived: one handshake per (re)connection, never one per call. While the
+upstream is down its tools leave the catalog (the hub tells clients with list_changed) and calls
+get a clear error; when it comes back, so do its tools.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import anyio
+
+from aggregator import __version__, jsonrpc
+from aggregator.config import ServerEntry
+from aggregator.jsonrpc import RpcError
+from aggregator.upstreams.channel import Channel, ChannelClosed
+from aggregator.upstreams.peer import CallRoute, ProgressFn, RpcPeer
+
+_log = logging.getLogger("toolmux.upstream")
+
+UPSTREAM_PROTOCOL_VERSION = "2025-11-25"
+State = Literal["starting", "ready", "down", "stopped", "unavailable"]
+ChannelOpener = Callable[[], AbstractAsyncContextManager[Channel]]
+LIST_METHODS = {"tools": "tools/list", "resources": "resources/list",
+                "resourceTemplates": "resources/templates/list", "prompts": "prompts/list"}
+_LIST_KEYS = {"tools": "tools", "resources": "resources", "resourceTemplates": "resourceTemplates",
+              "prompts": "prompts"}
+_CAPABILITY_OF = {"tools": "tools", "resources": "resources", "resourceTemplates": "resources",
+                  "prompts": "prompts"}
+
+
+@dataclass
+class Listing:
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    resourceTemplates: list[dict[str, Any]] = field(default_factory=list)  # noqa: N815 - wire name
+    prompts: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Upstream:
+    def __init__(self, name: str, entry: ServerEntry, opener: ChannelOpener, *,
+                 on_change: Callable[[Upstream], Awaitable[None]],
+                 on_notification: Callable[[Upstream, str, dict[str, Any] | None], Awaitable[None]],
+                 on_orphan_request: Callable[[str, dict[str, Any] | None], Awaitable[dict[str, Any]]] | None = None,
+                 kind: str | None = None) -> None:
+        self.name = name
+        self.entry = entry
+        self.kind = kind or entry.kind
+        self._opener = opener
+        self._on_change = on_change
+        self._on_notification = on_notification
+        self._on_orphan_request = on_orphan_request
+        self.state: State = "starting"
+        self.reason: str | None = None
+        self.listing = Listing()
+        self.capabilities: dict[str, Any] = {}
+        self.server_info: dict[str, Any] = {}
+        self.instructions: str | None = None
+        self.protocol_version: str | None = None
+        self.describe = ""
+        self.restarts = 0
+        self.ready_since: float | None = None
+        self._peer: RpcPeer | None = None
+        self._ready = anyio.Event()
+        # Set once the first connection attempt has ended either way (ready or failed).
+        self.settled = anyio.Event()
+        self._stopped = False
+        self._scope: anyio.CancelScope | None = None
+
+    # --- public ----------------------------------------------------------------------------------
+    @property
+    def is_ready(self) -> bool:
+        return self.state == "ready" and self._peer is not None
+
+    async def wait_ready(self, timeout: float) -> bool:
+        with anyio.move_on_after(timeout):
+            await self._ready.wait()
+        return self.is_ready
+
+    async def request(self, method: str, params: dict[str, Any] | None, *, timeout: float | None = None,
+                      route: CallRoute | None = None, on_progress: ProgressFn | None = None) -> dict[str, Any]:
+        peer = self._peer
+        if peer is None or self.state != "ready":
+            raise RpcError(jsonrpc.UPSTREAM_UNAVAILABLE,
+                           f"server {self.name!r} is unavailable: {self.reason or self.state}")
+        try:
+            return await peer.request(method, params, timeout=timeout or self.entry.timeouts.call, route=route,
+                                      on_progress=on_progress)
+        except ChannelClosed as exc:
+            raise RpcError(jsonrpc.UPSTREAM_UNAVAILABLE,
+                           f"server {self.name!r} stopped while handling {method}: {exc.reason}") from None
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    # --- supervision ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Connect and serve until stopped, restarting per the server's restart policy."""
+        policy = self.entry.restart
+        backoff = policy.initial_backoff
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            while not self._stopped:
+                started = time.monotonic()
+                failed = await self._serve_once()
+                if self._stopped:
+                    break
+                if policy.policy == "never" or (policy.policy == "on-failure" and not failed):
+                    self.state = "stopped"
+                    break
+                # A session that stayed up a while earns a fresh backoff.
+                if time.monotonic() - started > 60:
+                    backoff = policy.initial_backoff
+                _log.warning("server %s is down (%s); restarting in %.1f s", self.name, self.reason, backoff)
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, policy.max_backoff)
+                self.restarts += 1
+        self._set_down("stopped" if self._stopped else self.state, self.reason)
+
+    async def _serve_once(self) -> bool:
+        """One connection's life. Returns True when it ended by failure."""
+        self.state = "starting"
+        try:
+            async with self._opener() as channel:
+                self.describe = channel.describe()
+                peer = RpcPeer(channel, self.name, on_notification=self._notification,
+                               on_orphan_request=self._on_orphan_request)
+                async with anyio.create_task_group() as tg:
+                    closed = anyio.Event()
+                    reason: list[str] = []
+
+                    async def read() -> None:
+                        reason.append(await peer.run())
+                        closed.set()
+
+                    tg.start_soon(read)
+                    try:
+                        await self._handshake(peer)
+                    except (RpcError, ChannelClosed, TimeoutError) as exc:
+                        self._set_down_now("down", f"handshake failed: {_why(exc)}")
+                        tg.cancel_scope.cancel()
+                        return True
+                    self._peer = peer
+                    self.state = "ready"
+                    self.reason = None
+                    self.ready_since = time.time()
+                    self._ready.set()
+                    self.settled.set()
+                    _log.info("server %s ready (%s, %d tools)", self.name, self.describe, len(self.listing.tools))
+                    await self._on_change(self)
+                    await closed.wait()
+                    tg.cancel_scope.cancel()
+                self._set_down_now("down", reason[0] if reason else "connection closed")
+                await self._on_change(self)
+                return True
+        except ChannelClosed as exc:
+            self._set_down_now("down", exc.reason)
+            await self._on_change(self)
+            return True
+        except anyio.get_cancelled_exc_class():
+            self._set_down_now("stopped", "stopped")
+            raise
+        except Exception as exc:
+            _log.exception("server %s failed", self.name)
+            self._set_down_now("down", f"{type(exc).__name__}: {exc}")
+            await self._on_change(self)
+            return True
+
+    def _set_down_now(self, state: State, reason: str | None) -> None:
+        self.settled.set()
+        was_ready = self.state == "ready"
+        self.state = state
+        self.reason = reason
+        self._peer = None
+        self.ready_since = None
+        self._ready = anyio.Event()
+        if was_ready:
+            _log.warning("server %s: %s", self.name, reason)
+
+    def _set_down(self, state: State, reason: str | None) -> None:
+        self._set_down_now(state, reason)
+
+    async def _handshake(self, peer: RpcPeer) -> None:
+        timeout = self.entry.timeouts.connect
+        result = await peer.request("initialize", {
+            "protocolVersion": UPSTREAM_PROTOCOL_VERSION,
+            "capabilities": {"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {"listChanged": True}},
+            "clientInfo": {"name": "toolmux", "version": __version__},
+        }, timeout=timeout)
+        self.protocol_version = str(result.get("protocolVersion", ""))
+        self.capabilities = result.get("capabilities") or {}
+        self.server_info = result.get("serverInfo") or {}
+        self.instructions = result.get("instructions")
+        await peer.notify("notifications/initialized")
+        if "logging" in self.capabilities:
+            # Children log at their own discretion; the hub filters per client by level.
+            try:
+                await peer.request("logging/setLevel", {"level": "debug"}, timeout=timeout)
+            except RpcError:
+                pass
+        self.listing = await self._list_all(peer)
+
+    async def _list_all(self, peer: RpcPeer) -> Listing:
+        listing = Listing()
+        for attr, method in LIST_METHODS.items():
+            if _CAPABILITY_OF[attr] in self.capabilities:
+                setattr(listing, attr, await self._paginate(peer, method, _LIST_KEYS[attr]))
+        return listing
+
+    async def _paginate(self, peer: RpcPeer, method: str, key: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        for _ in range(1000):
+            params = {"cursor": cursor} if cursor else None
+            try:
+                page = await peer.request(method, params, timeout=self.entry.timeouts.list)
+            except RpcError as exc:
+                if exc.code == jsonrpc.METHOD_NOT_FOUND:
+                    return items
+                raise
+            items.extend(i for i in page.get(key, []) if isinstance(i, dict))
+            cursor = page.get("nextCursor")
+            if not cursor:
+                break
+        return items
+
+    async def _notification(self, method: str, params: dict[str, Any] | None) -> None:
+        if method in ("notifications/tools/list_changed", "notifications/resources/list_changed",
+                      "notifications/prompts/list_changed"):
+            await self.refresh()
+            return
+        await self._on_notification(self, method, params)
+
+    async def refresh(self) -> None:
+        """Re-list after the server said its lists changed."""
+        peer = self._peer
+        if peer is None:
+            return
+        try:
+            self.listing = await self._list_all(peer)
+        except (RpcError, ChannelClosed) as exc:
+            _log.warning("server %s: re-listing failed: %s", self.name, _why(exc))
+            return
+        await self._on_change(self)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, ChannelClosed):
+        return exc.reason
+    if isinstance(exc, RpcError):
+        return exc.message
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc)
+
