@@ -152,9 +152,14 @@ async def backtest(
                 scores[name].add(forecast, actual[c], train.target[c], request.seasonality.primary, levels)
 
     results = [score.to_json(name) for name, score in scores.items()]
+    # By MASE, then CRPS; a model whose MASE is undefined (see `metrics.mase`) ranks after the rest.
     ranked = sorted(
-        (r for r in results if r["mase"] is not None),
-        key=lambda r: (r["mase"], r["crps"] if r["crps"] is not None else float("inf")),
+        (r for r in results if r["evaluated"]),
+        key=lambda r: (
+            r["mase"] is None,
+            r["mase"] or 0.0,
+            r["crps"] if r["crps"] is not None else float("inf"),
+        ),
     )
     out: dict[str, Any] = {
         "type": forecast_type,

@@ -20,6 +20,7 @@ class FoundationModelConfig(BaseModel):
     )
     weights: Path | None = Field(default=None, description="local directory holding the weights")
     description: str = ""
+    samples: bool = Field(default=False, description="the model object also has sample() for sample paths")
 
 
 class ForecastConfig(BaseModel):

@@ -1,6 +1,7 @@
 """Forecast accuracy measures used by the backtest (all on numpy arrays of one channel).
 
-- MASE: mean absolute error scaled by the in-sample MAE of the seasonal naive forecast.
+- MASE: mean absolute error scaled by the in-sample MAE of the seasonal naive forecast (below 1: better
+  than the seasonal naive forecast was in sample).
 - sMAPE: 200/h * sum |y - f| / (|y| + |f|), in percent (0-200; 0/0 counts as 0).
 - CRPS: approximated by twice the mean pinball loss over a grid of quantile levels.
 - Coverage: share of actual values inside a central prediction interval.
@@ -20,9 +21,12 @@ def naive_scale(train: np.ndarray, season: int) -> float:
 
 
 def mase(actual: np.ndarray, point: np.ndarray, scale: float) -> float:
+    """NaN when undefined: no scale, or a series the seasonal naive fits exactly yet the forecast misses
+    (a perfect forecast of such a series scores 0)."""
+    error = float(np.mean(np.abs(actual - point)))
     if not np.isfinite(scale) or scale == 0:
-        return float("nan")
-    return float(np.mean(np.abs(actual - point)) / scale)
+        return 0.0 if error == 0 and np.isfinite(scale) else float("nan")
+    return error / scale
 
 
 def smape(actual: np.ndarray, point: np.ndarray) -> float:

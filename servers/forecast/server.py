@@ -40,6 +40,7 @@ def plugins(config: ForecastConfig, data_dir: Path) -> list[FoundationPlugin]:
                 loader=extra.loader,
                 weights=extra.weights,
                 description=extra.description,
+                samples=extra.samples,
             )
         )
     return found
