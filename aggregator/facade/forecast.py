@@ -89,9 +89,10 @@ def routes(ctx: FacadeContext) -> list[BaseRoute]:
             raise ToolError(f"{SERVER}-{tool} returned no structured result", code="upstream_error")
         return structured
 
-    def endpoint(handler: Handler, timeout_s: float) -> Callable[[Request], Awaitable[Response]]:
+    def endpoint(handler: Handler, *, listing: bool = False) -> Callable[[Request], Awaitable[Response]]:
         async def respond(request: Request) -> Response:
             request_id = request_id_of(request)
+            timeout_s = LIST_TIMEOUT_S if listing else FORECAST_TIMEOUT_S
             try:
                 principal = ctx.authenticate(request)
                 assert principal is not None
@@ -149,10 +150,8 @@ def routes(ctx: FacadeContext) -> list[BaseRoute]:
         return listing["types"][0]
 
     return [
-        Route("/forecast/v1/{type}/forecast", endpoint(forecast, FORECAST_TIMEOUT_S), methods=["POST"]),
-        Route(
-            "/forecast/v1/{type}/forecast/ensemble", endpoint(forecast_ensemble, FORECAST_TIMEOUT_S), methods=["POST"]
-        ),
-        Route("/forecast/v1/{type}/backtest", endpoint(backtest, FORECAST_TIMEOUT_S), methods=["POST"]),
-        Route("/forecast/v1/{type}/models", endpoint(models, LIST_TIMEOUT_S), methods=["GET"]),
+        Route("/forecast/v1/{type}/forecast", endpoint(forecast), methods=["POST"]),
+        Route("/forecast/v1/{type}/forecast/ensemble", endpoint(forecast_ensemble), methods=["POST"]),
+        Route("/forecast/v1/{type}/backtest", endpoint(backtest), methods=["POST"]),
+        Route("/forecast/v1/{type}/models", endpoint(models, listing=True), methods=["GET"]),
     ]

@@ -151,6 +151,8 @@ async def backtest(
             for c, forecast in enumerate(channels_fc):
                 scores[name].add(forecast, actual[c], train.target[c], request.seasonality.primary, levels)
 
+    if selection is not None:  # an ensemble costs what its members cost
+        scores[ENSEMBLE_ROW].seconds = sum(scores[m].seconds for m in selection.members)
     results = [score.to_json(name) for name, score in scores.items()]
     # By MASE, then CRPS; a model whose MASE is undefined (see `metrics.mase`) ranks after the rest.
     ranked = sorted(

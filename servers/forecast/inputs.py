@@ -37,7 +37,12 @@ class Request:
 
 
 def finite_row(values: list[float], field: str) -> np.ndarray:
-    row = np.asarray(values, dtype=float)
+    try:
+        row = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        row = np.empty((0, 0))
+    if row.ndim != 1:
+        raise ToolError(f"{field} must be a list of numbers (check the nesting for this forecast type)", field=field)
     bad = np.flatnonzero(~np.isfinite(row))
     if bad.size:
         where = f"{field}.{int(bad[0])}"

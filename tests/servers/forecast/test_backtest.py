@@ -53,7 +53,10 @@ async def test_an_ensemble_row_is_scored_beside_its_members(forecast: Domain) ->
     )
     assert [row["model"] for row in out["results"]] == ["Naive", "HistoricAverage", "ensemble"]
     assert out["weights"] == {"Naive": 0.5, "HistoricAverage": 0.5}
-    assert set(by_model(out)["ensemble"]["coverage"]) == {"80", "95"}
+    rows = by_model(out)
+    assert set(rows["ensemble"]["coverage"]) == {"80", "95"}
+    members_seconds = rows["Naive"]["fit_seconds"] + rows["HistoricAverage"]["fit_seconds"]
+    assert rows["ensemble"]["fit_seconds"] == pytest.approx(members_seconds, abs=2e-4)
 
 
 async def test_multivariate_backtests_score_every_channel(forecast: Domain) -> None:
@@ -81,3 +84,11 @@ async def test_the_earliest_origin_must_leave_enough_for_each_model(forecast: Do
     }
     error = await fail(forecast, "backtest", args)
     assert error.field == "context.0" and "earliest backtest origin" in error.message
+
+
+async def test_a_context_nested_for_another_type_is_refused(forecast: Domain) -> None:
+    channels = [[[1.0, 2, 3, 4, 5, 6], [2.0, 3, 4, 5, 6, 7]]]
+    error = await fail(forecast, "backtest", {"context": channels, "horizon": 1, "models": ["Naive"]})
+    assert error.field == "context.0" and "list of numbers" in error.message
+    flat = await fail(forecast, "backtest", {"type": "multivariate", "context": [[1.0, 2, 3]], "horizon": 1})
+    assert flat.field == "context.0.0"
