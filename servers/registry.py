@@ -56,6 +56,16 @@ BUILTINS: dict[str, BuiltinServer] = {
         module="servers.demo.server",
         default_mode="inprocess",
     ),
+    "forecast": BuiltinServer(
+        name="forecast",
+        summary="Time-series forecasts with quantiles, weighted ensembles, sample paths and backtests "
+        "(statsforecast, statsmodels; foundation models when installed with local weights).",
+        module="servers.forecast.server",
+        python_modules=("statsforecast", "statsmodels"),
+        extra="forecast",
+        # Heavy imports (pandas, scipy, statsmodels) and native fitting code: keep them out of the hub.
+        default_mode="stdio",
+    ),
 }
 
 

@@ -1,0 +1,1 @@
+"""Time-series forecasting: statsforecast / statsmodels models, quantiles, weighted ensembles, backtests."""
