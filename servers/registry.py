@@ -56,6 +56,13 @@ BUILTINS: dict[str, BuiltinServer] = {
         module="servers.demo.server",
         default_mode="inprocess",
     ),
+    "storage": BuiltinServer(
+        name="storage",
+        summary="Buckets of objects: MCP tools, an HTTP API and S3 compatibility (boto3) under /storage/.",
+        module="servers.storage.server",
+        extra="storage",
+        default_mode="inprocess",
+    ),
 }
 
 
