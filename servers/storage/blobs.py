@@ -158,7 +158,7 @@ class BlobStore:
         await anyio.to_thread.run_sync(move)
 
     async def open(self, name: str) -> IO[bytes]:
-        return await anyio.to_thread.run_sync(lambda: open(self.objects / name, "rb"))  # noqa: SIM115
+        return await anyio.to_thread.run_sync(lambda: open(self.objects / name, "rb"))
 
     async def remove(self, name: str) -> None:
         await anyio.to_thread.run_sync(lambda: (self.objects / name).unlink(missing_ok=True))

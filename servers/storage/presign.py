@@ -40,7 +40,7 @@ class Presigner:
         signature = self.signature(method, bucket, key, expires_at)
         return f"{EXPIRES_PARAM}={expires_at}&{SIGNATURE_PARAM}={signature}"
 
-    def verify(self, method: str, bucket: str, key: str, expires: str, signature: str, now: float) -> str | None:
+    def verify(self, method: str, bucket: str, key: str, *, expires: str, signature: str, now: float) -> str | None:
         """None when the URL is valid now, else why not (for a 403 body; no secrets in it)."""
         method = "GET" if method.upper() == "HEAD" else method.upper()
         if method not in PRESIGN_METHODS:

@@ -213,7 +213,10 @@ def create(settings: ServerSettings) -> Domain:
             stats = await service.bucket_stats()
         except Exception as exc:
             return {"healthy": False, "details": {"metadata": f"unreadable: {type(exc).__name__}"}}
-        return {"healthy": True, "details": {"buckets": len(service.buckets), "objects": sum(n for n, _ in stats.values())}}
+        return {
+            "healthy": True,
+            "details": {"buckets": len(service.buckets), "objects": sum(n for n, _ in stats.values())},
+        }
 
     domain.health = health
     domain.check_complete()

@@ -97,7 +97,9 @@ class StorageService:
         configured = config.effective_buckets()
         keys = resolve_bucket_keys(configured, root)
         self.buckets: dict[str, Bucket] = {
-            b.name: Bucket(b.name, b.visibility, b.max_object_size or config.max_object_size, b.ttl_seconds, keys[b.name])
+            b.name: Bucket(
+                b.name, b.visibility, b.max_object_size or config.max_object_size, b.ttl_seconds, keys[b.name]
+            )
             for b in configured
         }
         self.presigner = Presigner(server_secret(root))
@@ -344,7 +346,9 @@ class StorageService:
         )
 
     # --- URLs -----------------------------------------------------------------------------------
-    def url(self, bucket: str, key: str, *, method: str = "GET", expires_in: float | None = None) -> tuple[str, int | None]:
+    def url(
+        self, bucket: str, key: str, *, method: str = "GET", expires_in: float | None = None
+    ) -> tuple[str, int | None]:
         """A URL for `key`: plain for reading a public bucket, else presigned. `(url, expires_at)`."""
         target = self.bucket(bucket)
         check_key(key)
@@ -355,8 +359,8 @@ class StorageService:
         expires_at = int(self.clock()) + seconds
         return f"{path}?{self.presigner.query(method, bucket, key, expires_at)}", expires_at
 
-    def verify_presigned(self, method: str, bucket: str, key: str, expires: str, signature: str) -> str | None:
-        return self.presigner.verify(method, bucket, key, expires, signature, self.clock())
+    def verify_presigned(self, method: str, bucket: str, key: str, *, expires: str, signature: str) -> str | None:
+        return self.presigner.verify(method, bucket, key, expires=expires, signature=signature, now=self.clock())
 
     # --- expiry ---------------------------------------------------------------------------------
     async def sweep_expired(self, batch: int = 500) -> int:

@@ -1,0 +1,198 @@
+"""The storage HTTP API and its S3 compatibility, under `/storage/` on the hub.
+
+    GET/HEAD/PUT/DELETE /storage/<bucket>/<key>      objects (Range, If-* conditions)
+    GET  /storage/<bucket>?prefix=&delimiter=&max-keys=&continuation-token=
+    GET  /storage/                                    buckets
+    POST /storage/presign/<bucket>/<key>?expires=&method=GET|PUT
+
+The same paths speak S3 (path-style): SigV4 header or presigned-query auth, ListObjects(V2),
+ListBuckets, CopyObject, DeleteObjects, multipart uploads, S3 XML errors. Plain requests get
+JSON errors; S3 requests (SigV4, S3 sub-resources, x-amz-* headers) get S3 XML.
+
+Bytes stream, so this face calls the in-process storage service directly (`ctx.local_domain`)
+instead of JSON tool calls; access rules are in `storage_auth`. When storage runs out of process
+the face answers 503 saying so.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from aggregator.facade import storage_s3 as s3xml
+from aggregator.facade.base import FacadeContext, request_id_of
+from aggregator.facade.storage_auth import Access, authorize, is_s3_request, resolve_access
+from aggregator.facade.storage_http import StorageHTTPError, error_response, from_tool_error
+from aggregator.facade.storage_objects import ObjectHandlers
+from servers.kit import ToolError
+from servers.storage.names import check_key
+from servers.storage.presign import clamp_expiry
+from servers.storage.service import StorageService
+
+_log = logging.getLogger("toolmux.facade.storage")
+
+PREFIX = "/storage"
+METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
+# S3 sub-resources this server does not implement: answered 501 rather than misread as plain GETs.
+UNSUPPORTED_SUBRESOURCES = frozenset(
+    (
+        "acl", "tagging", "policy", "cors", "lifecycle", "versioning", "website", "notification", "logging",
+        "replication", "encryption", "object-lock", "retention", "legal-hold", "torrent", "versions", "restore",
+        "select", "attributes", "accelerate", "analytics", "inventory", "metrics", "ownershipControls",
+        "requestPayment", "intelligent-tiering", "publicAccessBlock", "policyStatus", "versionId",
+    )
+)  # fmt: skip
+
+
+def routes(ctx: FacadeContext) -> list[BaseRoute]:
+    face = StorageFace(ctx)
+    return [
+        Route(PREFIX, face.handle, methods=METHODS),
+        Route(PREFIX + "/{path:path}", face.handle, methods=METHODS),
+    ]
+
+
+class StorageFace:
+    def __init__(self, ctx: FacadeContext) -> None:
+        self.ctx = ctx
+
+    def _service(self) -> StorageService:
+        domain = self.ctx.local_domain("storage")
+        service = getattr(domain, "service", None) if domain is not None else None
+        if not isinstance(service, StorageService):
+            raise StorageHTTPError(
+                503,
+                "the storage HTTP API needs the storage server running inside the hub "
+                "(servers.storage.mode: inprocess); it is not running in-process now",
+                s3_code="ServiceUnavailable",
+            )
+        return service
+
+    async def handle(self, request: Request) -> Response:
+        request_id = request_id_of(request)
+        s3 = is_s3_request(request)
+        head = request.method == "HEAD"
+        try:
+            response = await self._dispatch(request, request_id)
+        except StorageHTTPError as exc:
+            return error_response(exc, s3=s3, request_id=request_id, resource=request.url.path, head=head)
+        except ToolError as exc:
+            error = from_tool_error(exc)
+            return error_response(error, s3=s3, request_id=request_id, resource=request.url.path, head=head)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        except Exception:
+            _log.exception("storage %s %s failed (request id %s)", request.method, request.url.path, request_id)
+            error = StorageHTTPError(500, f"internal error (request id {request_id})")
+            return error_response(error, s3=s3, request_id=request_id, resource=request.url.path, head=head)
+        response.headers.setdefault("x-request-id", request_id)
+        response.headers.setdefault("x-amz-request-id", request_id)
+        return response
+
+    async def _dispatch(self, request: Request, request_id: str) -> Response:
+        service = self._service()
+        rest = request.scope["path"][len(PREFIX) :]
+        rest = rest[1:] if rest.startswith("/") else rest
+        bucket, _, key = rest.partition("/")
+        unsupported = UNSUPPORTED_SUBRESOURCES.intersection(request.query_params)
+        if unsupported:
+            raise StorageHTTPError(501, f"S3 {sorted(unsupported)[0]!r} is not supported by this server")
+        if key:
+            check_key(key)
+        if bucket == "presign" and key:
+            return await self._presign(request, service, key)
+        access = resolve_access(request, self.ctx, service, bucket or None, key or None)
+        if not bucket:
+            return await self._list_buckets(request, service, access)
+        if not key:
+            return await self._bucket(request, service, access, bucket, request_id)
+        return await ObjectHandlers(service, access, request, request_id).handle(bucket, key)
+
+    # --- service and bucket level ---------------------------------------------------------------
+    async def _list_buckets(self, request: Request, service: StorageService, access: Access) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            raise StorageHTTPError(405, f"{request.method} is not allowed on /storage/")
+        if access.kind == "anonymous":
+            authorize(access, service, "list_buckets", "")
+        visible = [
+            b
+            for b in service.buckets.values()
+            if access.is_master
+            or (access.kind == "hub" and access.allows("list_buckets", b))
+            or (access.kind == "bucket" and access.bucket == b.name)
+        ]
+        if is_s3_request(request):
+            started = service.root.stat().st_ctime
+            return Response(s3xml.list_buckets([b.name for b in visible], started), media_type=s3xml.XML_TYPE)
+        return JSONResponse(
+            {
+                "buckets": [
+                    {
+                        "name": b.name,
+                        "visibility": b.visibility,
+                        "max_object_size": b.max_object_size,
+                        "ttl_seconds": b.ttl_seconds,
+                    }
+                    for b in visible
+                ]
+            }
+        )
+
+    async def _bucket(
+        self, request: Request, service: StorageService, access: Access, bucket: str, request_id: str
+    ) -> Response:
+        method = request.method
+        if method in ("PUT", "DELETE"):
+            raise StorageHTTPError(501, "buckets are defined in the storage config, not created or deleted over HTTP")
+        if method == "HEAD":
+            target = service.buckets.get(bucket)
+            if target is None or not (access.allows("list", target) or access.allows("read", target)):
+                authorize(access, service, "list", bucket)
+            return Response(status_code=200)
+        handlers = ObjectHandlers(service, access, request, request_id)
+        if method == "POST":
+            if "delete" in request.query_params:
+                return await handlers.delete_objects(bucket)
+            raise StorageHTTPError(501, "POST on a bucket is only supported for DeleteObjects (?delete)")
+        authorize(access, service, "list", bucket)
+        if "location" in request.query_params:
+            return Response(s3xml.location(), media_type=s3xml.XML_TYPE)
+        if "uploads" in request.query_params:
+            raise StorageHTTPError(501, "listing multipart uploads is not supported")
+        return await handlers.list_objects(bucket)
+
+    async def _presign(self, request: Request, service: StorageService, path: str) -> Response:
+        if request.method != "POST":
+            raise StorageHTTPError(405, "presign with POST /storage/presign/<bucket>/<key>?expires=&method=")
+        bucket, _, key = path.partition("/")
+        if not key:
+            raise StorageHTTPError(400, "presign needs /storage/presign/<bucket>/<key>", field="key")
+        check_key(key)
+        method = request.query_params.get("method", "GET").upper()
+        if method not in ("GET", "PUT"):
+            raise StorageHTTPError(400, "method must be GET or PUT", field="method")
+        raw_expires = request.query_params.get("expires", "3600")
+        try:
+            expires_in = clamp_expiry(float(raw_expires))
+        except ValueError:
+            raise StorageHTTPError(400, "expires must be a number of seconds", field="expires") from None
+        access = resolve_access(request, self.ctx, service, None, None)
+        if access.kind == "anonymous":
+            authorize(access, service, "write", bucket)
+        authorize(access, service, "read" if method == "GET" else "write", bucket, key)
+        url, expires_at = service.url(bucket, key, method=method, expires_in=expires_in)
+        if url.startswith("/"):
+            url = self.ctx.public_url.rstrip("/") + url
+        public = expires_at is None
+        return JSONResponse(
+            {
+                "url": url,
+                "method": method,
+                "public": public,
+                "expires_in": None if public else expires_in,
+                "expires_at": expires_at,
+            }
+        )
