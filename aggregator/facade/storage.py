@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 
+import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -25,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 from aggregator.facade import storage_s3 as s3xml
 from aggregator.facade.base import FacadeContext, request_id_of
 from aggregator.facade.storage_auth import Access, authorize, is_s3_request, resolve_access
-from aggregator.facade.storage_http import StorageHTTPError, error_response, from_tool_error
+from aggregator.facade.storage_http import BODY_DONE, StorageHTTPError, error_response, from_tool_error
 from aggregator.facade.storage_objects import ObjectHandlers
 from servers.kit import ToolError
 from servers.storage.names import check_key
@@ -35,6 +36,8 @@ from servers.storage.service import StorageService
 _log = logging.getLogger("toolmux.facade.storage")
 
 PREFIX = "/storage"
+DRAIN_LIMIT = 1024 * 1024
+DRAIN_TIMEOUT = 10.0
 METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
 # S3 sub-resources this server does not implement: answered 501 rather than misread as plain GETs.
 UNSUPPORTED_SUBRESOURCES = frozenset(
@@ -45,6 +48,32 @@ UNSUPPORTED_SUBRESOURCES = frozenset(
         "requestPayment", "intelligent-tiering", "publicAccessBlock", "policyStatus", "versionId",
     )
 )  # fmt: skip
+
+
+async def _settle_unread_body(request: Request, response: Response) -> Response:
+    """Deal with body bytes an error left unread, which the next request would be parsed from.
+
+    A client that sent `Expect: 100-continue` has not sent them (no 100 was sent): close the
+    connection. Otherwise read and drop up to DRAIN_LIMIT more bytes, so the client sees the
+    answer rather than a connection reset; beyond that, close.
+    """
+    has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+    if not has_body or request.scope.get(BODY_DONE):
+        return response
+    declared = request.headers.get("content-length", "")
+    small_or_unknown = not declared.isdigit() or int(declared) <= DRAIN_LIMIT
+    if request.headers.get("expect", "").lower() != "100-continue" and small_or_unknown:
+        drained = 0
+        with anyio.move_on_after(DRAIN_TIMEOUT):
+            while drained <= DRAIN_LIMIT:
+                message = await request.receive()
+                if message["type"] != "http.request":
+                    break
+                drained += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return response
+    response.headers["Connection"] = "close"
+    return response
 
 
 def routes(ctx: FacadeContext) -> list[BaseRoute]:
@@ -77,17 +106,17 @@ class StorageFace:
         head = request.method == "HEAD"
         try:
             response = await self._dispatch(request, request_id)
-        except StorageHTTPError as exc:
-            return error_response(exc, s3=s3, request_id=request_id, resource=request.url.path, head=head)
-        except ToolError as exc:
-            error = from_tool_error(exc)
-            return error_response(error, s3=s3, request_id=request_id, resource=request.url.path, head=head)
+        except (StorageHTTPError, ToolError) as exc:
+            error = exc if isinstance(exc, StorageHTTPError) else from_tool_error(exc)
+            response = error_response(error, s3=s3, request_id=request_id, resource=request.url.path, head=head)
+            return await _settle_unread_body(request, response)
         except ClientDisconnect:
-            return Response(status_code=400)
+            return Response(status_code=400, headers={"Connection": "close"})
         except Exception:
             _log.exception("storage %s %s failed (request id %s)", request.method, request.url.path, request_id)
             error = StorageHTTPError(500, f"internal error (request id {request_id})")
-            return error_response(error, s3=s3, request_id=request_id, resource=request.url.path, head=head)
+            response = error_response(error, s3=s3, request_id=request_id, resource=request.url.path, head=head)
+            return await _settle_unread_body(request, response)
         response.headers.setdefault("x-request-id", request_id)
         response.headers.setdefault("x-amz-request-id", request_id)
         return response

@@ -17,6 +17,7 @@ from servers.kit.errors import HTTP_STATUS_BY_CODE
 from servers.storage.metadata import ObjectRecord
 
 BODY_IDLE_TIMEOUT = 60.0  # seconds a request body may stall before the upload is abandoned
+BODY_DONE = "toolmux.storage.body_done"  # scope flag: the request body was read to its end
 
 _S3_CODE_BY_STATUS = {
     400: "InvalidArgument",
@@ -119,7 +120,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return max(0, size - length), size - 1
     start = int(first)
     end = int(last) if last else size - 1
-    if end < start:
+    if last and end < start:
         return None
     if start >= size:
         raise _unsatisfiable(size)
@@ -172,6 +173,7 @@ async def body_stream(request: Request, idle_timeout: float = BODY_IDLE_TIMEOUT)
             with anyio.fail_after(idle_timeout):
                 chunk = await chunks.__anext__()
         except StopAsyncIteration:
+            request.scope[BODY_DONE] = True
             return
         except TimeoutError:
             raise StorageHTTPError(408, f"the request body stalled for more than {idle_timeout:g}s") from None

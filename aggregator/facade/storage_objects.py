@@ -205,10 +205,8 @@ class ObjectHandlers:
             if self.request.method == "HEAD":
                 opened.file.close()
                 return Response(status_code=code, headers=headers)
-            media_type = headers.pop("Content-Type")
-            return StreamingResponse(
-                stream_file(opened.file, start, length), status_code=code, headers=headers, media_type=media_type
-            )
+            # Content-Type goes in as a header: Starlette would append a charset to a text/* media_type.
+            return StreamingResponse(stream_file(opened.file, start, length), status_code=code, headers=headers)
         except BaseException:
             opened.file.close()
             raise

@@ -37,7 +37,11 @@ class FakeClock:
 
 
 def make_service(
-    data_dir: Path, config: dict[str, Any] | None = None, *, clock: FakeClock | None = None, public_url: str | None = None
+    data_dir: Path,
+    config: dict[str, Any] | None = None,
+    *,
+    clock: FakeClock | None = None,
+    public_url: str | None = None,
 ) -> StorageService:
     """The storage service alone (building a whole Domain compiles every contract: ~0.4 s)."""
     return StorageService(
@@ -56,7 +60,11 @@ class ServiceHolder:
 
 
 def make_domain(
-    data_dir: Path, config: dict[str, Any] | None = None, *, clock: FakeClock | None = None, public_url: str | None = None
+    data_dir: Path,
+    config: dict[str, Any] | None = None,
+    *,
+    clock: FakeClock | None = None,
+    public_url: str | None = None,
 ) -> Domain:
     domain = create(ServerSettings(name="storage", config=config or {}, data_dir=data_dir, public_url=public_url))
     if clock is not None:

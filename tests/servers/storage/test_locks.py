@@ -100,15 +100,14 @@ async def test_waiters_beyond_the_bound_are_told_busy_with_a_retry_hint() -> Non
             outcomes.append("read")
 
     with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            async with locks.write(KEY):
-                tg.start_soon(waiting_reader)
-                tg.start_soon(waiting_reader)
-                await wait_all_tasks_blocked()
-                with pytest.raises(ToolError) as caught:
-                    async with locks.read(KEY):
-                        pass
-                assert outcomes == []
+        async with anyio.create_task_group() as tg, locks.write(KEY):
+            tg.start_soon(waiting_reader)
+            tg.start_soon(waiting_reader)
+            await wait_all_tasks_blocked()
+            with pytest.raises(ToolError) as caught:
+                async with locks.read(KEY):
+                    pass
+            assert outcomes == []
             # The two queued readers proceed once the writer leaves.
     error = caught.value
     assert (error.code, error.retryable, error.retry_after) == ("busy", True, 2.0)
@@ -131,16 +130,15 @@ async def test_a_wait_longer_than_the_timeout_ends_busy_and_leaves_no_trace() ->
 async def test_a_cancelled_waiter_does_not_leave_the_lock_held() -> None:
     locks = KeyLocks()
     with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            async with locks.write(KEY):
+        async with anyio.create_task_group() as tg, locks.write(KEY):
 
-                async def doomed() -> None:
-                    async with locks.read(KEY):
-                        pass
+            async def doomed() -> None:
+                async with locks.read(KEY):
+                    pass
 
-                tg.start_soon(doomed)
-                await wait_all_tasks_blocked()
-                tg.cancel_scope.cancel()
+            tg.start_soon(doomed)
+            await wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()
         async with locks.write(KEY):
             pass
     assert locks._entries == {}

@@ -24,6 +24,10 @@ def service_in(tmp_path: Path, config: dict | None = None, clock: FakeClock | No
     return make_service(tmp_path, config, clock=clock)
 
 
+def tree(root: Path) -> list[Path]:
+    return sorted(root.rglob("*"))
+
+
 def stored_files(root: Path) -> list[Path]:
     return sorted(p for p in (root / "objects").rglob("*") if p.is_file())
 
@@ -112,11 +116,11 @@ async def test_a_forged_continuation_token_is_refused_naming_the_field(tmp_path:
 )
 async def test_traversal_shaped_keys_are_refused_and_nothing_is_written(tmp_path: Path, key: str) -> None:
     service = service_in(tmp_path / "data")
-    before = sorted(tmp_path.rglob("*"))
+    before = tree(tmp_path)
     with pytest.raises(ToolError) as caught:
         await service.put("default", key, b"x")
     assert caught.value.code == "invalid_argument" and caught.value.field == "key"
-    assert sorted(tmp_path.rglob("*")) == before
+    assert tree(tmp_path) == before
 
 
 async def test_an_object_over_the_bucket_limit_is_refused_naming_the_limit_and_leaves_nothing(tmp_path: Path) -> None:
