@@ -77,6 +77,7 @@ class ServedStorage:
     url: str  # http://127.0.0.1:PORT
     service: StorageService
     ctx: DirectFacadeContext
+    domain: Domain | None = None  # with_tools=True: the MCP tools over the same service
 
     @property
     def s3_endpoint(self) -> str:
@@ -93,16 +94,18 @@ async def serve_storage(
     *,
     clock: FakeClock | None = None,
     keys: dict[str, Principal] | None = None,
+    with_tools: bool = False,
 ) -> AsyncIterator[ServedStorage]:
     """The storage HTTP/S3 face on a loopback port, over an in-process storage service."""
-    service = make_service(data_dir, config, clock=clock)
-    holder: Any = ServiceHolder(service)
+    domain = make_domain(data_dir, config, clock=clock) if with_tools else None
+    service = domain.service if domain is not None else make_service(data_dir, config, clock=clock)
+    holder: Any = domain if domain is not None else ServiceHolder(service)
     ctx = DirectFacadeContext({"storage": holder}, master_key=MASTER_KEY, keys=keys)
     app = Starlette(routes=routes(ctx))
     try:
         async with serve_asgi(app) as url:
             ctx._public_url = url
             service.public_url = url
-            yield ServedStorage(url, service, ctx)
+            yield ServedStorage(url, service, ctx, domain)
     finally:
         service.close()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -12,8 +14,9 @@ import httpx2
 import pytest
 from anyio import wait_all_tasks_blocked
 
+from aggregator.principal import MASTER as MASTER_PRINCIPAL
 from aggregator.principal import Principal
-from tests.support.storage import MASTER_KEY, FakeClock, serve_storage
+from tests.support.storage import MASTER_KEY, FakeClock, ServedStorage, serve_storage
 
 pytestmark = pytest.mark.anyio
 
@@ -266,3 +269,30 @@ async def test_the_face_answers_503_when_storage_is_not_in_process(tmp_path: Pat
     async with serve_asgi(app) as url, httpx2.AsyncClient(base_url=url, headers=MASTER) as http:
         response = await http.get("/storage/default/k")
     assert response.status_code == 503 and "in-process" in response.json()["error"]["message"]
+
+
+class HubThroughContext:
+    """A HubCaller like the hub's: other domains' tool calls dispatched through the facade context."""
+
+    def __init__(self, served: ServedStorage) -> None:
+        self.served = served
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        return await self.served.ctx.call_tool(MASTER_PRINCIPAL, name, arguments)
+
+
+async def test_another_domain_stores_an_artifact_through_the_hub_and_hands_back_a_working_url(tmp_path: Path) -> None:
+    audio = b"RIFF\x24\x00\x00\x00WAVEfmt " + os.urandom(2000)
+    async with serve_storage(tmp_path, with_tools=True) as served, httpx2.AsyncClient() as http:
+        hub = HubThroughContext(served)
+        encoded = base64.b64encode(audio).decode()
+        for bucket in ("uploads", "default"):
+            result = await hub.call_tool(
+                "storage-put_object", {"bucket": bucket, "key": "speech/hello.wav", "base64": encoded}
+            )
+            stored = result["structuredContent"]
+            assert stored["content_type"] == "audio/wav" and stored["size"] == len(audio)
+            assert any(block["type"] == "resource_link" for block in result["content"])
+            fetched = await http.get(stored["url"])  # no key: public link or presigned link
+            assert fetched.status_code == 200 and fetched.content == audio
+            assert fetched.headers["content-type"] == "audio/wav"
