@@ -19,6 +19,7 @@ from servers.storage.metadata import ObjectRecord
 BODY_IDLE_TIMEOUT = 60.0  # seconds a request body may stall before the upload is abandoned
 BODY_DONE = "toolmux.storage.body_done"  # scope flag: the request body was read to its end
 
+_ACTIVE_TYPES = frozenset({"text/html", "application/xhtml+xml", "text/xml", "application/xml", "image/svg+xml"})
 _S3_CODE_BY_STATUS = {
     400: "InvalidArgument",
     401: "AccessDenied",
@@ -87,11 +88,13 @@ def object_headers(record: ObjectRecord, request_id: str) -> dict[str, str]:
         "Content-Type": record.content_type,
         "Accept-Ranges": "bytes",
         "X-Content-Type-Options": "nosniff",
-        # Uploaded HTML or SVG opened from the hub's origin must not run with that origin.
-        "Content-Security-Policy": "sandbox",
         "x-request-id": request_id,
         "x-amz-request-id": request_id,
     }
+    base_type = record.content_type.split(";", 1)[0].strip().lower()
+    if base_type in _ACTIVE_TYPES or base_type.endswith("+xml"):
+        # Uploaded HTML or SVG opened from the hub's origin must not run scripts with that origin.
+        headers["Content-Security-Policy"] = "sandbox"
     for name, value in record.metadata.items():
         headers[f"x-amz-meta-{name}"] = value
     return headers

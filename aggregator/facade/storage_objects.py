@@ -9,6 +9,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from typing import IO, Any
 from urllib.parse import unquote
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -36,6 +37,7 @@ from servers.storage.server import iso
 from servers.storage.service import StorageService, iter_file
 
 SMALL_BODY_LIMIT = 4 * 1024 * 1024  # DeleteObjects and CompleteMultipartUpload documents
+WHOLE_READ_LIMIT = 256 * 1024  # objects (or ranges) up to this size are answered from memory
 _RESPONSE_OVERRIDES = {
     "response-content-type": "Content-Type",
     "response-content-disposition": "Content-Disposition",
@@ -44,6 +46,11 @@ _RESPONSE_OVERRIDES = {
     "response-cache-control": "Cache-Control",
     "response-expires": "Expires",
 }
+
+
+def _read_range(file: IO[bytes], start: int, length: int) -> bytes:
+    file.seek(start)
+    return file.read(length)
 
 
 async def stream_file(file: IO[bytes], start: int, length: int) -> AsyncIterator[bytes]:
@@ -206,6 +213,10 @@ class ObjectHandlers:
                 opened.file.close()
                 return Response(status_code=code, headers=headers)
             # Content-Type goes in as a header: Starlette would append a charset to a text/* media_type.
+            if length <= WHOLE_READ_LIMIT:  # one worker-thread hop, no streaming machinery
+                data = await anyio.to_thread.run_sync(_read_range, opened.file, start, length)
+                opened.file.close()
+                return Response(data, status_code=code, headers=headers)
             return StreamingResponse(stream_file(opened.file, start, length), status_code=code, headers=headers)
         except BaseException:
             opened.file.close()

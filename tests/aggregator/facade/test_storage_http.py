@@ -154,7 +154,9 @@ async def test_public_buckets_read_without_a_key_but_writes_and_private_reads_ne
         await http.put("/storage/default/secret.txt", content=b"s", headers=MASTER)
         public = await http.get("/storage/uploads/pub.png")
         assert public.status_code == 200 and public.content == PNG
-        assert public.headers["content-security-policy"] == "sandbox"
+        await http.put("/storage/uploads/page.html", content=b"<!DOCTYPE html><script>", headers=MASTER)
+        page = await http.get("/storage/uploads/page.html")
+        assert page.headers["content-security-policy"] == "sandbox"  # no script runs as the hub's origin
         private = await http.get("/storage/default/secret.txt")
         unknown = await http.get("/storage/nosuchbucket/secret.txt")
         assert private.status_code == unknown.status_code == 401
