@@ -31,6 +31,7 @@ from aggregator.facade.storage_objects import ObjectHandlers
 from servers.kit import ToolError
 from servers.storage.names import check_key
 from servers.storage.presign import clamp_expiry
+from servers.storage.server import iso
 from servers.storage.service import StorageService
 
 _log = logging.getLogger("toolmux.facade.storage")
@@ -206,7 +207,7 @@ class StorageFace:
         raw_expires = request.query_params.get("expires", "3600")
         try:
             expires_in = clamp_expiry(float(raw_expires))
-        except ValueError:
+        except (ValueError, OverflowError):
             raise StorageHTTPError(400, "expires must be a number of seconds", field="expires") from None
         access = resolve_access(request, self.ctx, service, None, None)
         if access.kind == "anonymous":
@@ -222,6 +223,6 @@ class StorageFace:
                 "method": method,
                 "public": public,
                 "expires_in": None if public else expires_in,
-                "expires_at": expires_at,
+                "expires_at": iso(expires_at),
             }
         )

@@ -172,6 +172,7 @@ async def test_presigned_urls_work_until_they_expire_and_refuse_tampering(tmp_pa
         await http.put("/storage/default/report.pdf", content=b"%PDF-1.4 data", headers=MASTER)
         made = await http.post("/storage/presign/default/report.pdf", params={"expires": "60"}, headers=MASTER)
         assert made.status_code == 200 and made.json()["expires_in"] == 60
+        assert made.json()["expires_at"].endswith("Z")
         url = made.json()["url"]
         fetched = await http.get(url)
         assert fetched.status_code == 200 and fetched.content == b"%PDF-1.4 data"
@@ -191,6 +192,8 @@ async def test_presigned_urls_work_until_they_expire_and_refuse_tampering(tmp_pa
         expired = await http.get(url)
         assert expired.status_code == 403 and "expired" in expired.json()["error"]["message"]
 
+        infinite = await http.post("/storage/presign/default/x", params={"expires": "inf"}, headers=MASTER)
+        assert infinite.status_code == 400 and infinite.json()["error"]["field"] == "expires"
         public = (await http.post("/storage/presign/uploads/a.png", headers=MASTER)).json()
         assert public["public"] is True and "?" not in public["url"]
         assert (await http.post("/storage/presign/default/x")).status_code == 401
@@ -298,3 +301,16 @@ async def test_another_domain_stores_an_artifact_through_the_hub_and_hands_back_
             fetched = await http.get(stored["url"])  # no key: public link or presigned link
             assert fetched.status_code == 200 and fetched.content == audio
             assert fetched.headers["content-type"] == "audio/wav"
+
+
+async def test_an_expired_object_is_gone_from_reads_and_listings_at_once(tmp_path: Path) -> None:
+    clock = FakeClock()
+    config = {"buckets": [{"name": "scratch", "ttl_seconds": 30}]}
+    storage = serve_storage(tmp_path, config, clock=clock)
+    async with storage as served, httpx2.AsyncClient(base_url=served.url, headers=MASTER) as http:
+        put = await http.put("/storage/scratch/tmp.txt", content=b"soon gone")
+        assert put.json()["expires_at"] is not None
+        assert (await http.get("/storage/scratch/tmp.txt")).status_code == 200
+        clock.advance(31)
+        assert (await http.get("/storage/scratch/tmp.txt")).status_code == 404
+        assert (await http.get("/storage/scratch")).json()["objects"] == []
