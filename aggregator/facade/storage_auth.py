@@ -20,6 +20,7 @@ from starlette.requests import Request
 
 from aggregator.facade.base import FacadeContext, FacadeHTTPError, presented_key
 from aggregator.facade.storage_http import StorageHTTPError
+from aggregator.facade.storage_sigv2 import matching_v2_secret, parse_v2_query, v2_string_to_sign
 from aggregator.facade.storage_sigv4 import (
     SigV4Auth,
     SigV4Error,
@@ -27,11 +28,8 @@ from aggregator.facade.storage_sigv4 import (
     check_payload_hash,
     check_time,
     matching_secret,
-    matching_v2_secret,
     parse_header_auth,
     parse_query_auth,
-    parse_v2_query,
-    v2_string_to_sign,
 )
 from aggregator.principal import Principal
 from servers.storage.presign import EXPIRES_PARAM, SIGNATURE_PARAM
