@@ -66,6 +66,13 @@ BUILTINS: dict[str, BuiltinServer] = {
         # Heavy imports (pandas, scipy, statsmodels) and native fitting code: keep them out of the hub.
         default_mode="stdio",
     ),
+    "storage": BuiltinServer(
+        name="storage",
+        summary="Buckets of objects: MCP tools, an HTTP API and S3 compatibility (boto3) under /storage/.",
+        module="servers.storage.server",
+        extra="storage",
+        default_mode="inprocess",
+    ),
 }
 
 

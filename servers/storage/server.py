@@ -1,0 +1,223 @@
+"""The storage server's MCP tools, bound to `schemas/storage.json`.
+
+MCP callers may act on any bucket: which callers reach these tools at all is the hub's key
+scopes' business. Bucket keys guard the HTTP/S3 face (`aggregator/facade/storage.py`).
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+
+from servers.kit import Domain, ServerSettings, ToolContext, ToolError, ToolResult
+from servers.storage.config import StorageConfig
+from servers.storage.metadata import ObjectRecord
+from servers.storage.presign import clamp_expiry
+from servers.storage.service import StorageService
+from servers.storage.sniff import is_textual
+
+INSTRUCTIONS = (
+    "Object storage. Save results with put_object and share the returned `url` instead of pasting "
+    "large or binary content. Read with get_object (text, or base64 for binary), find objects with "
+    "list_objects (prefix, delimiter '/'), and make download or upload links with presign_url."
+)
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def object_info(record: ObjectRecord) -> dict[str, Any]:
+    return {
+        "bucket": record.bucket,
+        "key": record.key,
+        "size": record.size,
+        "etag": record.etag,
+        "content_type": record.content_type,
+        "last_modified": iso(record.modified),
+        "expires_at": iso(record.expires_at),
+        "metadata": record.metadata,
+    }
+
+
+def resource_link(url: str, record: ObjectRecord) -> list[dict[str, Any]]:
+    """A resource_link block for a binary object (only for absolute URLs: clients parse the URI)."""
+    if not url.startswith(("http://", "https://")):
+        return []
+    name = record.key.rsplit("/", 1)[-1] or record.key
+    return [{"type": "resource_link", "uri": url, "name": name, "mimeType": record.content_type, "size": record.size}]
+
+
+def _content(args: dict[str, Any]) -> bytes:
+    has_text, has_base64 = "text" in args, "base64" in args
+    if has_text == has_base64:
+        raise ToolError("give exactly one of 'text' or 'base64'", field="text" if not has_text else "base64")
+    if has_text:
+        return str(args["text"]).encode("utf-8")
+    try:
+        return binascii.a2b_base64(args["base64"], strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise ToolError("'base64' is not valid base64", field="base64") from None
+
+
+def create(settings: ServerSettings) -> Domain:
+    config = settings.parse(StorageConfig)
+    service = StorageService(config, settings.server_dir, public_url=settings.public_url)
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(service.sweeper.run)
+            yield
+            tg.cancel_scope.cancel()
+
+    domain = Domain("storage", hub=settings.hub, instructions=INSTRUCTIONS, lifespan=lifespan)
+    domain.service = service
+
+    @domain.tool("put_object")
+    async def put_object(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+        data = _content(args)
+        record = await service.put(
+            args["bucket"],
+            args["key"],
+            data,
+            content_type=args.get("content_type"),
+            metadata=args.get("metadata"),
+            ttl_seconds=args.get("ttl_seconds"),
+        )
+        url, url_expires_at = service.url(record.bucket, record.key)
+        structured = {
+            "bucket": record.bucket,
+            "key": record.key,
+            "size": record.size,
+            "etag": record.etag,
+            "content_type": record.content_type,
+            "url": url,
+            "url_expires_at": iso(url_expires_at),
+            "expires_at": iso(record.expires_at),
+        }
+        binary = not is_textual(record.content_type)
+        return ToolResult(structured=structured, content=resource_link(url, record) if binary else [])
+
+    @domain.tool("get_object")
+    async def get_object(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+        limit = min(args.get("max_bytes") or config.max_inline_bytes, config.max_inline_bytes)
+        record, data = await service.read(args["bucket"], args["key"], limit)
+        wanted = args.get("encoding", "auto")
+        text: str | None = None
+        if wanted != "base64":
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                if wanted == "text":
+                    raise ToolError(
+                        "the object is not valid UTF-8 text; ask for encoding 'base64'", field="encoding"
+                    ) from None
+        url, _ = service.url(record.bucket, record.key)
+        structured: dict[str, Any] = {
+            "bucket": record.bucket,
+            "key": record.key,
+            "size": record.size,
+            "etag": record.etag,
+            "content_type": record.content_type,
+            "last_modified": iso(record.modified),
+            "url": url,
+        }
+        if text is not None:
+            structured.update(encoding="text", text=text)
+            return ToolResult(structured=structured)
+        structured.update(encoding="base64", base64=binascii.b2a_base64(data, newline=False).decode("ascii"))
+        return ToolResult(structured=structured, content=resource_link(url, record))
+
+    @domain.tool("head_object")
+    async def head_object(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        return object_info(await service.head(args["bucket"], args["key"]))
+
+    @domain.tool("list_objects")
+    async def list_objects(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        prefix, delimiter = args.get("prefix", ""), args.get("delimiter", "")
+        listing = await service.list(
+            args["bucket"],
+            prefix=prefix,
+            delimiter=delimiter,
+            max_keys=args.get("max_keys", 100),
+            continuation_token=args.get("continuation_token"),
+        )
+        return {
+            "bucket": args["bucket"],
+            "prefix": prefix,
+            "delimiter": delimiter,
+            "objects": [
+                {
+                    "key": r.key,
+                    "size": r.size,
+                    "etag": r.etag,
+                    "content_type": r.content_type,
+                    "last_modified": iso(r.modified),
+                }
+                for r in listing.objects
+            ],
+            "common_prefixes": listing.common_prefixes,
+            "is_truncated": listing.is_truncated,
+            "next_continuation_token": listing.next_token,
+        }
+
+    @domain.tool("delete_object")
+    async def delete_object(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        deleted = await service.delete(args["bucket"], args["key"])
+        return {"bucket": args["bucket"], "key": args["key"], "deleted": deleted}
+
+    @domain.tool("list_buckets")
+    async def list_buckets(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        stats = await service.bucket_stats()
+        return {
+            "buckets": [
+                {
+                    "name": b.name,
+                    "visibility": b.visibility,
+                    "max_object_size": b.max_object_size,
+                    "ttl_seconds": b.ttl_seconds,
+                    "objects": stats.get(b.name, (0, 0))[0],
+                    "bytes": stats.get(b.name, (0, 0))[1],
+                }
+                for b in service.buckets.values()
+            ]
+        }
+
+    @domain.tool("presign_url")
+    async def presign_url(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        method = args.get("method", "GET")
+        bucket = service.bucket(args["bucket"])
+        if method == "GET":
+            await service.head(bucket.name, args["key"])  # a link to nothing helps nobody
+        expires_in = clamp_expiry(args.get("expires_in", 3600))
+        url, expires_at = service.url(bucket.name, args["key"], method=method, expires_in=expires_in)
+        public = expires_at is None
+        return {
+            "url": url,
+            "method": method,
+            "public": public,
+            "expires_in": None if public else expires_in,
+            "expires_at": iso(expires_at),
+        }
+
+    async def health() -> dict[str, Any]:
+        try:
+            stats = await service.bucket_stats()
+        except Exception as exc:
+            return {"healthy": False, "details": {"metadata": f"unreadable: {type(exc).__name__}"}}
+        return {
+            "healthy": True,
+            "details": {"buckets": len(service.buckets), "objects": sum(n for n, _ in stats.values())},
+        }
+
+    domain.health = health
+    domain.check_complete()
+    return domain
