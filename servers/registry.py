@@ -56,6 +56,13 @@ BUILTINS: dict[str, BuiltinServer] = {
         module="servers.demo.server",
         default_mode="inprocess",
     ),
+    "mail": BuiltinServer(
+        name="mail",
+        summary="IMAP/SMTP gateway over configured email accounts: unified inbox, search, read, send, file, delete.",
+        module="servers.mail.server",
+        extra="mail",
+        default_mode="inprocess",
+    ),
 }
 
 
