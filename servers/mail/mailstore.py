@@ -231,8 +231,8 @@ def fetch_raw(
     """(raw RFC 5322 bytes, FETCH record with FLAGS/INTERNALDATE/size) of one message."""
     select(session, folder, readonly=True, uidvalidity=uidvalidity)
     session.reset()
-    meta = [r for r in wire.fetch_items(session.uid("FETCH", str(uid), "(UID FLAGS INTERNALDATE RFC822.SIZE)"))]
-    meta = [r for r in meta if str(r.get("UID")) == str(uid)]
+    fetched = wire.fetch_items(session.uid("FETCH", str(uid), "(UID FLAGS INTERNALDATE RFC822.SIZE)"))
+    meta = [r for r in fetched if str(r.get("UID")) == str(uid)]
     if not meta:
         raise ToolError(f"no message with UID {uid} in folder {folder!r}", code="not_found", field="uid")
     size = int(meta[0].get("RFC822.SIZE") or 0)

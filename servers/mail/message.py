@@ -66,15 +66,35 @@ def decode_bytes(payload: bytes, charset: str | None) -> str:
     return payload.decode("utf-8", "replace")
 
 
+def _has_raw_bytes(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
 def clean(text: str) -> str:
-    """Valid Unicode from a header value that may carry undecodable raw 8-bit bytes."""
-    if any("\udc80" <= ch <= "\udcff" for ch in text):
+    """Valid Unicode from a value that may carry undecodable raw 8-bit bytes."""
+    if _has_raw_bytes(text):
         text = decode_bytes(text.encode("utf-8", "surrogateescape"), None)
     return text.replace("\x00", "")
 
 
+def _header(msg: Message, name: str) -> Any:
+    """The parsed header, re-parsed from its raw bytes when it was sent as undeclared 8-bit text
+    (the email package would otherwise turn every such byte into U+FFFD)."""
+    lowered = name.lower()
+    for key, raw in msg.raw_items():
+        if key.lower() == lowered:
+            if isinstance(raw, str) and _has_raw_bytes(raw):
+                fixed = clean(raw)
+                try:
+                    return policy.default.header_factory(name, fixed)
+                except (ValueError, LookupError, TypeError, IndexError):
+                    return fixed
+            return msg.get(name)
+    return None
+
+
 def header_text(msg: Message, name: str) -> str | None:
-    value = msg.get(name)
+    value = _header(msg, name)
     if value is None:
         return None
     try:
@@ -86,7 +106,7 @@ def header_text(msg: Message, name: str) -> str | None:
 
 def addresses(msg: Message, name: str) -> list[dict[str, Any]]:
     """`[{name, address}]` of an address header; malformed entries are kept as best understood."""
-    header = msg.get(name)
+    header = _header(msg, name)
     if header is None:
         return []
     out: list[dict[str, Any]] = []
