@@ -96,7 +96,13 @@ class ImapSession:
             self.check("NOOP", *self.conn.noop())
             return
         self.selected = None
-        typ, data = self.conn.select(folder_arg(folder).decode(), readonly=readonly)  # type: ignore[arg-type]
+        try:
+            typ, data = self.conn.select(folder_arg(folder).decode(), readonly=readonly)  # type: ignore[arg-type]
+        except imaplib.IMAP4.readonly:
+            self.conn.state = "AUTH"  # imaplib left it half-selected; the next select starts clean
+            raise ToolError(
+                f"folder {folder!r} is read-only on this server", code="forbidden", field="folder"
+            ) from None
         self.check("SELECT", typ, data)
         untagged = self.conn.untagged_responses
         self.uidvalidity = int((untagged.get("UIDVALIDITY") or [b"0"])[-1])

@@ -17,7 +17,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 _LITERAL_MARKER = re.compile(rb"\{\d+\+?\}$")
-_ATOM_END = b" ()\r\n\t"
 
 
 class WireError(ValueError):
@@ -40,44 +39,35 @@ def _segments(data: Iterable[Any]) -> Iterator[bytes]:
             yield b" " + bytes(item)
 
 
+_SPACE = re.compile(rb"[ \t\r\n]*")
+# One token: a parenthesis, a quoted string, or an atom (brackets may hold spaces and parentheses:
+# BODY[HEADER.FIELDS (FROM TO)]<0>).
+_TOKEN = re.compile(rb'(\()|(\))|"((?:[^"\\]|\\.)*)"|((?:[^\s()"\[\]]|\[[^\]]*\])+)', re.S)
+_UNESCAPE = re.compile(rb"\\(.)", re.S)
+
+
 def _tokens(data: Iterable[Any]) -> Iterator[tuple[str, Any]]:
     for segment in _segments(data):
         if isinstance(segment, _Literal):
             yield "string", bytes(segment)
             continue
-        i, n = 0, len(segment)
-        while i < n:
-            c = segment[i : i + 1]
-            if c in (b" ", b"\r", b"\n", b"\t"):
-                i += 1
-            elif c in (b"(", b")"):
-                yield c.decode(), None
-                i += 1
-            elif c == b'"':
-                i += 1
-                out = bytearray()
-                while i < n and segment[i : i + 1] != b'"':
-                    if segment[i : i + 1] == b"\\" and i + 1 < n:
-                        i += 1
-                    out += segment[i : i + 1]
-                    i += 1
-                if i >= n:
-                    raise WireError("unterminated quoted string in IMAP response")
-                i += 1
-                yield "string", bytes(out)
+        pos, end = 0, len(segment)
+        while True:
+            pos = _SPACE.match(segment, pos).end()  # type: ignore[union-attr]
+            if pos >= end:
+                break
+            match = _TOKEN.match(segment, pos)
+            if match is None:
+                raise WireError(f"unparsable IMAP response near {segment[pos : pos + 20]!r}")
+            pos = match.end()
+            if match.group(1):
+                yield "(", None
+            elif match.group(2):
+                yield ")", None
+            elif match.group(3) is not None:
+                yield "string", _UNESCAPE.sub(rb"\1", match.group(3))
             else:
-                start = i
-                depth = 0
-                while i < n:
-                    ch = segment[i : i + 1]
-                    if ch == b"[":
-                        depth += 1
-                    elif ch == b"]":
-                        depth = max(0, depth - 1)
-                    elif depth == 0 and ch in (b" ", b"(", b")", b"\r", b"\n", b"\t"):
-                        break
-                    i += 1
-                yield "atom", segment[start:i].decode("utf-8", "replace")
+                yield "atom", match.group(4).decode("utf-8", "replace")
 
 
 def parse(data: Iterable[Any]) -> list[Any]:

@@ -143,12 +143,12 @@ class MailUser:
     def maildir(self) -> Path:
         return self.home / "Maildir"
 
-    def deliver(self, raw: bytes) -> None:
-        """Drop a message straight into the user's INBOX, as a local delivery agent would."""
+    def deliver(self, *raws: bytes) -> None:
+        """Drop messages straight into the user's INBOX, as a local delivery agent would."""
         box = mailbox.Maildir(self.maildir, create=True)
-        key = box.add(raw)
-        _chown_tree(self.maildir)
-        del key
+        for raw in raws:
+            key = box.add(raw)  # plain bytes always land in new/ under their key
+            os.chown(self.maildir / "new" / key, MAIL_UID, MAIL_UID)
 
 
 class Dovecot:
