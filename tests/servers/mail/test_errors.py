@@ -48,7 +48,7 @@ async def test_invalid_address_is_refused_naming_the_field(mail: MailEnv, field:
     error = await call_error(domain, "send", {"mailbox": "alice", field: [value], "text": "x"})
     assert error.code == "invalid_argument"
     assert error.field == f"{field}[0]"
-    assert mail.sink.received == [] or all(e.mail_from != mail.alice.address for e in mail.sink.received)
+    assert all(e.mail_from != mail.alice.address for e in mail.sink.received)  # nothing went out
 
 
 async def test_send_without_any_recipient_is_refused(mail: MailEnv) -> None:
