@@ -73,6 +73,13 @@ BUILTINS: dict[str, BuiltinServer] = {
         extra="storage",
         default_mode="inprocess",
     ),
+    "mail": BuiltinServer(
+        name="mail",
+        summary="IMAP/SMTP gateway over configured email accounts: unified inbox, search, read, send, file, delete.",
+        module="servers.mail.server",
+        extra="mail",
+        default_mode="inprocess",
+    ),
 }
 
 

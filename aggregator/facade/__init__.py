@@ -9,4 +9,5 @@ scopes, validation, timeouts and metrics are the same as on the MCP face.
 FACADE_MODULES: list[str] = [
     "aggregator.facade.forecast",
     "aggregator.facade.storage",
+    "aggregator.facade.mail",
 ]
