@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import anyio
@@ -45,6 +46,12 @@ ToolHandler = Callable[[dict[str, Any], ToolContext], Awaitable["dict[str, Any] 
 Lifespan = Callable[[], AbstractAsyncContextManager[None]]
 
 
+@cache
+def _contracts(domain: str) -> dict[str, ToolContract]:
+    """Compiled contracts per domain, built once per process (checking schemas is not free)."""
+    return {t["name"]: ToolContract.from_dict(t) for t in schemas.load(domain)["tools"]}
+
+
 def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -67,9 +74,8 @@ class Domain:
         self.hub = hub
         self._lifespan = lifespan
         self._server_options = server_options or {}
-        loaded = schemas.load(contract or name)
-        self.description: str = loaded.get("description", "")
-        self.contracts: dict[str, ToolContract] = {t["name"]: ToolContract.from_dict(t) for t in loaded["tools"]}
+        self.description: str = schemas.load(contract or name).get("description", "")
+        self.contracts: dict[str, ToolContract] = dict(_contracts(contract or name))
         self.handlers: dict[str, ToolHandler] = {}
         self.hidden: dict[str, str] = {}
         # The domain's plain logic object, for faces in the same process that must bypass JSON
