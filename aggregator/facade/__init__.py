@@ -6,4 +6,7 @@ scopes, validation, timeouts and metrics are the same as on the MCP face.
 """
 
 # Module paths of every facade the hub mounts, in order (first match wins for a path).
-FACADE_MODULES: list[str] = []
+FACADE_MODULES: list[str] = [
+    "aggregator.facade.openai",
+    "aggregator.facade.ollama",
+]
