@@ -117,6 +117,11 @@ def build_routes(ctx: FacadeContext, limits: LLMFacadeLimits | None = None) -> l
         return JSONResponse({"models": models}, headers={"x-request-id": request_id})
 
     async def version(request: Request) -> Response:
+        # Clients probe this before they know a key is needed: no key is fine, a wrong one is not.
+        try:
+            ctx.authenticate(request, required=False)
+        except FacadeHTTPError as exc:
+            return ollama_error(exc, request_id_of(request))
         return JSONResponse({"version": OLLAMA_VERSION})
 
     async def chat(request: Request) -> Any:
