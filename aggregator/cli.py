@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--config", help="YAML/JSON file with this server's own config section")
     server.add_argument("--data-dir", help="data directory (default: $TOOLMUX_DATA_DIR or .data)")
     server.set_defaults(func=cmd_server)
+
+    from servers.models import usage_cli  # models domain: `toolmux usage`
+
+    usage_cli.add_parser(sub)
     return parser
 
 
