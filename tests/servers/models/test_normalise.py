@@ -69,7 +69,8 @@ def test_names_and_parameters_are_remapped() -> None:
 
 
 def test_patterns_are_tried_in_the_configured_order() -> None:
-    both = '```json\n{"name": "search", "arguments": {"q": "a"}}\n```\n<tool_call><function=get_weather></function></tool_call>'
+    fenced = '```json\n{"name": "search", "arguments": {"q": "a"}}\n```\n'
+    both = fenced + "<tool_call><function=get_weather></function></tool_call>"
     fenced_first = parser(patterns=[ToolCallPattern(kind="fenced_json"), ToolCallPattern(kind="qwen_xml")])
     assert [c["function"]["name"] for c in fenced_first.parse(both)[1]] == ["search"]
     assert [c["function"]["name"] for c in parser().parse(both)[1]] == ["get_weather"]
