@@ -14,6 +14,7 @@ from aggregator.facade.base import DirectFacadeContext
 from aggregator.facade.llm_support import LLMFacadeLimits
 from aggregator.principal import Principal
 from servers.kit import ServerSettings
+from servers.models.cache import ResponseCache
 from servers.models.server import create
 from servers.models.service import ModelsService
 from tests.servers.models.fakes import FakeBackend, fake_backend
@@ -59,15 +60,44 @@ async def start_hub(
         await domain.service.aclose()
 
 
-@pytest.fixture
-async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
+def reset(hub: Hub) -> Hub:
+    """A module's shared hub, fresh for the next test: no script, no cache, closed circuits."""
+    hub.fake.reset()
+    hub.service.cache = ResponseCache()
+    for state in hub.service.states.values():
+        state.breaker.record_success()
+        state.requests.clear()
+        state.tokens.clear()
+    return hub
+
+
+# One backend and one hub per test module (starting and stopping servers costs ~0.2 s each).
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def _openai_hub(anyio_backend: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Hub]:
     async with fake_backend("openai") as fake:
-        async for running in start_hub(tmp_path, fake):
+        async for running in start_hub(tmp_path_factory.mktemp("hub"), fake):
+            yield running
+
+
+@pytest.fixture(scope="module")
+async def _ollama_hub(anyio_backend: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Hub]:
+    async with fake_backend("ollama") as fake:
+        async for running in start_hub(tmp_path_factory.mktemp("hub"), fake):
             yield running
 
 
 @pytest.fixture
-async def ollama_hub(tmp_path: Path) -> AsyncIterator[Hub]:
-    async with fake_backend("ollama") as fake:
-        async for running in start_hub(tmp_path, fake):
-            yield running
+def hub(_openai_hub: Hub) -> Hub:
+    return reset(_openai_hub)
+
+
+@pytest.fixture
+def ollama_hub(_ollama_hub: Hub) -> Hub:
+    return reset(_ollama_hub)

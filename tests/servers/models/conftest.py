@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,27 +67,64 @@ def one(backend: str, model: str = "fake-model", **options: Any) -> dict[str, An
 
 
 USER = [{"role": "user", "content": "Say hello"}]
+Backends = Callable[..., AbstractAsyncContextManager[FakeBackend]]
+
+
+# One fake server per protocol for a whole test module (starting and stopping a server costs
+# ~0.2 s); each test gets it reset to a fresh state.
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def _fakes(anyio_backend: str) -> AsyncIterator[dict[str, FakeBackend]]:
+    async with (
+        fake_backend("openai") as openai_1,
+        fake_backend("openai") as openai_2,
+        fake_backend("ollama") as ollama,
+        fake_backend("anthropic") as anthropic,
+    ):
+        yield {"openai": openai_1, "openai_2": openai_2, "ollama": ollama, "anthropic": anthropic}
+
+
+def _fresh(fakes: dict[str, FakeBackend], name: str) -> FakeBackend:
+    fake = fakes[name]
+    fake.reset()
+    return fake
 
 
 @pytest.fixture
-async def openai_fake() -> AsyncIterator[FakeBackend]:
-    async with fake_backend("openai") as fake:
+def backends(_fakes: dict[str, FakeBackend]) -> Backends:
+    """`async with backends("ollama", reply=...) as fake:` -- the module's shared fake, reset and set up."""
+
+    @asynccontextmanager
+    async def use(protocol: str, **options: Any) -> AsyncIterator[FakeBackend]:
+        fake = _fresh(_fakes, protocol)
+        for name, value in options.items():
+            setattr(fake, name, value)
         yield fake
+
+    return use
 
 
 @pytest.fixture
-async def openai_fake_2() -> AsyncIterator[FakeBackend]:
-    async with fake_backend("openai") as fake:
-        yield fake
+def openai_fake(_fakes: dict[str, FakeBackend]) -> FakeBackend:
+    return _fresh(_fakes, "openai")
 
 
 @pytest.fixture
-async def ollama_fake() -> AsyncIterator[FakeBackend]:
-    async with fake_backend("ollama") as fake:
-        yield fake
+def openai_fake_2(_fakes: dict[str, FakeBackend]) -> FakeBackend:
+    return _fresh(_fakes, "openai_2")
 
 
 @pytest.fixture
-async def anthropic_fake() -> AsyncIterator[FakeBackend]:
-    async with fake_backend("anthropic") as fake:
-        yield fake
+def ollama_fake(_fakes: dict[str, FakeBackend]) -> FakeBackend:
+    return _fresh(_fakes, "ollama")
+
+
+@pytest.fixture
+def anthropic_fake(_fakes: dict[str, FakeBackend]) -> FakeBackend:
+    return _fresh(_fakes, "anthropic")

@@ -60,6 +60,19 @@ class FakeBackend:
     release: anyio.Event = field(default_factory=anyio.Event)
     hanging: anyio.Event = field(default_factory=anyio.Event)
 
+    def reset(self) -> None:
+        """Back to a fresh backend between tests (a server shared by a module's tests)."""
+        self.reply = FakeBackend.reply
+        self.tool_call = None
+        self.legacy_embeddings_only = False
+        self.script.clear()
+        self.requests.clear()
+        self.release.set()  # frees handlers a previous test left hanging
+        self.release = anyio.Event()
+        if self.gate is not None:
+            self.gate.set()
+        self.gate = None
+
     # --- scripting -----------------------------------------------------------------------------
     def fail(self, status: int = 500, retry_after: str | None = None, body: str | None = None) -> FakeBackend:
         self.script.append(Failure("status", status, retry_after, body or Failure("status").body))

@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from servers.kit import ToolError
-from tests.servers.models.conftest import USER, one, service_for
-from tests.servers.models.fakes import FakeBackend, fake_backend
+from tests.servers.models.conftest import USER, Backends, one, service_for
+from tests.servers.models.fakes import FakeBackend
 
 pytestmark = pytest.mark.anyio
 
@@ -28,8 +28,10 @@ async def collect(service: Any, args: dict[str, Any]) -> tuple[dict[str, Any], l
 
 
 @pytest.mark.parametrize("protocol", ["openai", "ollama", "anthropic"])
-async def test_chat_answers_in_openai_shape_with_usage_and_metadata(protocol: str, tmp_path: Path) -> None:
-    async with fake_backend(protocol) as fake:
+async def test_chat_answers_in_openai_shape_with_usage_and_metadata(
+    backends: Backends, protocol: str, tmp_path: Path
+) -> None:
+    async with backends(protocol) as fake:
         service = service_for(tmp_path, {"b": fake}, {"main": {"deployments": [one("b")]}})
         try:
             answer = await service.chat({"model": "main", "messages": USER})
@@ -43,8 +45,10 @@ async def test_chat_answers_in_openai_shape_with_usage_and_metadata(protocol: st
 
 
 @pytest.mark.parametrize("protocol", ["openai", "ollama", "anthropic"])
-async def test_stream_chunks_have_role_first_and_finish_reason_only_last(protocol: str, tmp_path: Path) -> None:
-    async with fake_backend(protocol) as fake:
+async def test_stream_chunks_have_role_first_and_finish_reason_only_last(
+    backends: Backends, protocol: str, tmp_path: Path
+) -> None:
+    async with backends(protocol) as fake:
         service = service_for(tmp_path, {"b": fake}, {"main": {"deployments": [one("b")]}})
         try:
             answer, chunks = await collect(service, {"model": "main", "messages": USER, "stream": True})
@@ -64,9 +68,9 @@ async def test_stream_chunks_have_role_first_and_finish_reason_only_last(protoco
 
 @pytest.mark.parametrize("protocol", ["openai", "ollama", "anthropic"])
 async def test_native_tool_calls_come_back_as_openai_tool_calls_streamed_with_index(
-    protocol: str, tmp_path: Path
+    backends: Backends, protocol: str, tmp_path: Path
 ) -> None:
-    async with fake_backend(protocol, tool_call={"name": "get_weather", "arguments": {"city": "Paris"}}) as fake:
+    async with backends(protocol, tool_call={"name": "get_weather", "arguments": {"city": "Paris"}}) as fake:
         service = service_for(tmp_path, {"b": fake}, {"main": {"deployments": [one("b")]}})
         try:
             plain = await service.chat({"model": "main", "messages": USER, "tools": WEATHER_TOOL})
@@ -85,8 +89,10 @@ async def test_native_tool_calls_come_back_as_openai_tool_calls_streamed_with_in
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
 
 
-async def test_tool_results_in_the_conversation_reach_anthropic_as_tool_result_blocks(tmp_path: Path) -> None:
-    async with fake_backend("anthropic") as fake:
+async def test_tool_results_in_the_conversation_reach_anthropic_as_tool_result_blocks(
+    backends: Backends, tmp_path: Path
+) -> None:
+    async with backends("anthropic") as fake:
         service = service_for(
             tmp_path,
             {"b": fake},
@@ -127,8 +133,8 @@ async def test_tool_results_in_the_conversation_reach_anthropic_as_tool_result_b
     assert sent.body["tools"][0]["input_schema"] == {"type": "object"}
 
 
-async def test_backend_api_key_is_sent_as_each_protocol_expects(tmp_path: Path) -> None:
-    async with fake_backend("openai") as oa, fake_backend("anthropic") as an:
+async def test_backend_api_key_is_sent_as_each_protocol_expects(backends: Backends, tmp_path: Path) -> None:
+    async with backends("openai") as oa, backends("anthropic") as an:
         service = service_for(
             tmp_path,
             {"oa": oa, "an": an},
@@ -145,8 +151,8 @@ async def test_backend_api_key_is_sent_as_each_protocol_expects(tmp_path: Path) 
 
 
 @pytest.mark.parametrize("protocol", ["openai", "ollama"])
-async def test_embeddings_come_back_in_input_order(protocol: str, tmp_path: Path) -> None:
-    async with fake_backend(protocol) as fake:
+async def test_embeddings_come_back_in_input_order(backends: Backends, protocol: str, tmp_path: Path) -> None:
+    async with backends(protocol) as fake:
         service = service_for(tmp_path, {"b": fake}, {"emb": {"deployments": [one("b", "embed-model")]}})
         try:
             answer = await service.embed({"model": "emb", "input": ["a", "bbb"]})
@@ -157,8 +163,8 @@ async def test_embeddings_come_back_in_input_order(protocol: str, tmp_path: Path
     assert answer["model"] == "emb"
 
 
-async def test_old_ollama_without_api_embed_falls_back_to_api_embeddings(tmp_path: Path) -> None:
-    async with fake_backend("ollama", legacy_embeddings_only=True) as fake:
+async def test_old_ollama_without_api_embed_falls_back_to_api_embeddings(backends: Backends, tmp_path: Path) -> None:
+    async with backends("ollama", legacy_embeddings_only=True) as fake:
         service = service_for(tmp_path, {"b": fake}, {"emb": {"deployments": [one("b", "embed-model")]}})
         try:
             answer = await service.embed({"model": "emb", "input": ["xy", "z"]})

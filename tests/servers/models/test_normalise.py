@@ -10,8 +10,7 @@ import pytest
 
 from servers.models.config import ToolCallParsingConfig, ToolCallPattern
 from servers.models.normalise import StreamNormaliser, ToolCallParser, normalise_message
-from tests.servers.models.conftest import USER, one, service_for
-from tests.servers.models.fakes import fake_backend
+from tests.servers.models.conftest import USER, Backends, one, service_for
 
 QWEN = (
     "I will check.\n<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n"
@@ -113,8 +112,10 @@ def test_stream_releases_held_text_when_it_was_not_a_call() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_model_writing_qwen_xml_is_answered_with_tool_calls_in_both_modes(tmp_path: Path) -> None:
-    async with fake_backend("ollama", reply=QWEN) as fake:
+async def test_a_model_writing_qwen_xml_is_answered_with_tool_calls_in_both_modes(
+    backends: Backends, tmp_path: Path
+) -> None:
+    async with backends("ollama", reply=QWEN) as fake:
         service = service_for(tmp_path, {"o": fake}, {"main": {"deployments": [one("o")]}})
         chunks: list[dict[str, Any]] = []
 
