@@ -6,12 +6,14 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import httpx2
 import openai
 import orjson
 import pytest
 
 from aggregator.facade.llm_support import LLMFacadeLimits
+from servers.models.usage import UsageRecord
 from tests.aggregator.facade.conftest import LIMITED_KEY, MASTER_KEY, Hub, start_hub
 from tests.servers.models.fakes import fake_backend
 
@@ -47,7 +49,7 @@ async def test_chat_completion_answers_with_overhead_attempts_and_cost_headers(c
 
 
 async def test_streaming_chat_arrives_chunk_by_chunk_with_usage_and_done(hub: Hub, client: openai.AsyncOpenAI) -> None:
-    hub.fake.gate = gate = __import__("anyio").Event()
+    hub.fake.gate = gate = anyio.Event()
     stream = await client.chat.completions.create(
         model="main", messages=USER, stream=True, stream_options={"include_usage": True}
     )
@@ -251,3 +253,31 @@ async def test_a_spent_budget_is_402_and_not_retried_by_the_sdk(tmp_path: Path) 
                     )
     assert caught.value.status_code == 402 and caught.value.body["code"] == "budget_exceeded"
     assert len(fake.chat_requests) == 1
+
+
+async def test_a_client_leaving_mid_stream_cancels_the_upstream_call(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    hub.fake.gate = anyio.Event()  # the backend holds the answer after its first words
+    recorded: list[UsageRecord] = []
+    call_ended = anyio.Event()
+    record = hub.service.usage.record
+
+    async def watched(entry: UsageRecord) -> None:
+        await record(entry)
+        recorded.append(entry)
+        call_ended.set()
+
+    monkeypatch.setattr(hub.service.usage, "record", watched)
+    body = {"model": "main", "messages": USER, "stream": True}
+    headers = {"authorization": f"Bearer {MASTER_KEY}"}
+    async with (
+        httpx2.AsyncClient(headers=headers) as http,
+        http.stream("POST", hub.url + "/v1/chat/completions", json=body) as response,
+    ):
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                break  # leave after the first chunk
+    with anyio.fail_after(5):
+        await call_ended.wait()
+    assert (recorded[0].status, recorded[0].error_code, recorded[0].stream) == ("error", "cancelled", True)
+    async with openai.AsyncOpenAI(base_url=hub.url + "/v1", api_key=MASTER_KEY, max_retries=0) as sdk:
+        assert (await sdk.models.list()).data  # the hub is fine afterwards

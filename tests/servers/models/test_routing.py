@@ -139,3 +139,23 @@ def test_transport_error_translation_covers_the_whole_httpx2_tree() -> None:
             continue
         with pytest.raises(UpstreamError), translate_transport_errors("b"):
             raise instance
+
+
+def test_cached_answers_expire_after_their_ttl_and_the_oldest_go_first() -> None:
+    from servers.models.cache import ResponseCache, cache_key
+
+    clock = FakeClock()
+    cache = ResponseCache(clock)
+    key = cache_key("chat", "main", {"messages": [{"role": "user", "content": "hi"}], "temperature": 0})
+    same = cache_key("chat", "main", {"temperature": 0, "messages": [{"content": "hi", "role": "user"}], "user": "x"})
+    assert key == same and key != cache_key(
+        "chat", "fast", {"messages": [{"role": "user", "content": "hi"}], "temperature": 0}
+    )
+    cache.put(key, {"answer": 1}, ttl=10, max_entries=2)
+    clock.advance(9.9)
+    assert cache.get(key) == {"answer": 1}
+    clock.advance(0.1)
+    assert cache.get(key) is None
+    for name in ("a", "b", "c"):
+        cache.put(name, {"answer": name}, ttl=10, max_entries=2)
+    assert cache.get("a") is None and cache.get("c") == {"answer": "c"} and len(cache) == 2
