@@ -130,8 +130,8 @@ def to_tool_error(exc: UpstreamError, *, attempts: int, path: list[str]) -> Tool
             return ToolError(
                 exc.message + tried, code="rate_limited", retryable=True, retry_after=exc.retry_after, data=data
             )
-        if exc.status in (401, 403):
-            # The backend refused our credentials: an operator problem, not the caller's.
+        if exc.status in (401, 403, 404):
+            # Wrong credentials or a model the backend lacks: the operator's config, not the caller.
             return ToolError(exc.message + tried, code="upstream_error", data=data)
         if exc.status >= 500 or exc.status == 408:
             return ToolError(exc.message + tried, code="upstream_error", retryable=True, data=data)
