@@ -35,7 +35,7 @@ CHUNKS = 8
 WARMUP = 20
 
 try:
-    import psutil  # measures the proxy's own CPU time, a figure other load on the machine hardly moves
+    import psutil  # the proxy process's own CPU time per request
 except ImportError:  # pragma: no cover - psutil comes with the test extra
     psutil = None
 
@@ -298,7 +298,7 @@ async def run(total: int) -> None:
             if litellm is not None:
                 ratio = results[("toolmux", stream, 32)]["rps"] / max(results[("litellm", stream, 32)]["rps"], 1e-9)
                 print(f"toolmux serves {ratio:.1f}x LiteLLM's RPS at concurrency 32 ({kind}; target >= 20x)")
-        print("(latencies move with other load on the machine; the proxy's CPU ms/request hardly does)")
+        print("(other load on the machine moves every figure here: compare runs on a quiet machine)")
         if litellm is None:
             print("LiteLLM is not installed: its proxy was not measured (optional; pip install 'litellm[proxy]').")
     finally:

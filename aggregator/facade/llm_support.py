@@ -199,13 +199,26 @@ class ToolStream:
             await self._body(send, self.encode_end(outcome["answer"]), more=False)
             return
         await self._start(send)
-        encoded = self.encode_chunk(first)
-        if encoded:
-            await self._body(send, encoded)
-        async for message in chunks:
-            encoded = self.encode_chunk(message)
+        pending: list[str] = [first]
+        ended = False
+        while not ended:
+            # Chunks that queued up while the last write was going out leave in one write.
+            while True:
+                try:
+                    pending.append(chunks.receive_nowait())
+                except anyio.WouldBlock:
+                    break
+                except anyio.EndOfStream:
+                    ended = True
+                    break
+            encoded = b"".join(filter(None, map(self.encode_chunk, pending)))
             if encoded:
                 await self._body(send, encoded)
+            if not ended:
+                try:
+                    pending = [await chunks.receive()]
+                except anyio.EndOfStream:
+                    ended = True
         error = outcome.get("error")
         if error is not None:
             await self._body(send, self.encode_error(status_of(error), error), more=False)
