@@ -11,8 +11,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +24,12 @@ from servers.models.adapters import Adapter, create_adapter
 from servers.models.breaker import CircuitBreaker
 from servers.models.cache import ResponseCache, cache_key, cacheable_chat
 from servers.models.config import AliasConfig, DeploymentConfig, ModelsConfig
-from servers.models.errors import (
-    ContextWindowError,
-    UpstreamError,
-    UpstreamProtocolError,
-    UpstreamStatusError,
-    to_tool_error,
-)
+from servers.models.failover import CallLog, Failover, Operation, Sleep
 from servers.models.health import HealthMonitor
 from servers.models.normalise import StreamNormaliser, normalise_message, parser_for
-from servers.models.router import DeploymentState, Router, Target, estimate_tokens
+from servers.models.router import DeploymentState, Router, Target
 from servers.models.streaming import Emit, StreamPipeline
 from servers.models.usage import UsageRecord, UsageStore
-
-Sleep = Callable[[float], Awaitable[None]]
-Operation = Callable[[Target, DeploymentState, "CallLog"], Awaitable[dict[str, Any]]]
 
 NO_MODELS_HINT = (
     "no models are configured: add `backends` and `aliases` to the models server's config "
@@ -47,34 +37,6 @@ NO_MODELS_HINT = (
 )
 # Arguments that steer toolmux itself and never reach a backend.
 _CONTROL_ARGS = frozenset({"model", "stream", "stream_options", "cache", "extra"})
-
-
-@dataclass
-class CallLog:
-    started: float = field(default_factory=time.perf_counter)
-    attempts: int = 0
-    path: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    emitted: bool = False
-    ttft: float | None = None
-    upstream_seconds: float = 0.0
-
-
-def _is_client_error(exc: UpstreamError) -> bool:
-    """The request itself is wrong (every deployment would refuse it): no failover."""
-    return (
-        isinstance(exc, UpstreamStatusError)
-        and not isinstance(exc, ContextWindowError)
-        and exc.status is not None
-        and 400 <= exc.status < 500
-        and exc.status not in (401, 403, 404, 408, 429)
-    )
-
-
-def _counts_against_breaker(exc: UpstreamError) -> bool:
-    if exc.retryable or isinstance(exc, UpstreamProtocolError):
-        return True
-    return isinstance(exc, UpstreamStatusError) and exc.status in (401, 403, 404)
 
 
 class ModelsService:
@@ -115,6 +77,7 @@ class ModelsService:
             flush_interval=config.usage.flush_interval,
         )
         self.health = HealthMonitor(config, self.adapters, self.states)
+        self.failover = Failover(config, self.router, self.states, clock=clock, sleep=sleep)
 
     async def aclose(self) -> None:
         await self.usage.aclose()
@@ -152,97 +115,6 @@ class ModelsService:
 
     def _parse_enabled(self, dep: DeploymentConfig) -> bool:
         return self.config.tool_call_parsing.enabled if dep.parse_tool_calls is None else dep.parse_tool_calls
-
-    # --- the attempt loop -----------------------------------------------------------------------
-    async def _run(
-        self, alias_name: str, request: dict[str, Any], *, stream: bool, kind: str, op: Operation, log: CallLog
-    ) -> tuple[dict[str, Any], Target]:
-        routing = self.config.routing
-        retry = self.config.retries
-        needed = estimate_tokens(request) + int(request.get("max_tokens") or request.get("max_completion_tokens") or 0)
-        last_error: UpstreamError | None = None
-        context_trouble = False
-        retry_hint: float | None = None
-        for target in self.router.targets(alias_name, stream=stream):
-            if log.attempts >= routing.max_attempts:
-                break
-            dep = target.deployment
-            state = self.states[dep.id]
-            if target.via == "context" and not context_trouble:
-                continue
-            if kind == "chat" and dep.context_window is not None and needed > dep.context_window:
-                log.skipped.append(
-                    f"{dep.id}: prompt (~{needed} tokens) exceeds its context window {dep.context_window}"
-                )
-                context_trouble = True
-                continue
-            full = state.over_capacity(dep, self.clock())
-            if full:
-                log.skipped.append(f"{dep.id}: {full}")
-                continue
-            if not state.breaker.allow():
-                wait = state.breaker.retry_in()
-                retry_hint = wait if retry_hint is None else min(retry_hint, wait)
-                log.skipped.append(f"{dep.id}: circuit open (retry in {wait:.1f}s)")
-                continue
-            retries = 0
-            while True:
-                log.attempts += 1
-                log.path.append(dep.id)
-                state.in_flight += 1
-                state.requests.append(self.clock())
-                began = time.perf_counter()
-                try:
-                    result = await op(target, state, log)
-                except UpstreamError as exc:
-                    last_error = exc
-                    if _counts_against_breaker(exc):
-                        state.breaker.record_failure(exc.message)
-                    else:
-                        state.breaker.release_probe()
-                    if log.emitted or _is_client_error(exc):
-                        raise to_tool_error(exc, attempts=log.attempts, path=log.path) from None
-                    if isinstance(exc, ContextWindowError):
-                        context_trouble = True
-                        break
-                    can_retry = exc.retryable and retries < retry.max_retries and log.attempts < routing.max_attempts
-                    if not can_retry:
-                        break
-                    delay = (
-                        exc.retry_after
-                        if exc.retry_after is not None
-                        else min(retry.backoff_initial * 2**retries, retry.backoff_max)
-                    )
-                    if delay > retry.max_retry_after or not state.breaker.allow():
-                        break
-                    await self.sleep(delay)
-                    retries += 1
-                    continue
-                except BaseException:
-                    state.breaker.release_probe()
-                    raise
-                finally:
-                    state.in_flight -= 1
-                log.upstream_seconds = time.perf_counter() - began
-                state.breaker.record_success()
-                return result, target
-        if last_error is not None:
-            raise to_tool_error(last_error, attempts=log.attempts, path=log.path)
-        if context_trouble:
-            raise ToolError(
-                f"the prompt is too long for every deployment of {alias_name!r}: " + "; ".join(log.skipped),
-                code="invalid_argument",
-                field="messages",
-            )
-        reasons = "; ".join(log.skipped) or "no deployment configured"
-        if retry_hint is not None:
-            raise ToolError(
-                f"no deployment of {alias_name!r} is available: {reasons}",
-                code="unavailable",
-                retryable=True,
-                retry_after=round(retry_hint, 3),
-            )
-        raise ToolError(f"no deployment of {alias_name!r} has capacity: {reasons}", code="rate_limited", retryable=True)
 
     # --- chat -----------------------------------------------------------------------------------
     async def chat(
@@ -284,7 +156,7 @@ class ModelsService:
                 return cached
             chat_id = "chatcmpl-" + uuid.uuid4().hex[:24]
             op = self._stream_op(request, alias_name, chat_id, emit, log) if stream else self._chat_op(request)
-            response, target = await self._run(alias_name, request, stream=stream, kind="chat", op=op, log=log)
+            response, target = await self.failover.run(alias_name, request, stream=stream, kind="chat", op=op, log=log)
             response["model"] = alias_name
             response.setdefault("id", chat_id)
             cost = self._account(target, response.get("usage") or {}, log)
@@ -398,7 +270,9 @@ class ModelsService:
                 record.cache_hit = True
                 record.deployment = cached["toolmux"].get("deployment")
                 return cached
-            result, target = await self._run(alias_name, {"input": inputs}, stream=False, kind="embed", op=op, log=log)
+            result, target = await self.failover.run(
+                alias_name, {"input": inputs}, stream=False, kind="embed", op=op, log=log
+            )
             usage = result.get("usage") or {}
             usage = {
                 "prompt_tokens": int(usage.get("prompt_tokens") or 0),
