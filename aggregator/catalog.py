@@ -209,8 +209,11 @@ class Catalog:
         for upstream, _template, pattern in snap.templates:
             if pattern.match(uri):
                 return upstream, self._original_uri(upstream, uri)
-        passthrough = [u for u in snap.upstreams.values()
-                       if u.is_ready and u.entry.prefix == "never" and "resources" in u.capabilities]
+        passthrough = [
+            u
+            for u in snap.upstreams.values()
+            if u.is_ready and u.entry.prefix == "never" and "resources" in u.capabilities
+        ]
         if len(passthrough) == 1:
             return passthrough[0], uri
         return None

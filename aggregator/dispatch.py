@@ -30,8 +30,9 @@ _HOP_META_PREFIXES = ("toolmux/", "io.modelcontextprotocol/")
 
 
 def forward_meta(client_meta: dict[str, Any] | None, request_id: str, caller: str) -> dict[str, Any]:
-    meta = {k: v for k, v in (client_meta or {}).items()
-            if k != "progressToken" and not k.startswith(_HOP_META_PREFIXES)}
+    meta = {
+        k: v for k, v in (client_meta or {}).items() if k != "progressToken" and not k.startswith(_HOP_META_PREFIXES)
+    }
     meta[REQUEST_ID_META_KEY] = request_id
     meta[CALLER_META_KEY] = caller
     return meta
@@ -54,9 +55,17 @@ def unknown_tool(hub: Hub, name: str, principal: Principal) -> RpcError:
     return RpcError(jsonrpc.INVALID_PARAMS, f"Unknown tool: {name!r}{hint}", {"tool": name, "nearest": near})
 
 
-async def call_tool(hub: Hub, principal: Principal, name: str, arguments: Any, *,
-                    route: CallRoute | None = None, on_progress: ProgressFn | None = None,
-                    client_meta: dict[str, Any] | None = None, request_id: str | None = None) -> dict[str, Any]:
+async def call_tool(
+    hub: Hub,
+    principal: Principal,
+    name: str,
+    arguments: Any,
+    *,
+    route: CallRoute | None = None,
+    on_progress: ProgressFn | None = None,
+    client_meta: dict[str, Any] | None = None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
     """Call a namespaced tool; the wire CallToolResult. Protocol-level failures raise RpcError."""
     entry = hub.catalog.tool(name)
     if entry is None or not principal.may_call(name):
@@ -83,7 +92,8 @@ async def call_tool(hub: Hub, principal: Principal, name: str, arguments: Any, *
         return strip_server_identity(result)
     except RpcError as exc:
         outcome = {jsonrpc.UPSTREAM_TIMEOUT: "timeout", jsonrpc.UPSTREAM_UNAVAILABLE: "unavailable"}.get(
-            exc.code, "error")
+            exc.code, "error"
+        )
         raise
     except anyio.get_cancelled_exc_class():
         outcome = "cancelled"
@@ -92,8 +102,15 @@ async def call_tool(hub: Hub, principal: Principal, name: str, arguments: Any, *
         hub.metrics.record_call(name, outcome, time.perf_counter() - started)
 
 
-async def get_prompt(hub: Hub, principal: Principal, name: str, arguments: Any, *,
-                     route: CallRoute | None = None, client_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+async def get_prompt(
+    hub: Hub,
+    principal: Principal,
+    name: str,
+    arguments: Any,
+    *,
+    route: CallRoute | None = None,
+    client_meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     entry = hub.catalog.prompt(name)
     if entry is None or not principal.may_call(name):
         raise RpcError(jsonrpc.INVALID_PARAMS, f"Unknown prompt: {name!r}")
@@ -104,8 +121,9 @@ async def get_prompt(hub: Hub, principal: Principal, name: str, arguments: Any, 
     return strip_server_identity(await entry.upstream.request("prompts/get", params, route=route))
 
 
-async def read_resource(hub: Hub, principal: Principal, uri: str, *, route: CallRoute | None = None,
-                        modern: bool = False) -> dict[str, Any]:
+async def read_resource(
+    hub: Hub, principal: Principal, uri: str, *, route: CallRoute | None = None, modern: bool = False
+) -> dict[str, Any]:
     resolved = hub.catalog.resolve_resource(uri)
     if resolved is None or not hub.catalog.may_read(principal, resolved[0]):
         raise resource_not_found(uri, modern)
@@ -119,8 +137,9 @@ async def read_resource(hub: Hub, principal: Principal, uri: str, *, route: Call
     contents = result.get("contents")
     if isinstance(contents, list):
         result["contents"] = [
-            {**c, "uri": hub.catalog.resource_uri(upstream, c["uri"])} if isinstance(c, dict) and isinstance(
-                c.get("uri"), str) else c
+            {**c, "uri": hub.catalog.resource_uri(upstream, c["uri"])}
+            if isinstance(c, dict) and isinstance(c.get("uri"), str)
+            else c
             for c in contents
         ]
     return strip_server_identity(result)

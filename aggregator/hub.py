@@ -54,8 +54,14 @@ class InProcessHubCaller:
             with anyio.fail_after(timeout or 300):
                 return await dispatch.call_tool(self._hub, INTERNAL, name, arguments)
         except jsonrpc.RpcError as exc:
-            raise ToolError(exc.message, code="unavailable" if exc.code == jsonrpc.UPSTREAM_UNAVAILABLE
-                            else "not_found" if exc.code == jsonrpc.INVALID_PARAMS else "upstream_error") from None
+            raise ToolError(
+                exc.message,
+                code="unavailable"
+                if exc.code == jsonrpc.UPSTREAM_UNAVAILABLE
+                else "not_found"
+                if exc.code == jsonrpc.INVALID_PARAMS
+                else "upstream_error",
+            ) from None
         except TimeoutError:
             raise ToolError(f"{name} did not finish in time", code="timeout") from None
 
@@ -136,8 +142,13 @@ class Hub:
                 env["TOOLMUX_HUB_URL"] = f"{self.public_url}/mcp/"
                 env["TOOLMUX_HUB_KEY"] = self.keys.internal_key
             return (lambda: openers.builtin_child_opener(name, builtin, entry, env)), "builtin-stdio"
-        settings = ServerSettings(name=name, config=entry.config, data_dir=self.data_dir,
-                                  public_url=self.public_url, hub=InProcessHubCaller(self))
+        settings = ServerSettings(
+            name=name,
+            config=entry.config,
+            data_dir=self.data_dir,
+            public_url=self.public_url,
+            hub=InProcessHubCaller(self),
+        )
         domain = spec.create(settings)
         self.domains[name] = domain
         return (lambda: openers.open_inprocess(name, domain)), "builtin-inprocess"
@@ -168,8 +179,14 @@ class Hub:
             _log.exception("server %s could not be created", name)
             self.unavailable[name] = f"failed to start: {exc}"
             return
-        upstream = Upstream(name, entry, opener, on_change=self._upstream_changed,
-                            on_notification=self._upstream_notification, kind=kind)
+        upstream = Upstream(
+            name,
+            entry,
+            opener,
+            on_change=self._upstream_changed,
+            on_notification=self._upstream_notification,
+            kind=kind,
+        )
         upstream.builtin = builtin  # type: ignore[attr-defined]
         self.upstreams[name] = upstream
         self.task_group.start_soon(upstream.run, name=f"upstream {name}")
@@ -297,9 +314,12 @@ class Hub:
     def health(self, *, deep: bool) -> dict[str, Any]:
         servers: dict[str, Any] = {}
         for name, upstream in self.upstreams.items():
-            info: dict[str, Any] = {"state": upstream.state, "kind": upstream.kind,
-                                    "tools": len(upstream.listing.tools) if upstream.is_ready else 0,
-                                    "restarts": upstream.restarts}
+            info: dict[str, Any] = {
+                "state": upstream.state,
+                "kind": upstream.kind,
+                "tools": len(upstream.listing.tools) if upstream.is_ready else 0,
+                "restarts": upstream.restarts,
+            }
             if upstream.reason:
                 info["reason"] = upstream.reason
             if deep:
@@ -311,9 +331,13 @@ class Hub:
             servers[name] = {"state": "unavailable", "reason": reason}
         ready = [n for n, u in self.upstreams.items() if u.is_ready]
         status = "ok" if len(ready) == len(self.upstreams) else ("degraded" if ready else "down")
-        out: dict[str, Any] = {"status": status, "version": __version__, "servers": servers,
-                               "tools": len(self.catalog.snapshot.tools),
-                               "uptime_seconds": round(time.time() - self.started_at, 1)}
+        out: dict[str, Any] = {
+            "status": status,
+            "version": __version__,
+            "servers": servers,
+            "tools": len(self.catalog.snapshot.tools),
+            "uptime_seconds": round(time.time() - self.started_at, 1),
+        }
         if self.catalog.snapshot.errors:
             out["catalog_errors"] = list(self.catalog.snapshot.errors)
         return out

@@ -13,14 +13,25 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.calls = Counter("toolmux_tool_calls_total", "Tool calls by tool and outcome",
-                             ["tool", "outcome"], registry=self.registry)
-        self.latency = Histogram("toolmux_tool_call_seconds", "Tool call latency through the hub",
-                                 ["tool"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.upstream_up = Gauge("toolmux_upstream_up", "1 when the upstream server is ready",
-                                 ["server"], registry=self.registry)
-        self.http = Counter("toolmux_http_requests_total", "HTTP requests by face and status",
-                            ["face", "status"], registry=self.registry)
+        self.calls = Counter(
+            "toolmux_tool_calls_total", "Tool calls by tool and outcome", ["tool", "outcome"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "toolmux_tool_call_seconds",
+            "Tool call latency through the hub",
+            ["tool"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.upstream_up = Gauge(
+            "toolmux_upstream_up", "1 when the upstream server is ready", ["server"], registry=self.registry
+        )
+        self.http = Counter(
+            "toolmux_http_requests_total",
+            "HTTP requests by face and status",
+            ["face", "status"],
+            registry=self.registry,
+        )
         self._call_children: dict[tuple[str, str], Counter] = {}
         self._latency_children: dict[str, Histogram] = {}
 

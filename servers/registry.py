@@ -80,6 +80,13 @@ BUILTINS: dict[str, BuiltinServer] = {
         extra="mail",
         default_mode="inprocess",
     ),
+    "models": BuiltinServer(
+        name="models",
+        summary="LLM chat and embeddings behind stable aliases: OpenAI-compatible, Ollama and Anthropic "
+        "backends with failover, cache, usage and budgets.",
+        module="servers.models.server",
+        default_mode="inprocess",
+    ),
 }
 
 

@@ -10,4 +10,6 @@ FACADE_MODULES: list[str] = [
     "aggregator.facade.forecast",
     "aggregator.facade.storage",
     "aggregator.facade.mail",
+    "aggregator.facade.openai",
+    "aggregator.facade.ollama",
 ]

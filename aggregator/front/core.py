@@ -37,8 +37,14 @@ LIST_TTL_MS = 30_000
 # Methods the stateless revision removed: a modern request for them is "method not found".
 REMOVED_IN_MODERN = {"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"}
 MRTR_METHODS = {"tools/call", "prompts/get", "resources/read"}
-CACHEABLE = {"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read",
-             "server/discover"}
+CACHEABLE = {
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "server/discover",
+}
 
 Operation = Callable[[FrontCall], Awaitable[dict[str, Any]]]
 
@@ -97,8 +103,9 @@ class McpCore:
             _log.debug("ignoring client notification %s", method)
 
     # --- requests ---------------------------------------------------------------------------------------
-    async def request(self, session: FrontSession, message: dict[str, Any], params: dict[str, Any],
-                      emit: Emit) -> dict[str, Any]:
+    async def request(
+        self, session: FrontSession, message: dict[str, Any], params: dict[str, Any], emit: Emit
+    ) -> dict[str, Any]:
         method = message["method"]
         hub = self.hub
         principal = session.principal
@@ -109,8 +116,12 @@ class McpCore:
         if method == "ping":
             return {}
         if method == "server/discover":
-            return {"supportedVersions": list(ALL_VERSIONS), "capabilities": self.capabilities(),
-                    "serverInfo": hub.server_info(), **({"instructions": i} if (i := hub.instructions()) else {})}
+            return {
+                "supportedVersions": list(ALL_VERSIONS),
+                "capabilities": self.capabilities(),
+                "serverInfo": hub.server_info(),
+                **({"instructions": i} if (i := hub.instructions()) else {}),
+            }
         if method == "tools/list":
             return {"tools": hub.catalog.tools_for(principal)}
         if method == "prompts/list":
@@ -138,9 +149,14 @@ class McpCore:
 
             async def call_op(call: FrontCall) -> dict[str, Any]:
                 return await dispatch.call_tool(
-                    hub, principal, name, params.get("arguments"), route=call,
+                    hub,
+                    principal,
+                    name,
+                    params.get("arguments"),
+                    route=call,
                     on_progress=call.progress if call.wants_progress else None,
-                    client_meta=params.get("_meta"))
+                    client_meta=params.get("_meta"),
+                )
 
             return await self.interactive(session, message, emit, name, call_op)
         if method == "prompts/get":
@@ -149,8 +165,9 @@ class McpCore:
                 raise RpcError(jsonrpc.INVALID_PARAMS, "prompts/get: 'name' must be a string")
 
             async def prompt_op(call: FrontCall) -> dict[str, Any]:
-                return await dispatch.get_prompt(hub, principal, name, params.get("arguments"), route=call,
-                                                 client_meta=params.get("_meta"))
+                return await dispatch.get_prompt(
+                    hub, principal, name, params.get("arguments"), route=call, client_meta=params.get("_meta")
+                )
 
             return await self.interactive(session, message, emit, name, prompt_op)
         if method == "resources/read":
@@ -174,8 +191,11 @@ class McpCore:
         session.client_capabilities = caps if isinstance(caps, dict) else {}
         info = params.get("clientInfo")
         session.client_info = info if isinstance(info, dict) else {}
-        result: dict[str, Any] = {"protocolVersion": version, "capabilities": self.capabilities(),
-                                  "serverInfo": self.hub.server_info()}
+        result: dict[str, Any] = {
+            "protocolVersion": version,
+            "capabilities": self.capabilities(),
+            "serverInfo": self.hub.server_info(),
+        }
         instructions = self.hub.instructions()
         if instructions:
             result["instructions"] = instructions
@@ -220,8 +240,9 @@ class McpCore:
             return {"completion": {"values": [], "hasMore": False}}
         return dispatch.strip_server_identity(await upstream.request("completion/complete", forwarded))
 
-    async def listen(self, session: FrontSession, message: dict[str, Any], params: dict[str, Any],
-                     emit: Emit) -> dict[str, Any]:
+    async def listen(
+        self, session: FrontSession, message: dict[str, Any], params: dict[str, Any], emit: Emit
+    ) -> dict[str, Any]:
         """A long-lived stream of the change notifications the client opted in to (2026-07-28)."""
         from aggregator.hub import Listener
 
@@ -238,11 +259,21 @@ class McpCore:
         if uris:
             honored["resourceSubscriptions"] = list(uris)
         subscription_id = message["id"]
-        listener = Listener(session.principal.name, subscription_id, bool(honored.get("toolsListChanged")),
-                            bool(honored.get("promptsListChanged")), bool(honored.get("resourcesListChanged")),
-                            set(uris), emit)
-        await emit(jsonrpc.notification("notifications/subscriptions/acknowledged", {
-            "_meta": {META_SUBSCRIPTION_ID: subscription_id}, "notifications": honored}))
+        listener = Listener(
+            session.principal.name,
+            subscription_id,
+            bool(honored.get("toolsListChanged")),
+            bool(honored.get("promptsListChanged")),
+            bool(honored.get("resourcesListChanged")),
+            set(uris),
+            emit,
+        )
+        await emit(
+            jsonrpc.notification(
+                "notifications/subscriptions/acknowledged",
+                {"_meta": {META_SUBSCRIPTION_ID: subscription_id}, "notifications": honored},
+            )
+        )
         self.hub.listeners.add(listener)
         for uri in uris:
             await self.hub.subscribe_upstream(uri, True)
@@ -260,8 +291,9 @@ class McpCore:
         return {"_meta": {META_SUBSCRIPTION_ID: subscription_id}}
 
     # --- calls that may need the client's input -------------------------------------------------------
-    async def interactive(self, session: FrontSession, message: dict[str, Any], emit: Emit, target: str,
-                          op: Operation) -> dict[str, Any]:
+    async def interactive(
+        self, session: FrontSession, message: dict[str, Any], emit: Emit, target: str, op: Operation
+    ) -> dict[str, Any]:
         if not session.modern:
             call = FrontCall.for_request(session, message, emit)
             scope = anyio.CancelScope()
@@ -274,8 +306,9 @@ class McpCore:
                 session.in_flight.pop(message["id"], None)
         return await self._input_rounds(session, message, emit, target, op)
 
-    async def _input_rounds(self, session: FrontSession, message: dict[str, Any], emit: Emit, target: str,
-                            op: Operation) -> dict[str, Any]:
+    async def _input_rounds(
+        self, session: FrontSession, message: dict[str, Any], emit: Emit, target: str, op: Operation
+    ) -> dict[str, Any]:
         broker = self.hub.broker
         params = message.get("params") or {}
         method = message["method"]
@@ -329,5 +362,8 @@ class McpCore:
 
 
 def negotiate_unsupported(requested: Any) -> RpcError:
-    return RpcError(jsonrpc.UNSUPPORTED_PROTOCOL_VERSION, "Unsupported protocol version",
-                    {"supported": list(MODERN_VERSIONS) + list(reversed(LEGACY_VERSIONS)), "requested": requested})
+    return RpcError(
+        jsonrpc.UNSUPPORTED_PROTOCOL_VERSION,
+        "Unsupported protocol version",
+        {"supported": list(MODERN_VERSIONS) + list(reversed(LEGACY_VERSIONS)), "requested": requested},
+    )

@@ -26,7 +26,12 @@ def modern_session(principal: Principal, params: dict[str, Any] | None) -> Front
     if version not in MODERN_VERSIONS:
         raise negotiate_unsupported(version)
     info = meta.get(META_CLIENT_INFO)
-    session = FrontSession(principal=principal, protocol_version=version, modern=True,
-                           client_capabilities=capabilities, client_info=info if isinstance(info, dict) else {})
+    session = FrontSession(
+        principal=principal,
+        protocol_version=version,
+        modern=True,
+        client_capabilities=capabilities,
+        client_info=info if isinstance(info, dict) else {},
+    )
     session.initialized = True
     return session

@@ -94,8 +94,9 @@ class InputBroker:
     def park(self, principal: str, method: str, target: str) -> ParkedCall:
         self._expire()
         send, receive = anyio.create_memory_object_stream[tuple[str, Any]](64)
-        call = ParkedCall(secrets.token_urlsafe(12), principal, method, target, time.monotonic() + INPUT_TTL,
-                          send, receive)
+        call = ParkedCall(
+            secrets.token_urlsafe(12), principal, method, target, time.monotonic() + INPUT_TTL, send, receive
+        )
         self._parked[call.token] = call
         return call
 
@@ -153,8 +154,11 @@ class InputBroker:
         return "input", dict(call.outstanding)
 
     def input_required(self, call: ParkedCall) -> dict[str, Any]:
-        return {"resultType": "input_required", "inputRequests": dict(call.outstanding),
-                "requestState": self.state_for(call)}
+        return {
+            "resultType": "input_required",
+            "inputRequests": dict(call.outstanding),
+            "requestState": self.state_for(call),
+        }
 
 
 def check_input_responses(value: Any) -> dict[str, Any]:

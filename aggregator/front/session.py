@@ -34,9 +34,11 @@ class MissingClientCapability(RpcError):
     """The client did not declare a capability the call needs (2026-07-28 error -32021)."""
 
     def __init__(self, capability: str) -> None:
-        super().__init__(jsonrpc.MISSING_CLIENT_CAPABILITY,
-                         f"this call needs the client capability '{capability}', which the request did not declare",
-                         {"requiredCapabilities": {capability: {}}})
+        super().__init__(
+            jsonrpc.MISSING_CLIENT_CAPABILITY,
+            f"this call needs the client capability '{capability}', which the request did not declare",
+            {"requiredCapabilities": {capability: {}}},
+        )
         self.capability = capability
 
 
@@ -93,8 +95,9 @@ class FrontSession:
         response = slot[0]
         if "error" in response:
             err = response["error"] if isinstance(response["error"], dict) else {}
-            raise RpcError(int(err.get("code", jsonrpc.INTERNAL_ERROR)), str(err.get("message", "client error")),
-                           err.get("data"))
+            raise RpcError(
+                int(err.get("code", jsonrpc.INTERNAL_ERROR)), str(err.get("message", "client error")), err.get("data")
+            )
         result = response.get("result")
         return result if isinstance(result, dict) else {}
 
@@ -140,9 +143,14 @@ class FrontCall:
         meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
         token = meta.get("progressToken")
         level = meta.get(META_LOG_LEVEL)
-        return cls(session, message.get("id"), message.get("method", ""), emit,
-                   token if isinstance(token, str | int) and not isinstance(token, bool) else None,
-                   level if isinstance(level, str) else None)
+        return cls(
+            session,
+            message.get("id"),
+            message.get("method", ""),
+            emit,
+            token if isinstance(token, str | int) and not isinstance(token, bool) else None,
+            level if isinstance(level, str) else None,
+        )
 
     @property
     def wants_progress(self) -> bool:

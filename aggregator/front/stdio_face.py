@@ -76,7 +76,9 @@ class StdioFace:
             return
         problem = jsonrpc.check_message(message)
         if problem is not None:
-            request_id = message.get("id") if isinstance(message, dict) and jsonrpc.valid_id(message.get("id")) else None
+            request_id = (
+                message.get("id") if isinstance(message, dict) and jsonrpc.valid_id(message.get("id")) else None
+            )
             await self.write(jsonrpc.error(request_id, jsonrpc.INVALID_REQUEST, f"Invalid request: {problem}"))
             return
         if jsonrpc.is_response(message):

@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 
 
 @asynccontextmanager
-async def open_stdio(name: str, command: str, args: list[str], env: dict[str, str],
-                     cwd: str | None) -> AsyncIterator[Channel]:
+async def open_stdio(
+    name: str, command: str, args: list[str], env: dict[str, str], cwd: str | None
+) -> AsyncIterator[Channel]:
     channel = await StdioChannel.spawn(name, command, args, env, cwd)
     try:
         async with anyio.create_task_group() as tg:
@@ -39,7 +40,9 @@ def stdio_opener(name: str, entry: ServerEntry) -> AbstractAsyncContextManager[C
     return open_stdio(name, entry.command, entry.args, entry.env, entry.cwd)
 
 
-def builtin_child_opener(name: str, builtin: str, entry: ServerEntry, env: dict[str, str]) -> AbstractAsyncContextManager[Channel]:
+def builtin_child_opener(
+    name: str, builtin: str, entry: ServerEntry, env: dict[str, str]
+) -> AbstractAsyncContextManager[Channel]:
     """A built-in domain server as a child process (`toolmux server NAME --stdio`)."""
     child_env = {**env, "TOOLMUX_SERVER_CONFIG": json.dumps(entry.config), **entry.env}
     return open_stdio(name, sys.executable, ["-m", "aggregator", "server", builtin, "--stdio"], child_env, entry.cwd)

@@ -58,8 +58,14 @@ class _Pending:
 
 
 class RpcPeer:
-    def __init__(self, channel: Channel, name: str, *, on_notification: NotificationHandler,
-                 on_orphan_request: OrphanRequestHandler | None = None) -> None:
+    def __init__(
+        self,
+        channel: Channel,
+        name: str,
+        *,
+        on_notification: NotificationHandler,
+        on_orphan_request: OrphanRequestHandler | None = None,
+    ) -> None:
         self.channel = channel
         self.name = name
         self._on_notification = on_notification
@@ -71,8 +77,15 @@ class RpcPeer:
         self.closed_reason: str | None = None
 
     # --- outbound -------------------------------------------------------------------------------
-    async def request(self, method: str, params: dict[str, Any] | None = None, *, timeout: float,
-                      route: CallRoute | None = None, on_progress: ProgressFn | None = None) -> dict[str, Any]:
+    async def request(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout: float,
+        route: CallRoute | None = None,
+        on_progress: ProgressFn | None = None,
+    ) -> dict[str, Any]:
         """Send a request and return its result; error responses raise RpcError."""
         if self.closed_reason is not None:
             raise ChannelClosed(self.closed_reason)
@@ -95,8 +108,9 @@ class RpcPeer:
         except TimeoutError:
             if written:
                 await self._cancel_upstream(request_id, "timed out")
-            raise RpcError(jsonrpc.UPSTREAM_TIMEOUT,
-                           f"server {self.name!r} did not answer {method} within {timeout:g} s") from None
+            raise RpcError(
+                jsonrpc.UPSTREAM_TIMEOUT, f"server {self.name!r} did not answer {method} within {timeout:g} s"
+            ) from None
         except anyio.get_cancelled_exc_class():
             if written and not pending.done.is_set():
                 await self._cancel_upstream(request_id, "cancelled by the client")
@@ -111,8 +125,9 @@ class RpcPeer:
         assert response is not None
         if "error" in response:
             err = response["error"] if isinstance(response["error"], dict) else {}
-            raise RpcError(int(err.get("code", jsonrpc.INTERNAL_ERROR)), str(err.get("message", "error")),
-                           err.get("data"))
+            raise RpcError(
+                int(err.get("code", jsonrpc.INTERNAL_ERROR)), str(err.get("message", "error")), err.get("data")
+            )
         result = response.get("result")
         return result if isinstance(result, dict) else {}
 
@@ -166,8 +181,9 @@ class RpcPeer:
         elif method == "notifications/progress" and params is not None:
             target = self._by_token.get(str(params.get("progressToken")))
             if target is not None and target.on_progress is not None:
-                self._tg.start_soon(target.on_progress, params.get("progress", 0), params.get("total"),
-                                    params.get("message"))
+                self._tg.start_soon(
+                    target.on_progress, params.get("progress", 0), params.get("total"), params.get("message")
+                )
         elif method == "notifications/message":
             route = self._current_route()
             if route is not None:
@@ -192,8 +208,9 @@ class RpcPeer:
                 elif self._on_orphan_request is not None:
                     result = await self._on_orphan_request(method, params)
                 else:
-                    raise RpcError(jsonrpc.METHOD_NOT_FOUND,
-                                   f"{method} cannot be answered: no client call is in progress")
+                    raise RpcError(
+                        jsonrpc.METHOD_NOT_FOUND, f"{method} cannot be answered: no client call is in progress"
+                    )
             reply = jsonrpc.result(request_id, result)
         except RpcError as exc:
             reply = jsonrpc.error_from(request_id, exc)

@@ -20,8 +20,23 @@ _log = logging.getLogger("toolmux.upstream")
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 # Environment a child inherits from the hub; secrets go in the server's `env`.
-INHERITED_ENV = ("HOME", "LANG", "LC_ALL", "LOGNAME", "PATH", "SHELL", "TERM", "TMPDIR", "TZ", "USER",
-                 "PYTHONPATH", "VIRTUAL_ENV", "NODE_PATH", "XDG_RUNTIME_DIR", "SYSTEMROOT")
+INHERITED_ENV = (
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LOGNAME",
+    "PATH",
+    "SHELL",
+    "TERM",
+    "TMPDIR",
+    "TZ",
+    "USER",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "NODE_PATH",
+    "XDG_RUNTIME_DIR",
+    "SYSTEMROOT",
+)
 
 
 def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
@@ -43,8 +58,9 @@ class StdioChannel:
         self._write_lock = anyio.Lock()
 
     @classmethod
-    async def spawn(cls, name: str, command: str, args: list[str], env: Mapping[str, str],
-                    cwd: str | None) -> StdioChannel:
+    async def spawn(
+        cls, name: str, command: str, args: list[str], env: Mapping[str, str], cwd: str | None
+    ) -> StdioChannel:
         try:
             process = await anyio.open_process(
                 [command, *args],
@@ -69,8 +85,13 @@ class StdioChannel:
                 line = await stream.receive_until(b"\n", 1 << 20)
                 if line:
                     logger.info("%s", line.decode("utf-8", "replace"))
-        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.DelimiterNotFound, anyio.ClosedResourceError,
-                anyio.BrokenResourceError):
+        except (
+            anyio.EndOfStream,
+            anyio.IncompleteRead,
+            anyio.DelimiterNotFound,
+            anyio.ClosedResourceError,
+            anyio.BrokenResourceError,
+        ):
             return
 
     async def send(self, message: dict[str, Any]) -> None:

@@ -27,12 +27,19 @@ _log = logging.getLogger("toolmux.upstream")
 UPSTREAM_PROTOCOL_VERSION = "2025-11-25"
 State = Literal["starting", "ready", "down", "stopped", "unavailable"]
 ChannelOpener = Callable[[], AbstractAsyncContextManager[Channel]]
-LIST_METHODS = {"tools": "tools/list", "resources": "resources/list",
-                "resourceTemplates": "resources/templates/list", "prompts": "prompts/list"}
-_LIST_KEYS = {"tools": "tools", "resources": "resources", "resourceTemplates": "resourceTemplates",
-              "prompts": "prompts"}
-_CAPABILITY_OF = {"tools": "tools", "resources": "resources", "resourceTemplates": "resources",
-                  "prompts": "prompts"}
+LIST_METHODS = {
+    "tools": "tools/list",
+    "resources": "resources/list",
+    "resourceTemplates": "resources/templates/list",
+    "prompts": "prompts/list",
+}
+_LIST_KEYS = {
+    "tools": "tools",
+    "resources": "resources",
+    "resourceTemplates": "resourceTemplates",
+    "prompts": "prompts",
+}
+_CAPABILITY_OF = {"tools": "tools", "resources": "resources", "resourceTemplates": "resources", "prompts": "prompts"}
 
 
 @dataclass
@@ -44,11 +51,17 @@ class Listing:
 
 
 class Upstream:
-    def __init__(self, name: str, entry: ServerEntry, opener: ChannelOpener, *,
-                 on_change: Callable[[Upstream], Awaitable[None]],
-                 on_notification: Callable[[Upstream, str, dict[str, Any] | None], Awaitable[None]],
-                 on_orphan_request: Callable[[str, dict[str, Any] | None], Awaitable[dict[str, Any]]] | None = None,
-                 kind: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        entry: ServerEntry,
+        opener: ChannelOpener,
+        *,
+        on_change: Callable[[Upstream], Awaitable[None]],
+        on_notification: Callable[[Upstream, str, dict[str, Any] | None], Awaitable[None]],
+        on_orphan_request: Callable[[str, dict[str, Any] | None], Awaitable[dict[str, Any]]] | None = None,
+        kind: str | None = None,
+    ) -> None:
         self.name = name
         self.entry = entry
         self.kind = kind or entry.kind
@@ -83,18 +96,28 @@ class Upstream:
             await self._ready.wait()
         return self.is_ready
 
-    async def request(self, method: str, params: dict[str, Any] | None, *, timeout: float | None = None,
-                      route: CallRoute | None = None, on_progress: ProgressFn | None = None) -> dict[str, Any]:
+    async def request(
+        self,
+        method: str,
+        params: dict[str, Any] | None,
+        *,
+        timeout: float | None = None,
+        route: CallRoute | None = None,
+        on_progress: ProgressFn | None = None,
+    ) -> dict[str, Any]:
         peer = self._peer
         if peer is None or self.state != "ready":
-            raise RpcError(jsonrpc.UPSTREAM_UNAVAILABLE,
-                           f"server {self.name!r} is unavailable: {self.reason or self.state}")
+            raise RpcError(
+                jsonrpc.UPSTREAM_UNAVAILABLE, f"server {self.name!r} is unavailable: {self.reason or self.state}"
+            )
         try:
-            return await peer.request(method, params, timeout=timeout or self.entry.timeouts.call, route=route,
-                                      on_progress=on_progress)
+            return await peer.request(
+                method, params, timeout=timeout or self.entry.timeouts.call, route=route, on_progress=on_progress
+            )
         except ChannelClosed as exc:
-            raise RpcError(jsonrpc.UPSTREAM_UNAVAILABLE,
-                           f"server {self.name!r} stopped while handling {method}: {exc.reason}") from None
+            raise RpcError(
+                jsonrpc.UPSTREAM_UNAVAILABLE, f"server {self.name!r} stopped while handling {method}: {exc.reason}"
+            ) from None
 
     def stop(self) -> None:
         self._stopped = True
@@ -131,8 +154,9 @@ class Upstream:
         try:
             async with self._opener() as channel:
                 self.describe = channel.describe()
-                peer = RpcPeer(channel, self.name, on_notification=self._notification,
-                               on_orphan_request=self._on_orphan_request)
+                peer = RpcPeer(
+                    channel, self.name, on_notification=self._notification, on_orphan_request=self._on_orphan_request
+                )
                 async with anyio.create_task_group() as tg:
                     closed = anyio.Event()
                     reason: list[str] = []
@@ -190,11 +214,19 @@ class Upstream:
 
     async def _handshake(self, peer: RpcPeer) -> None:
         timeout = self.entry.timeouts.connect
-        result = await peer.request("initialize", {
-            "protocolVersion": UPSTREAM_PROTOCOL_VERSION,
-            "capabilities": {"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {"listChanged": True}},
-            "clientInfo": {"name": "toolmux", "version": __version__},
-        }, timeout=timeout)
+        result = await peer.request(
+            "initialize",
+            {
+                "protocolVersion": UPSTREAM_PROTOCOL_VERSION,
+                "capabilities": {
+                    "sampling": {},
+                    "elicitation": {"form": {}, "url": {}},
+                    "roots": {"listChanged": True},
+                },
+                "clientInfo": {"name": "toolmux", "version": __version__},
+            },
+            timeout=timeout,
+        )
         self.protocol_version = str(result.get("protocolVersion", ""))
         self.capabilities = result.get("capabilities") or {}
         self.server_info = result.get("serverInfo") or {}
@@ -233,8 +265,11 @@ class Upstream:
         return items
 
     async def _notification(self, method: str, params: dict[str, Any] | None) -> None:
-        if method in ("notifications/tools/list_changed", "notifications/resources/list_changed",
-                      "notifications/prompts/list_changed"):
+        if method in (
+            "notifications/tools/list_changed",
+            "notifications/resources/list_changed",
+            "notifications/prompts/list_changed",
+        ):
             await self.refresh()
             return
         await self._on_notification(self, method, params)
@@ -260,4 +295,3 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
     return str(exc)
-

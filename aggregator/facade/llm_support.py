@@ -1,0 +1,262 @@
+"""What the OpenAI- and Ollama-compatible faces share: body limits, error bodies, streamed tool calls.
+
+A streaming chat is ONE tool call (`models-chat` with stream=true) whose chunks arrive as
+progress notifications (message = the JSON of one chat.completion.chunk). `ToolStream` is the
+ASGI response that runs that call: it waits for the first chunk or the end of the call, so
+an error before any output still gets its proper HTTP status; then it writes each chunk in the
+face's framing (SSE or NDJSON) and ends with the face's closing lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.abc
+import orjson
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+from aggregator.facade.base import FacadeContext, FacadeHTTPError, request_id_of
+from aggregator.principal import Principal
+from servers.kit import ToolError
+from servers.kit.errors import HTTP_STATUS_BY_CODE, error_from_result
+
+_log = logging.getLogger("toolmux.facade")
+
+
+@dataclass(frozen=True)
+class LLMFacadeLimits:
+    max_body_bytes: int = 16 * 1024 * 1024
+    timeout: float = 600.0  # a whole answer, streamed or not
+
+
+async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
+    """The request's JSON object, refusing bodies over `limit` bytes without reading them whole."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise FacadeHTTPError(413, f"request body is larger than {limit} bytes", code="request_too_large")
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > limit:
+            raise FacadeHTTPError(413, f"request body is larger than {limit} bytes", code="request_too_large")
+    if not body:
+        raise FacadeHTTPError(400, "request body is empty; send a JSON object", code="invalid_json")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise FacadeHTTPError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise FacadeHTTPError(400, "request body must be a JSON object", code="invalid_json")
+    return data
+
+
+def status_of(error: ToolError) -> int:
+    return HTTP_STATUS_BY_CODE.get(error.code, 400)
+
+
+def structured(result: dict[str, Any]) -> dict[str, Any]:
+    """The structured answer of a successful tool result (or its ToolError raised)."""
+    error = error_from_result(result)
+    if error is not None:
+        raise error
+    data = result.get("structuredContent")
+    if isinstance(data, dict):
+        return data
+    for block in result.get("content") or []:  # an upstream that sent only the JSON text block
+        if isinstance(block, dict) and block.get("type") == "text":
+            try:
+                parsed = orjson.loads(block["text"])
+            except orjson.JSONDecodeError:
+                break
+            if isinstance(parsed, dict):
+                return parsed
+    raise ToolError("the models server answered without a structured result", code="upstream_error")
+
+
+async def call_structured(
+    ctx: FacadeContext, principal: Principal, tool: str, args: dict[str, Any], *, request_id: str, timeout: float
+) -> dict[str, Any]:
+    try:
+        with anyio.fail_after(timeout):
+            result = await ctx.call_tool(principal, tool, args, request_id=request_id)
+    except TimeoutError:
+        raise ToolError(f"no answer within {timeout:g} s", code="timeout") from None
+    return structured(result)
+
+
+def meta_headers(answer: dict[str, Any], started: float, request_id: str) -> dict[str, str]:
+    """x-toolmux-* headers: overhead (total minus the answering upstream's time), attempts, cost."""
+    headers = {"x-request-id": request_id}
+    meta = answer.get("toolmux")
+    if isinstance(meta, dict):
+        total_ms = (time.perf_counter() - started) * 1000
+        upstream_ms = float(meta.get("upstream_ms") or 0.0)
+        headers["x-toolmux-overhead-ms"] = f"{max(total_ms - upstream_ms, 0.0):.3f}"
+        headers["x-toolmux-attempts"] = str(meta.get("attempts", 0))
+        headers["x-toolmux-cost"] = f"{float(meta.get('cost') or 0.0):.8f}"
+        headers["x-toolmux-cache"] = "hit" if meta.get("cache_hit") else "miss"
+        if meta.get("deployment"):
+            headers["x-toolmux-deployment"] = str(meta["deployment"])
+    return headers
+
+
+ErrorBody = Callable[[int, ToolError | FacadeHTTPError], bytes]
+
+
+class ToolStream:
+    """ASGI response running one streaming tool call and writing its chunks as they arrive."""
+
+    def __init__(
+        self,
+        ctx: FacadeContext,
+        principal: Principal,
+        tool: str,
+        args: dict[str, Any],
+        *,
+        request_id: str,
+        timeout: float,
+        media_type: str,
+        encode_chunk: Callable[[str], bytes | None],
+        encode_end: Callable[[dict[str, Any]], bytes],
+        encode_error: ErrorBody,
+        error_response: Callable[[ToolError | FacadeHTTPError, str], Any],
+    ) -> None:
+        self.ctx = ctx
+        self.principal = principal
+        self.tool = tool
+        self.args = args
+        self.request_id = request_id
+        self.timeout = timeout
+        self.media_type = media_type
+        self.encode_chunk = encode_chunk
+        self.encode_end = encode_end
+        self.encode_error = encode_error
+        self.error_response = error_response
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chunks_in, chunks_out = anyio.create_memory_object_stream[str](max_buffer_size=512)
+        outcome: dict[str, Any] = {}
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            if message:
+                await chunks_in.send(message)
+
+        async def run_call() -> None:
+            async with chunks_in:  # closing it tells the writer the call is over
+                try:
+                    with anyio.fail_after(self.timeout):
+                        result = await self.ctx.call_tool(
+                            self.principal, self.tool, self.args, progress=on_progress, request_id=self.request_id
+                        )
+                    outcome["answer"] = structured(result)
+                except TimeoutError:
+                    outcome["error"] = ToolError(f"no complete answer within {self.timeout:g} s", code="timeout")
+                except ToolError as exc:
+                    outcome["error"] = exc
+                except Exception:
+                    _log.exception("streaming %s failed (request id %s)", self.tool, self.request_id)
+                    outcome["error"] = ToolError(f"internal error (request id {self.request_id})", code="internal")
+
+        async def watch_disconnect(scope_to_cancel: anyio.CancelScope) -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    scope_to_cancel.cancel()  # ends the tool call, and with it the upstream request
+                    return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_call)
+            tg.start_soon(watch_disconnect, tg.cancel_scope)
+            try:
+                await self._respond(chunks_out, outcome, scope, receive, send)
+            finally:
+                tg.cancel_scope.cancel()
+
+    async def _respond(
+        self,
+        chunks: anyio.abc.ObjectReceiveStream[str],
+        outcome: dict[str, Any],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        try:
+            first: str | None = await chunks.receive()
+        except anyio.EndOfStream:
+            first = None
+        if first is None:
+            error = outcome.get("error")
+            if error is not None:
+                await self.error_response(error, self.request_id)(scope, receive, send)
+                return
+            await self._start(send)
+            await self._body(send, self.encode_end(outcome["answer"]), more=False)
+            return
+        await self._start(send)
+        pending: list[str] = [first]
+        ended = False
+        while not ended:
+            # Chunks that queued up while the last write was going out leave in one write.
+            while True:
+                try:
+                    pending.append(chunks.receive_nowait())
+                except anyio.WouldBlock:
+                    break
+                except anyio.EndOfStream:
+                    ended = True
+                    break
+            encoded = b"".join(filter(None, map(self.encode_chunk, pending)))
+            if encoded:
+                await self._body(send, encoded)
+            if not ended:
+                try:
+                    pending = [await chunks.receive()]
+                except anyio.EndOfStream:
+                    ended = True
+        error = outcome.get("error")
+        if error is not None:
+            await self._body(send, self.encode_error(status_of(error), error), more=False)
+        else:
+            await self._body(send, self.encode_end(outcome["answer"]), more=False)
+
+    async def _start(self, send: Send) -> None:
+        headers = [
+            (b"content-type", self.media_type.encode()),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+            (b"x-request-id", self.request_id.encode()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+    async def _body(self, send: Send, data: bytes, *, more: bool = True) -> None:
+        await send({"type": "http.response.body", "body": data, "more_body": more})
+
+
+def no_store(request: Request) -> bool:
+    """`Cache-Control: no-store` (or no-cache) on the request bypasses the answer cache."""
+    value = request.headers.get("cache-control", "").lower()
+    return "no-store" in value or "no-cache" in value
+
+
+def started_at() -> float:
+    return time.perf_counter()
+
+
+RequestHandler = Callable[[Request], Awaitable[Any]]
+__all__ = [
+    "LLMFacadeLimits",
+    "ToolStream",
+    "call_structured",
+    "meta_headers",
+    "no_store",
+    "read_json_body",
+    "request_id_of",
+    "status_of",
+    "structured",
+]

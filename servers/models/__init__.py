@@ -1,0 +1,1 @@
+"""The models server: LLM chat and embeddings behind stable aliases (see docs/models.md)."""

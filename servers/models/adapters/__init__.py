@@ -1,0 +1,20 @@
+"""Backend adapters, one per wire protocol, picked by `BackendConfig.type`."""
+
+from __future__ import annotations
+
+import httpx2
+
+from servers.models.adapters.anthropic import AnthropicAdapter
+from servers.models.adapters.base import Adapter, UnsupportedOperation
+from servers.models.adapters.ollama import OllamaAdapter
+from servers.models.adapters.openai import OpenAIAdapter
+from servers.models.config import BackendConfig
+
+ADAPTERS: dict[str, type[Adapter]] = {"openai": OpenAIAdapter, "ollama": OllamaAdapter, "anthropic": AnthropicAdapter}
+
+
+def create_adapter(name: str, config: BackendConfig, *, transport: httpx2.AsyncBaseTransport | None = None) -> Adapter:
+    return ADAPTERS[config.type](name, config, transport=transport)
+
+
+__all__ = ["ADAPTERS", "Adapter", "UnsupportedOperation", "create_adapter"]

@@ -1,0 +1,161 @@
+"""Which deployments a call tries, in what order: routing strategies and failover modes.
+
+Strategies order an alias's own deployments:
+    ordered     as configured
+    weighted    a weighted shuffle (weight 3 comes first three times as often as weight 1)
+    least-busy  fewest requests in flight first
+    latency     lowest smoothed latency first (time to first token for streams); unmeasured first
+Failover modes decide what follows the first choice:
+    backup      the rest in strategy order, then the alias's `fallbacks` aliases
+    rotational  like backup, but each call starts one further along the ring
+    duplicate   like backup, then deployments of other aliases that serve the same real model
+    none        the first choice only
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from servers.models.breaker import CircuitBreaker
+from servers.models.config import AliasConfig, DeploymentConfig, ModelsConfig
+
+
+@dataclass
+class DeploymentState:
+    """What the router knows about one deployment right now."""
+
+    id: str
+    breaker: CircuitBreaker
+    in_flight: int = 0
+    latency: float | None = None  # smoothed seconds, whole non-stream answers
+    ttft: float | None = None  # smoothed seconds to the first streamed chunk
+    requests: deque[float] = field(default_factory=deque)
+    tokens: deque[tuple[float, int]] = field(default_factory=deque)
+    healthy: bool | None = None  # from background probes; None: not probed yet
+    health_reason: str | None = None
+    checked_at: float | None = None
+
+    def observe(self, attr: str, seconds: float, smoothing: float) -> None:
+        old = getattr(self, attr)
+        setattr(self, attr, seconds if old is None else old + smoothing * (seconds - old))
+
+    def over_capacity(self, dep: DeploymentConfig, now: float) -> str | None:
+        """Why the deployment's rpm / tpm cap is reached (None when it has room)."""
+        while self.requests and now - self.requests[0] >= 60:
+            self.requests.popleft()
+        while self.tokens and now - self.tokens[0][0] >= 60:
+            self.tokens.popleft()
+        if dep.rpm is not None and len(self.requests) >= dep.rpm:
+            return f"rpm cap {dep.rpm} reached"
+        if dep.tpm is not None and sum(t for _, t in self.tokens) >= dep.tpm:
+            return f"tpm cap {dep.tpm} reached"
+        return None
+
+
+@dataclass(frozen=True)
+class Target:
+    alias: str
+    deployment: DeploymentConfig
+    # "fallback": from a `fallbacks` alias; "duplicate": same real model; "context": context_fallback.
+    via: str = "primary"
+
+
+class Router:
+    def __init__(
+        self,
+        config: ModelsConfig,
+        states: dict[str, DeploymentState],
+        *,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.states = states
+        self.rng = rng or random.Random()
+        self.clock = clock
+        self._rotation: dict[str, int] = {}
+
+    def strategy_of(self, alias: AliasConfig) -> str:
+        return alias.strategy or self.config.routing.strategy
+
+    def failover_of(self, alias: AliasConfig) -> str:
+        return alias.failover or self.config.routing.failover
+
+    def _ordered(self, alias_name: str, *, stream: bool) -> list[DeploymentConfig]:
+        alias = self.config.aliases[alias_name]
+        deps = list(alias.deployments)
+        strategy = self.strategy_of(alias)
+        if strategy == "weighted":
+            # Efraimidis-Spirakis: a weighted random permutation in one pass.
+            deps.sort(key=lambda d: self.rng.random() ** (1.0 / d.weight), reverse=True)
+        elif strategy == "least-busy":
+            deps.sort(key=lambda d: self.states[d.id].in_flight)
+        elif strategy == "latency":
+            attr = "ttft" if stream else "latency"
+            deps.sort(key=lambda d: getattr(self.states[d.id], attr) or 0.0)
+        if self.failover_of(alias) == "rotational" and len(deps) > 1:
+            turn = self._rotation.get(alias_name, 0)
+            self._rotation[alias_name] = turn + 1
+            shift = turn % len(deps)
+            deps = deps[shift:] + deps[:shift]
+        return deps
+
+    def targets(self, alias_name: str, *, stream: bool) -> list[Target]:
+        """Every target a call to `alias_name` may try, first choice first, without repeats."""
+        out: list[Target] = []
+        seen: set[str] = set()
+        visited: set[str] = set()
+
+        def add(alias: str, deps: list[DeploymentConfig], via: str) -> None:
+            for dep in deps:
+                if dep.id not in seen:
+                    seen.add(dep.id)
+                    out.append(Target(alias, dep, via))
+
+        def expand(name: str, via: str) -> None:
+            if name in visited:
+                return
+            visited.add(name)
+            alias = self.config.aliases[name]
+            mode = self.failover_of(alias)
+            ordered = self._ordered(name, stream=stream)
+            if mode == "none":
+                add(name, ordered[:1], via)
+                return
+            add(name, ordered, via)
+            if mode == "duplicate":
+                models = {d.model for d in alias.deployments}
+                for other_name, other in self.config.aliases.items():
+                    if other_name != name:
+                        add(other_name, [d for d in other.deployments if d.model in models], "duplicate")
+            for fallback in alias.fallbacks:
+                expand(fallback, "fallback")
+
+        expand(alias_name, "primary")
+        context = self.config.aliases[alias_name].context_fallback
+        if context:
+            # Own visited set: a context fallback is worth trying even if already a plain fallback.
+            for dep in self._ordered(context, stream=stream):
+                if dep.id not in seen:
+                    seen.add(dep.id)
+                    out.append(Target(context, dep, "context"))
+        return out
+
+
+def estimate_tokens(request: dict[str, object]) -> int:
+    """A cheap upper-side guess of the prompt's size (about four characters a token)."""
+    chars = 0
+    for message in request.get("messages") or []:  # type: ignore[union-attr]
+        if isinstance(message, dict):
+            content = message.get("content")
+            if isinstance(content, str):
+                chars += len(content)
+            elif isinstance(content, list):
+                chars += sum(len(str(p.get("text", ""))) for p in content if isinstance(p, dict))
+            chars += sum(len(str(c)) for c in message.get("tool_calls") or [])
+    chars += sum(len(str(t)) for t in request.get("tools") or [])  # type: ignore[union-attr]
+    return chars // 4 + 1

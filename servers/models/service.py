@@ -1,0 +1,397 @@
+"""`ModelsService`: the models server's logic, independent of MCP.
+
+A call resolves its alias, checks the caller's budget, looks in the cache, then walks the
+router's targets (skipping open circuits, full rpm/tpm caps and too-small context windows),
+retrying retryable failures on the same deployment and failing over to the next. Streams
+never fail over once a chunk has been emitted. Every call is recorded in the usage store.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import orjson
+
+from servers.kit import ToolError
+from servers.models.adapters import Adapter, create_adapter
+from servers.models.breaker import CircuitBreaker
+from servers.models.cache import ResponseCache, cache_key, cacheable_chat
+from servers.models.config import AliasConfig, DeploymentConfig, ModelsConfig
+from servers.models.failover import CallLog, Failover, Operation, Sleep
+from servers.models.health import HealthMonitor
+from servers.models.normalise import StreamNormaliser, normalise_message, parser_for
+from servers.models.router import DeploymentState, Router, Target
+from servers.models.streaming import Emit, StreamPipeline
+from servers.models.usage import UsageRecord, UsageStore
+
+NO_MODELS_HINT = (
+    "no models are configured: add `backends` and `aliases` to the models server's config "
+    "(servers.models.config in toolmux.yaml); see docs/models.md"
+)
+# Arguments that steer toolmux itself and never reach a backend.
+_CONTROL_ARGS = frozenset({"model", "stream", "stream_options", "cache", "extra"})
+
+
+class ModelsService:
+    def __init__(
+        self,
+        config: ModelsConfig,
+        *,
+        data_dir: Path | None = None,
+        transports: dict[str, httpx2.AsyncBaseTransport] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = anyio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.sleep = sleep
+        self.adapters: dict[str, Adapter] = {
+            name: create_adapter(name, backend, transport=(transports or {}).get(name))
+            for name, backend in config.backends.items()
+        }
+        self.states: dict[str, DeploymentState] = {
+            dep_id: DeploymentState(dep_id, CircuitBreaker(config.circuit_breaker, clock))
+            for dep_id in config.deployment_ids()
+        }
+        self.router = Router(config, self.states, rng=rng, clock=clock)
+        self.clock = clock
+        self.cache = ResponseCache(clock)
+        usage_path: Path | None = None
+        if config.usage.enabled:
+            usage_path = (
+                Path(config.usage.path)
+                if config.usage.path
+                else (data_dir or Path(".data")) / "models" / "usage.sqlite3"
+            )
+        self.usage = UsageStore(
+            usage_path,
+            log_prompts=config.usage.log_prompts,
+            budgets=config.budgets,
+            flush_interval=config.usage.flush_interval,
+        )
+        self.health = HealthMonitor(config, self.adapters, self.states)
+        self.failover = Failover(config, self.router, self.states, clock=clock, sleep=sleep)
+
+    async def aclose(self) -> None:
+        await self.usage.aclose()
+        for adapter in self.adapters.values():
+            await adapter.aclose()
+
+    # --- lookups --------------------------------------------------------------------------------
+    def resolve(self, name: Any) -> str:
+        if name in self.config.aliases:
+            return str(name)
+        if not self.config.aliases:
+            raise ToolError(NO_MODELS_HINT, code="not_found", field="model")
+        available = ", ".join(sorted(self.config.aliases))
+        raise ToolError(f"unknown model {name!r}; available models: {available}", code="not_found", field="model")
+
+    def _check_budget(self, key: str) -> None:
+        status = self.usage.budget_status(key)
+        if status is not None and status["exhausted"]:
+            raise ToolError(
+                f"the budget of key {key!r} is spent: {status['spent']:.4f} of {status['limit']:.4f} USD "
+                f"this {status['period']}",
+                code="payment_required",
+                data={"budget": status},
+            )
+
+    def _passthrough(self, alias: AliasConfig) -> bool:
+        return self.config.passthrough if alias.passthrough is None else alias.passthrough
+
+    def _request(self, args: dict[str, Any], alias: AliasConfig) -> dict[str, Any]:
+        request = {k: v for k, v in args.items() if k not in _CONTROL_ARGS and v is not None}
+        extra = args.get("extra")
+        if extra and self._passthrough(alias):
+            request.update({k: v for k, v in extra.items() if k not in _CONTROL_ARGS})
+        return request
+
+    def _parse_enabled(self, dep: DeploymentConfig) -> bool:
+        return self.config.tool_call_parsing.enabled if dep.parse_tool_calls is None else dep.parse_tool_calls
+
+    # --- chat -----------------------------------------------------------------------------------
+    async def chat(
+        self,
+        args: dict[str, Any],
+        *,
+        caller: str | None = None,
+        request_id: str | None = None,
+        emit: Emit | None = None,
+    ) -> dict[str, Any]:
+        key = caller or "anonymous"
+        alias_name = self.resolve(args.get("model"))
+        alias = self.config.aliases[alias_name]
+        self._check_budget(key)
+        request = self._request(args, alias)
+        stream = bool(args.get("stream"))
+        log = CallLog()
+        record = UsageRecord(key=key, model=alias_name, kind="chat", status="ok", stream=stream, request_id=request_id)
+        if self.usage.log_prompts:
+            record.prompt = orjson.dumps(request.get("messages")).decode()
+        use_cache = not stream and alias.cache.enabled and args.get("cache") != "no-store"
+        ckey = cache_key("chat", alias_name, request) if use_cache else ""
+        try:
+            cached = self.cache.get(ckey) if use_cache else None
+            if cached is not None:
+                cached["id"] = "chatcmpl-" + uuid.uuid4().hex[:24]
+                cached["toolmux"].update(
+                    cache_hit=True,
+                    attempts=0,
+                    failover_path=[],
+                    cost=0.0,
+                    latency_ms=0.0,
+                    upstream_ms=0.0,
+                    request_id=request_id,
+                )
+                record.cache_hit = True
+                record.deployment = cached["toolmux"].get("deployment")
+                self._finish_record(record, cached, log, cost=0.0)
+                return cached
+            chat_id = "chatcmpl-" + uuid.uuid4().hex[:24]
+            op = self._stream_op(request, alias_name, chat_id, emit, log) if stream else self._chat_op(request)
+            response, target = await self.failover.run(alias_name, request, stream=stream, kind="chat", op=op, log=log)
+            response["model"] = alias_name
+            response.setdefault("id", chat_id)
+            cost = self._account(target, response.get("usage") or {}, log)
+            response["toolmux"] = self._meta(target, log, cost, request_id)
+            record.deployment = target.deployment.id
+            self._finish_record(record, response, log, cost=cost)
+            if use_cache and cacheable_chat(response):
+                self.cache.put(ckey, response, ttl=alias.cache.ttl, max_entries=alias.cache.max_entries)
+            return response
+        except ToolError as exc:
+            record.status, record.error_code = "error", exc.code
+            raise
+        except BaseException:
+            record.status, record.error_code = "error", "cancelled"
+            raise
+        finally:
+            record.attempts = log.attempts
+            record.failover_path = log.path
+            record.latency_ms = round((time.perf_counter() - log.started) * 1000, 3)
+            record.ttft_ms = round(log.ttft * 1000, 3) if log.ttft is not None else None
+            with anyio.CancelScope(shield=True):
+                await self.usage.record(record)
+
+    def _chat_op(self, request: dict[str, Any]) -> Operation:
+        async def op(target: Target, state: DeploymentState, log: CallLog) -> dict[str, Any]:
+            dep = target.deployment
+            began = time.perf_counter()
+            response = await self.adapters[dep.backend].chat(dep.model, request)
+            state.observe("latency", time.perf_counter() - began, self.config.routing.latency_smoothing)
+            parser = parser_for(self.config.tool_call_parsing, request, self._parse_enabled(dep))
+            if parser is not None:
+                for choice in response["choices"]:
+                    if isinstance(choice.get("message"), dict) and normalise_message(parser, choice["message"]):
+                        choice["finish_reason"] = "tool_calls"
+            return response
+
+        return op
+
+    def _stream_op(
+        self, request: dict[str, Any], alias_name: str, chat_id: str, emit: Emit | None, log: CallLog
+    ) -> Operation:
+        async def send(chunk: dict[str, Any]) -> None:
+            if not log.emitted:
+                log.emitted = True
+                log.ttft = time.perf_counter() - log.started
+            if emit is not None:
+                await emit(chunk)
+
+        async def op(target: Target, state: DeploymentState, _log: CallLog) -> dict[str, Any]:
+            dep = target.deployment
+            parser = parser_for(self.config.tool_call_parsing, request, self._parse_enabled(dep))
+            pipeline = StreamPipeline(
+                chunk_id=chat_id,
+                model=alias_name,
+                created=int(time.time()),
+                emit=send,
+                normaliser=StreamNormaliser(parser) if parser is not None else None,
+            )
+            began = time.perf_counter()
+            first = True
+            async for chunk in self.adapters[dep.backend].stream_chat(dep.model, request):
+                if first:
+                    first = False
+                    state.observe("ttft", time.perf_counter() - began, self.config.routing.latency_smoothing)
+                await pipeline.feed(chunk)
+            await pipeline.finish()
+            response = pipeline.response()
+            if pipeline.usage:
+                response["usage"] = pipeline.usage
+            return response
+
+        return op
+
+    # --- embeddings -----------------------------------------------------------------------------
+    async def embed(
+        self, args: dict[str, Any], *, caller: str | None = None, request_id: str | None = None
+    ) -> dict[str, Any]:
+        key = caller or "anonymous"
+        alias_name = self.resolve(args.get("model"))
+        alias = self.config.aliases[alias_name]
+        self._check_budget(key)
+        raw = args.get("input")
+        inputs = [raw] if isinstance(raw, str) else list(raw or [])
+        if not inputs:
+            raise ToolError("input must not be empty", field="input")
+        request = {k: args[k] for k in ("dimensions", "user") if args.get(k) is not None}
+        log = CallLog()
+        record = UsageRecord(key=key, model=alias_name, kind="embed", status="ok", request_id=request_id)
+        use_cache = alias.cache.enabled and args.get("cache") != "no-store"
+        ckey = cache_key("embed", alias_name, {**request, "input": inputs}) if use_cache else ""
+
+        async def op(target: Target, state: DeploymentState, _log: CallLog) -> dict[str, Any]:
+            dep = target.deployment
+            began = time.perf_counter()
+            result = await self.adapters[dep.backend].embed(dep.model, inputs, request)
+            state.observe("latency", time.perf_counter() - began, self.config.routing.latency_smoothing)
+            return result
+
+        try:
+            cached = self.cache.get(ckey) if use_cache else None
+            if cached is not None:
+                cached["toolmux"].update(
+                    cache_hit=True,
+                    attempts=0,
+                    failover_path=[],
+                    cost=0.0,
+                    latency_ms=0.0,
+                    upstream_ms=0.0,
+                    request_id=request_id,
+                )
+                record.cache_hit = True
+                record.deployment = cached["toolmux"].get("deployment")
+                return cached
+            result, target = await self.failover.run(
+                alias_name, {"input": inputs}, stream=False, kind="embed", op=op, log=log
+            )
+            usage = result.get("usage") or {}
+            usage = {
+                "prompt_tokens": int(usage.get("prompt_tokens") or 0),
+                "total_tokens": int(usage.get("total_tokens") or usage.get("prompt_tokens") or 0),
+            }
+            response = {
+                "object": "list",
+                "data": [
+                    {"object": "embedding", "index": int(item.get("index", i)), "embedding": item.get("embedding", [])}
+                    for i, item in enumerate(result.get("data") or [])
+                ],
+                "model": alias_name,
+                "usage": usage,
+            }
+            cost = self._account(target, usage, log)
+            response["toolmux"] = self._meta(target, log, cost, request_id)
+            record.deployment = target.deployment.id
+            self._finish_record(record, response, log, cost=cost)
+            if use_cache:
+                self.cache.put(ckey, response, ttl=alias.cache.ttl, max_entries=alias.cache.max_entries)
+            return response
+        except ToolError as exc:
+            record.status, record.error_code = "error", exc.code
+            raise
+        except BaseException:
+            record.status, record.error_code = "error", "cancelled"
+            raise
+        finally:
+            record.attempts = log.attempts
+            record.failover_path = log.path
+            record.latency_ms = round((time.perf_counter() - log.started) * 1000, 3)
+            with anyio.CancelScope(shield=True):
+                await self.usage.record(record)
+
+    # --- accounting -----------------------------------------------------------------------------
+    def _account(self, target: Target, usage: dict[str, Any], log: CallLog) -> float:
+        dep = target.deployment
+        prompt = int(usage.get("prompt_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or 0)
+        cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+        self.states[dep.id].tokens.append((self.clock(), prompt + completion))
+        return round(dep.prices.cost(prompt, completion, cached), 10)
+
+    def _meta(self, target: Target, log: CallLog, cost: float, request_id: str | None) -> dict[str, Any]:
+        dep = target.deployment
+        return {
+            "alias": target.alias,
+            "deployment": dep.id,
+            "backend": dep.backend,
+            "model": dep.model,
+            "attempts": log.attempts,
+            "failover_path": list(log.path),
+            "skipped": list(log.skipped),
+            "cost": cost,
+            "cache_hit": False,
+            "latency_ms": round((time.perf_counter() - log.started) * 1000, 3),
+            "upstream_ms": round(log.upstream_seconds * 1000, 3),
+            "ttft_ms": round(log.ttft * 1000, 3) if log.ttft is not None else None,
+            "request_id": request_id,
+        }
+
+    def _finish_record(self, record: UsageRecord, response: dict[str, Any], log: CallLog, *, cost: float) -> None:
+        usage = response.get("usage") or {}
+        record.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        record.completion_tokens = int(usage.get("completion_tokens") or 0)
+        record.cached_tokens = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+        record.cost = cost
+        if self.usage.log_prompts and response.get("choices"):
+            record.response = orjson.dumps(response["choices"][0].get("message")).decode()
+
+    # --- listing and reports --------------------------------------------------------------------
+    def list_models(self, *, include_deployments: bool = False) -> dict[str, Any]:
+        data = []
+        for name, alias in self.config.aliases.items():
+            entry: dict[str, Any] = {"id": name, "object": "model", "created": 0, "owned_by": "toolmux"}
+            if alias.description:
+                entry["description"] = alias.description
+            windows = [d.context_window for d in alias.deployments if d.context_window]
+            if windows:
+                entry["context_window"] = max(windows)
+            if alias.embedding:
+                entry["embedding"] = True
+            if include_deployments:
+                entry["deployments"] = [
+                    {
+                        "id": d.id,
+                        "backend": d.backend,
+                        "model": d.model,
+                        "circuit": self.states[d.id].breaker.state,
+                        "healthy": self.states[d.id].healthy,
+                    }
+                    for d in alias.deployments
+                ]
+            data.append(entry)
+            if not self.config.list_aliases_only:
+                data.extend(
+                    {"id": f"{name}/{d.id}", "object": "model", "created": 0, "owned_by": d.backend, "parent": name}
+                    for d in alias.deployments
+                )
+        result: dict[str, Any] = {"object": "list", "data": data}
+        if not self.config.aliases:
+            result["hint"] = NO_MODELS_HINT
+        return result
+
+    async def usage_report(self, args: dict[str, Any], *, caller: str | None = None) -> dict[str, Any]:
+        key = args.get("key")
+        if caller not in (None, "master") and key not in (None, caller):
+            raise ToolError("a key may only read its own usage", code="forbidden", field="key")
+        if caller not in (None, "master"):
+            key = caller
+        try:
+            report = await self.usage.query(
+                group_by=args.get("group_by") or ["model"],
+                since=args.get("since"),
+                until=args.get("until"),
+                key=key,
+                model=args.get("model"),
+            )
+        except ValueError as exc:
+            raise ToolError(f"invalid date: {exc}", field="since" if args.get("since") else "until") from None
+        budgets = [b for k in sorted(self.usage.budgets) if key in (None, k) and (b := self.usage.budget_status(k))]
+        return {**report, "budgets": budgets}
