@@ -98,7 +98,7 @@ def is_response(msg: dict[str, Any]) -> bool:
 
 
 def valid_id(value: Any) -> bool:
-    return (isinstance(value, str) or isinstance(value, int)) and not isinstance(value, bool)
+    return (isinstance(value, (str, int))) and not isinstance(value, bool)
 
 
 def check_message(msg: Any) -> str | None:

@@ -7,6 +7,7 @@ requests on legacy sessions) go out through the `emit` callable the transport su
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -355,10 +356,8 @@ class McpCore:
                 outcome = ("error", RpcError(jsonrpc.INTERNAL_ERROR, "internal error"))
             if call.fatal is not None:
                 outcome = ("error", call.fatal)
-            try:
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
                 await parked.events_in.send(("done", outcome))
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass
 
 
 def negotiate_unsupported(requested: Any) -> RpcError:

@@ -12,6 +12,7 @@ docs/architecture.md ("Who gets a child's sampling request").
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
@@ -135,13 +136,10 @@ class RpcPeer:
         await self.channel.send(jsonrpc.notification(method, params))
 
     async def _cancel_upstream(self, request_id: int, reason: str) -> None:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-            try:
-                await self.channel.send(
-                    jsonrpc.notification("notifications/cancelled", {"requestId": request_id, "reason": reason})
-                )
-            except ChannelClosed:
-                pass
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2), contextlib.suppress(ChannelClosed):
+            await self.channel.send(
+                jsonrpc.notification("notifications/cancelled", {"requestId": request_id, "reason": reason})
+            )
 
     # --- inbound --------------------------------------------------------------------------------
     async def run(self) -> str:
@@ -217,7 +215,5 @@ class RpcPeer:
         except Exception:
             _log.exception("%s: relaying %s failed", self.name, method)
             reply = jsonrpc.error(request_id, jsonrpc.INTERNAL_ERROR, f"the hub could not relay {method}")
-        try:
+        with contextlib.suppress(ChannelClosed):
             await self.channel.send(reply)
-        except ChannelClosed:
-            pass

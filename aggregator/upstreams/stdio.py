@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -133,20 +134,16 @@ class StdioChannel:
     async def aclose(self) -> None:
         """Close stdin (the polite shutdown), then escalate to SIGTERM and SIGKILL."""
         with anyio.CancelScope(shield=True):
-            try:
+            with contextlib.suppress(OSError, anyio.BrokenResourceError):
                 await self._stdin.aclose()
-            except (OSError, anyio.BrokenResourceError):
-                pass
             if self.process.returncode is None:
                 with anyio.move_on_after(2):
                     await self.process.wait()
             for sig, grace in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
                 if self.process.returncode is not None:
                     break
-                try:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.process.pid, sig)
-                except (ProcessLookupError, PermissionError):
-                    pass
                 with anyio.move_on_after(grace):
                     await self.process.wait()
             await self.process.aclose()

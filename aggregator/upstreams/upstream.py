@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -46,7 +46,7 @@ _CAPABILITY_OF = {"tools": "tools", "resources": "resources", "resourceTemplates
 class Listing:
     tools: list[dict[str, Any]] = field(default_factory=list)
     resources: list[dict[str, Any]] = field(default_factory=list)
-    resourceTemplates: list[dict[str, Any]] = field(default_factory=list)  # noqa: N815 - wire name
+    resourceTemplates: list[dict[str, Any]] = field(default_factory=list)
     prompts: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -234,10 +234,8 @@ class Upstream:
         await peer.notify("notifications/initialized")
         if "logging" in self.capabilities:
             # Children log at their own discretion; the hub filters per client by level.
-            try:
+            with suppress(RpcError):
                 await peer.request("logging/setLevel", {"level": "debug"}, timeout=timeout)
-            except RpcError:
-                pass
         self.listing = await self._list_all(peer)
 
     async def _list_all(self, peer: RpcPeer) -> Listing:
