@@ -53,14 +53,18 @@ class KeyStore:
         self.internal_key = internal_key or secrets.token_urlsafe(32)
         self._secrets: dict[str, str] = {MASTER.name: master_key}
         self._by_digest: dict[bytes, Principal] = {_digest(master_key): MASTER, _digest(self.internal_key): INTERNAL}
+        by_name: dict[str, Principal] = {MASTER.name: MASTER}
         for entry in config.auth.keys:
             principal = Principal(name=entry.name, allowed_tools=tuple(entry.tools), denied_tools=tuple(entry.deny))
             self._by_digest[_digest(entry.key)] = principal
             self._secrets[entry.name] = entry.key
+            by_name[entry.name] = principal
+        self.anonymous = by_name.get(config.auth.anonymous) if config.auth.anonymous else None
 
     def principal_for(self, presented: str | None) -> Principal | None:
+        """The caller behind a key; with no key, the configured anonymous principal (if any)."""
         if not presented:
-            return None
+            return self.anonymous
         digest = _digest(presented)
         principal = self._by_digest.get(digest)
         if principal is None:

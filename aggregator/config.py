@@ -111,6 +111,18 @@ class KeyEntry(_Model):
 class AuthConfig(_Model):
     master_key: str | None = Field(None, min_length=16)
     keys: list[KeyEntry] = Field(default_factory=list)
+    anonymous: str | None = Field(
+        None,
+        description="act as this key ('master' or a named key) for requests that carry no key at all; "
+        "a wrong key is still refused. For single-user machines; never on a public address.",
+    )
+
+    @model_validator(mode="after")
+    def _anonymous_known(self) -> AuthConfig:
+        names = {"master", *(k.name for k in self.keys)}
+        if self.anonymous is not None and self.anonymous not in names:
+            raise ValueError(f"anonymous must name 'master' or a configured key (got {self.anonymous!r})")
+        return self
 
     @field_validator("keys")
     @classmethod
@@ -135,6 +147,7 @@ class ServerSection(_Model):
     port: int = Field(4000, ge=0, le=65535)
     data_dir: str = "./toolmux-data"
     public_url: str | None = None
+    startup_timeout: float = Field(30.0, gt=0, description="seconds to wait for upstreams before serving")
 
 
 class CatalogConfig(_Model):

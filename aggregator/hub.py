@@ -66,6 +66,39 @@ class InProcessHubCaller:
             raise ToolError(f"{name} did not finish in time", code="timeout") from None
 
 
+def plan_servers(config: HubConfig) -> tuple[dict[str, tuple[ServerEntry, str | None]], dict[str, str]]:
+    """{name: (entry, builtin name or None)} of upstreams to run, and {name: reason} of unavailable ones."""
+    planned: dict[str, tuple[ServerEntry, str | None]] = {}
+    unavailable: dict[str, str] = {}
+    wanted = [n for n, b in registry.BUILTINS.items() if b.auto] if config.builtins == "auto" else list(config.builtins)
+    for name in wanted:
+        if name not in registry.BUILTINS:
+            unavailable[name] = f"no built-in server named {name!r}"
+            continue
+        entry = config.servers.get(name, ServerEntry())
+        if entry.kind == "builtin" and entry.enabled:
+            planned[name] = (entry, entry.builtin or name)
+    for name, entry in config.servers.items():
+        if not entry.enabled:
+            planned.pop(name, None)
+            continue
+        if entry.kind == "builtin":
+            builtin = entry.builtin or name
+            if builtin not in registry.BUILTINS:
+                unavailable[name] = f"no built-in server named {builtin!r}"
+                continue
+            planned[name] = (entry, builtin)
+        else:
+            planned[name] = (entry, None)
+    for name, (_entry, builtin) in list(planned.items()):
+        if builtin is not None:
+            reason = registry.BUILTINS[builtin].unavailable_reason()
+            if reason:
+                unavailable[name] = reason
+                del planned[name]
+    return planned, unavailable
+
+
 class Hub:
     def __init__(self, config: HubConfig, *, master_key: str, public_url: str | None = None) -> None:
         self.config = config
@@ -95,36 +128,7 @@ class Hub:
 
     # --- plan -----------------------------------------------------------------------------------
     def plan(self, config: HubConfig) -> tuple[dict[str, tuple[ServerEntry, str | None]], dict[str, str]]:
-        """{name: (entry, builtin name or None)} of upstreams to run, and {name: reason} of unavailable ones."""
-        planned: dict[str, tuple[ServerEntry, str | None]] = {}
-        unavailable: dict[str, str] = {}
-        wanted = list(registry.BUILTINS) if config.builtins == "auto" else list(config.builtins)
-        for name in wanted:
-            if name not in registry.BUILTINS:
-                unavailable[name] = f"no built-in server named {name!r}"
-                continue
-            entry = config.servers.get(name, ServerEntry())
-            if entry.kind == "builtin" and entry.enabled:
-                planned[name] = (entry, entry.builtin or name)
-        for name, entry in config.servers.items():
-            if not entry.enabled:
-                planned.pop(name, None)
-                continue
-            if entry.kind == "builtin":
-                builtin = entry.builtin or name
-                if builtin not in registry.BUILTINS:
-                    unavailable[name] = f"no built-in server named {builtin!r}"
-                    continue
-                planned[name] = (entry, builtin)
-            else:
-                planned[name] = (entry, None)
-        for name, (_entry, builtin) in list(planned.items()):
-            if builtin is not None:
-                reason = registry.BUILTINS[builtin].unavailable_reason()
-                if reason:
-                    unavailable[name] = reason
-                    del planned[name]
-        return planned, unavailable
+        return plan_servers(config)
 
     def _opener(self, name: str, entry: ServerEntry, builtin: str | None) -> tuple[ChannelOpener, str]:
         if builtin is None:
@@ -310,6 +314,21 @@ class Hub:
     def instructions(self) -> str | None:
         parts = [f"[{u.name}] {u.instructions}" for u in self.upstreams.values() if u.is_ready and u.instructions]
         return "\n\n".join(parts) or None
+
+    async def deep_health(self) -> dict[str, Any]:
+        """`health(deep=True)` plus each in-process domain's own check (backends, engines)."""
+        report = self.health(deep=True)
+        for name, domain in list(self.domains.items()):
+            check = domain.health
+            info = report["servers"].get(name)
+            if check is None or info is None:
+                continue
+            try:
+                with anyio.fail_after(5):
+                    info["health"] = await check()
+            except Exception as exc:
+                info["health"] = {"healthy": False, "error": f"health check failed: {exc!r}"}
+        return report
 
     def health(self, *, deep: bool) -> dict[str, Any]:
         servers: dict[str, Any] = {}

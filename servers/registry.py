@@ -29,6 +29,8 @@ class BuiltinServer:
     executables: tuple[str, ...] = ()
     extra: str | None = None
     default_mode: Mode = "stdio"
+    # Enabled by `builtins: auto` (the embedded default); the demo server is opt-in.
+    auto: bool = True
 
     def unavailable_reason(self) -> str | None:
         """Why this server cannot run here (None when it can)."""
@@ -55,6 +57,7 @@ BUILTINS: dict[str, BuiltinServer] = {
         summary="A tiny server for trying toolmux: echo, add, a slow counter with progress.",
         module="servers.demo.server",
         default_mode="inprocess",
+        auto=False,
     ),
     "forecast": BuiltinServer(
         name="forecast",

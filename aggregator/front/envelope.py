@@ -12,6 +12,19 @@ from aggregator.jsonrpc import RpcError
 from aggregator.principal import Principal
 
 
+def envelope_version(params: dict[str, Any] | None) -> str:
+    """The protocol version a stateless request declares; RpcError(-32602) when the envelope is incomplete."""
+    meta = (params or {}).get("_meta")
+    if not isinstance(meta, dict):
+        raise RpcError(jsonrpc.INVALID_PARAMS, "params._meta is required (protocolVersion, clientCapabilities)")
+    version = meta.get(META_PROTOCOL_VERSION)
+    if not isinstance(version, str):
+        raise RpcError(jsonrpc.INVALID_PARAMS, f"params._meta['{META_PROTOCOL_VERSION}'] is required")
+    if not isinstance(meta.get(META_CLIENT_CAPABILITIES), dict):
+        raise RpcError(jsonrpc.INVALID_PARAMS, f"params._meta['{META_CLIENT_CAPABILITIES}'] is required")
+    return version
+
+
 def modern_session(principal: Principal, params: dict[str, Any] | None) -> FrontSession:
     """A one-request session from the request's `_meta`; RpcError when the envelope is invalid."""
     meta = (params or {}).get("_meta")

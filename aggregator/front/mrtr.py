@@ -48,6 +48,7 @@ class ParkedCall:
     replies: dict[str, tuple[anyio.Event, list[dict[str, Any]]]] = field(default_factory=dict)
     _keys: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     cancel_scope: anyio.CancelScope | None = None
+    round: int = 0
 
     async def ask(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
         """Called on behalf of the upstream: wait for the client's answer via a retry."""
@@ -94,9 +95,7 @@ class InputBroker:
     def park(self, principal: str, method: str, target: str) -> ParkedCall:
         self._expire()
         send, receive = anyio.create_memory_object_stream[tuple[str, Any]](64)
-        call = ParkedCall(
-            secrets.token_urlsafe(12), principal, method, target, time.monotonic() + INPUT_TTL, send, receive
-        )
+        call = ParkedCall(secrets.token_hex(12), principal, method, target, time.monotonic() + INPUT_TTL, send, receive)
         self._parked[call.token] = call
         return call
 
@@ -117,9 +116,12 @@ class InputBroker:
         return base64.urlsafe_b64encode(mac[:24]).decode().rstrip("=")
 
     def state_for(self, call: ParkedCall) -> str:
+        # A fresh state per round: a client must not be able to replay an earlier round's state.
+        call.round += 1
         expiry = str(int(time.time() + INPUT_TTL))
-        sig = self._sign(call.token, expiry, call.principal, call.method, call.target)
-        return f"tm1.{call.token}.{expiry}.{sig}"
+        token = f"{call.token}-{call.round}"
+        sig = self._sign(token, expiry, call.principal, call.method, call.target)
+        return f"tm1.{token}.{expiry}.{sig}"
 
     def resume(self, state: Any, principal: str, method: str, target: str) -> ParkedCall:
         """The parked call `state` refers to; RpcError(-32602) if tampered, expired, or not this request's."""
@@ -133,8 +135,9 @@ class InputBroker:
         if not hmac.compare_digest(sig, expected) or int(expiry) < time.time():
             raise invalid
         self._expire()
-        call = self._parked.get(token)
-        if call is None:
+        base, _, round_text = token.rpartition("-")
+        call = self._parked.get(base)
+        if call is None or round_text != str(call.round):
             raise invalid
         return call
 

@@ -1,0 +1,238 @@
+"""The hub's HTTP app: `/mcp` (and `/mcp/`), health, metrics, and every facade.
+
+Cross-cutting rules applied here once: a request id on every response, Origin/Host checks
+against DNS rebinding, and API-key authentication for everything but the liveness probes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import anyio
+import orjson
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from aggregator.facade import FACADE_MODULES
+from aggregator.facade.context import HubFacadeContext
+from aggregator.front.core import McpCore
+from aggregator.front.http_face import McpHttpEndpoint, Receive, Send, header_map, send_body
+from aggregator.hub import Hub
+from aggregator.principal import Principal
+
+_log = logging.getLogger("toolmux.app")
+
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+SWEEP_SECONDS = 30.0
+
+
+def _hostname(host_header: str) -> str:
+    if host_header.startswith("["):
+        return host_header.split("]", maxsplit=1)[0] + "]"
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+class OriginPolicy:
+    """Refuses foreign Origins, and foreign Host headers when the hub listens on loopback only."""
+
+    def __init__(self, bind_host: str, allowed_origins: list[str], allowed_hosts: list[str]) -> None:
+        self.loopback_only = bind_host in LOOPBACK_NAMES
+        self.allowed_origins = {o.rstrip("/").lower() for o in allowed_origins}
+        self.allowed_hosts = {h.lower() for h in allowed_hosts}
+
+    def problem(self, headers: dict[str, str]) -> str | None:
+        origin = headers.get("origin")
+        if origin and origin != "null":
+            parsed = urlsplit(origin)
+            host = (parsed.hostname or "").lower()
+            if origin.rstrip("/").lower() not in self.allowed_origins and host not in LOOPBACK_NAMES:
+                return f"Origin {origin!r} is not allowed"
+        host_header = headers.get("host", "").lower()
+        if host_header and (self.loopback_only or self.allowed_hosts):
+            name = _hostname(host_header)
+            if name not in LOOPBACK_NAMES and host_header not in self.allowed_hosts and name not in self.allowed_hosts:
+                return f"Host {host_header!r} is not allowed"
+        return None
+
+
+class HubApp:
+    def __init__(self, hub: Hub, *, bind_host: str = "127.0.0.1", config_path: str | None = None) -> None:
+        self.hub = hub
+        self.config_path = config_path
+        http = hub.config.http
+        self.policy = OriginPolicy(bind_host, http.allowed_origins, http.allowed_hosts)
+        self.core = McpCore(hub)
+        self.mcp = McpHttpEndpoint(
+            self.core,
+            self.authenticate,
+            max_body=http.max_request_bytes,
+            idle_timeout=http.session_idle_timeout,
+            max_sessions=http.max_sessions,
+        )
+        self.facade_context = HubFacadeContext(hub)
+        self.facades = Starlette(routes=self._facade_routes())
+        self.ready = False
+
+    def _facade_routes(self) -> list[BaseRoute]:
+        routes: list[BaseRoute] = []
+        for module_name in FACADE_MODULES:
+            try:
+                module = importlib.import_module(module_name)
+                routes.extend(module.routes(self.facade_context))
+            except Exception:
+                _log.exception("facade %s could not be loaded; its routes are missing", module_name)
+        return routes
+
+    def authenticate(self, headers: dict[str, str], scope: dict[str, Any]) -> Principal | None:
+        auth = headers.get("authorization", "")
+        key: str | None = auth[7:].strip() if auth[:7].lower() == "bearer " else headers.get("x-api-key")
+        if key is None and b"api_key=" in scope.get("query_string", b""):
+            values = parse_qs(scope["query_string"].decode("latin-1")).get("api_key")
+            key = values[0] if values else None
+        return self.hub.keys.principal_for(key)
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.hub.run)
+            await self.hub.wait_settled(self.hub.config.server.startup_timeout)
+            errors = self.hub.catalog.snapshot.errors
+            if errors:
+                raise RuntimeError("name collisions in the catalog:\n  " + "\n  ".join(errors))
+            tg.start_soon(self._sweep)
+            if self.config_path is not None:
+                tg.start_soon(self._reload_on_sighup)
+            self.ready = True
+            try:
+                yield
+            finally:
+                self.ready = False
+                await self.hub.stop()
+                tg.cancel_scope.cancel()
+
+    async def _reload_on_sighup(self) -> None:
+        import signal
+
+        from aggregator import config as hub_config
+
+        assert self.config_path is not None
+        with anyio.open_signal_receiver(signal.SIGHUP) as signals:
+            async for _ in signals:
+                try:
+                    new = hub_config.load(self.config_path)
+                except hub_config.ConfigError as exc:
+                    _log.error("config reload refused, keeping the running config:\n%s", exc)
+                    continue
+                new.server = self.hub.config.server  # host, port and data dir need a restart
+                report = await self.hub.reload(new)
+                _log.warning(
+                    "config reloaded: %s", ", ".join(f"{k}={v}" for k, v in report.items() if v) or "no change"
+                )
+
+    async def _sweep(self) -> None:
+        while True:
+            await anyio.sleep(SWEEP_SECONDS)
+            self.mcp.expire_idle()
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        headers = header_map(scope)
+        rid = headers.get("x-request-id", "")
+        if not _REQUEST_ID_RE.match(rid):
+            rid = secrets.token_hex(8)
+        scope["toolmux.request_id"] = rid
+        rid_header = (b"x-request-id", rid.encode())
+
+        started = False
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message = {**message, "headers": [*message.get("headers", []), rid_header]}
+            await send(message)
+
+        try:
+            await self._route(scope, receive, send_with_id, headers)
+        except Exception:
+            # One place turns an unexpected failure into a clean answer: logged with the request
+            # id, never a traceback on the wire.
+            _log.exception("unhandled error (request id %s)", rid)
+            if not started:
+                await send_body(
+                    send_with_id,
+                    500,
+                    orjson.dumps({"error": {"code": "internal", "message": f"internal error (request id {rid})"}}),
+                )
+
+    async def _route(
+        self, scope: dict[str, Any], receive: Receive, send_with_id: Send, headers: dict[str, str]
+    ) -> None:
+
+        path = scope["path"]
+        if path == "/health/liveliness":
+            await send_body(send_with_id, 200, b'{"status":"alive"}')
+            return
+        if path == "/health/readiness":
+            ready = self.ready
+            await send_body(
+                send_with_id, 200 if ready else 503, b'{"status":"ready"}' if ready else b'{"status":"starting"}'
+            )
+            return
+        problem = self.policy.problem(headers)
+        if problem is not None:
+            await send_body(
+                send_with_id,
+                403,
+                orjson.dumps(
+                    {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": f"Forbidden: {problem}"}}
+                ),
+            )
+            return
+        if path in ("/mcp", "/mcp/"):
+            await self.mcp(scope, receive, send_with_id)
+        elif path in ("/health", "/metrics"):
+            if self.authenticate(headers, scope) is None:
+                await send_body(
+                    send_with_id,
+                    401,
+                    b'{"error":"missing or invalid API key"}',
+                    [(b"www-authenticate", b'Bearer realm="toolmux"')],
+                )
+            elif path == "/health":
+                health = await self.hub.deep_health()
+                await send_body(send_with_id, 200 if health["status"] != "down" else 503, orjson.dumps(health))
+            else:
+                await send_body(send_with_id, 200, self.hub.metrics.render(), content_type=b"text/plain; version=0.0.4")
+        else:
+            await self.facades(scope, receive, send_with_id)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        started = False
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        try:
+            async with self.lifespan():
+                started = True
+                await send({"type": "lifespan.startup.complete"})
+                message = await receive()
+        except Exception as exc:
+            _log.exception("toolmux failed")
+            if not started:
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.shutdown.failed", "message": str(exc)})
+            return
+        await send({"type": "lifespan.shutdown.complete"})

@@ -1,0 +1,80 @@
+"""The hub's implementation of `FacadeContext`: facades call tools through the hub's dispatch."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import HTTPConnection
+
+from aggregator import dispatch, jsonrpc
+from aggregator.facade.base import FacadeHTTPError, ProgressFn, presented_key
+from aggregator.jsonrpc import RpcError
+from aggregator.principal import Principal
+from servers.kit import Domain, ToolError
+
+if TYPE_CHECKING:
+    from aggregator.hub import Hub
+
+_CODE_FOR_RPC = {
+    jsonrpc.INVALID_PARAMS: "not_found",
+    jsonrpc.UPSTREAM_UNAVAILABLE: "unavailable",
+    jsonrpc.UPSTREAM_TIMEOUT: "timeout",
+}
+
+
+class HubFacadeContext:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    @property
+    def public_url(self) -> str:
+        return self.hub.public_url or ""
+
+    def authenticate(self, request: HTTPConnection, *, required: bool = True) -> Principal | None:
+        key = presented_key(request)
+        if key is None and self.hub.keys.anonymous is not None:
+            return self.hub.keys.anonymous
+        if key is None:
+            if required:
+                raise FacadeHTTPError(401, "missing API key (Authorization: Bearer <key>)", code="unauthorized")
+            return None
+        principal = self.hub.keys.principal_for(key)
+        if principal is None:
+            raise FacadeHTTPError(401, "invalid API key", code="unauthorized")
+        return principal
+
+    async def call_tool(
+        self,
+        principal: Principal,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        progress: ProgressFn | None = None,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        try:
+            return await dispatch.call_tool(
+                self.hub,
+                principal,
+                name,
+                arguments,
+                on_progress=progress,
+                request_id=request_id or uuid.uuid4().hex[:16],
+            )
+        except RpcError as exc:
+            code = _CODE_FOR_RPC.get(exc.code, "upstream_error")
+            message = exc.message if code != "not_found" else f"unknown tool {name!r}"
+            raise ToolError(message, code=code, retryable=code in ("unavailable", "timeout")) from None
+
+    def local_domain(self, server: str) -> Domain | None:
+        upstream = self.hub.upstreams.get(server)
+        if upstream is None or upstream.kind != "builtin-inprocess":
+            return None
+        return self.hub.domains.get(server)
+
+    def signing_secret(self, access_key_id: str) -> tuple[str, Principal] | None:
+        return self.hub.keys.secret_for(access_key_id)
+
+    def tool_names(self, principal: Principal) -> list[str]:
+        return [t["name"] for t in self.hub.catalog.tools_for(principal)]

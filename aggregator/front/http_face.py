@@ -1,0 +1,521 @@
+"""The hub's MCP endpoint over streamable HTTP (`/mcp` and `/mcp/`), both protocol eras.
+
+Legacy (2025-03-26 … 2025-11-25): `initialize` opens a session (`Mcp-Session-Id`); each POST
+carries one message; a request is answered with JSON, or with an SSE stream when progress, logs
+or a server-to-client request come before the result; GET opens the session's stream for
+unsolicited messages; DELETE ends the session.
+
+Stateless (2026-07-28): every request carries its envelope in `_meta` and mirrors method and
+name in headers; no sessions; server-to-client requests become `input_required` results; closing
+a response stream cancels its request; `subscriptions/listen` is a long-lived response stream.
+
+Raw ASGI on purpose: this is the hot path, and a framework's per-request machinery costs more
+than the whole forwarding work (see bench/hub_overhead.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from aggregator import jsonrpc
+from aggregator.front import headers as mcp_headers
+from aggregator.front.core import MRTR_METHODS, REMOVED_IN_MODERN, McpCore
+from aggregator.front.envelope import envelope_version, modern_session
+from aggregator.front.eras import LEGACY_VERSIONS, MODERN_VERSIONS, modern_meta
+from aggregator.front.session import FrontSession
+from aggregator.jsonrpc import RpcError
+from aggregator.principal import Principal
+
+_log = logging.getLogger("toolmux.http")
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+MODERN_METHODS = {
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "completion/complete",
+    "subscriptions/listen",
+}
+HEARTBEAT_SECONDS = 20.0
+JSON = b"application/json"
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def header_map(scope: dict[str, Any]) -> dict[str, str]:
+    # Values are stripped: RFC 9110 excludes surrounding whitespace from a field value, and some
+    # HTTP parsers (httptools) hand it over.
+    return {k.decode("latin-1"): v.decode("latin-1").strip() for k, v in scope["headers"]}
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise anyio.EndOfStream
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def send_body(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None, content_type: bytes = JSON
+) -> None:
+    all_headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if headers:
+        all_headers.extend(headers)
+    await send({"type": "http.response.start", "status": status, "headers": all_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_rpc_error(
+    send: Send,
+    status: int,
+    request_id: Any,
+    code: int,
+    message: str,
+    data: Any = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    await send_body(send, status, jsonrpc.dumps(jsonrpc.error(request_id, code, message, data)), headers)
+
+
+class ResponseStream:
+    """One POST's response: JSON when only the result comes, SSE once anything precedes it."""
+
+    def __init__(self, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+        self._send = send
+        self._headers = headers
+        self._lock = anyio.Lock()
+        self.sse = False
+        self.done = False
+        self.client_gone = False
+
+    async def _start_sse(self) -> None:
+        self.sse = True
+        await self._send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream"),
+                    (b"cache-control", b"no-cache, no-transform"),
+                    (b"x-accel-buffering", b"no"),
+                    *self._headers,
+                ],
+            }
+        )
+
+    async def emit(self, message: dict[str, Any]) -> None:
+        async with self._lock:
+            if self.done or self.client_gone:
+                raise anyio.ClosedResourceError
+            if not self.sse:
+                await self._start_sse()
+            await self._send(
+                {
+                    "type": "http.response.body",
+                    "more_body": True,
+                    "body": b"event: message\ndata: " + jsonrpc.dumps(message) + b"\n\n",
+                }
+            )
+
+    async def heartbeat(self) -> None:
+        async with self._lock:
+            if self.sse and not self.done and not self.client_gone:
+                await self._send({"type": "http.response.body", "body": b":\n\n", "more_body": True})
+
+    async def finish(self, message: dict[str, Any] | None, status: int = 200) -> None:
+        async with self._lock:
+            if self.done:
+                return
+            self.done = True
+            if self.client_gone:
+                return
+            if self.sse:
+                body = b"event: message\ndata: " + jsonrpc.dumps(message) + b"\n\n" if message is not None else b""
+                await self._send({"type": "http.response.body", "body": body})
+            elif message is None:
+                await send_body(self._send, 202, b"", self._headers)
+            else:
+                await send_body(self._send, status, jsonrpc.dumps(message), self._headers)
+
+
+def modern_status(response: dict[str, Any] | None) -> int:
+    """The HTTP status a stateless request's JSON response carries (errors are not all 200)."""
+    if response is None or "error" not in response:
+        return 200
+    code = response["error"].get("code")
+    if code == jsonrpc.METHOD_NOT_FOUND:
+        return 404
+    if code in (
+        jsonrpc.INVALID_PARAMS,
+        jsonrpc.HEADER_MISMATCH,
+        jsonrpc.UNSUPPORTED_PROTOCOL_VERSION,
+        jsonrpc.MISSING_CLIENT_CAPABILITY,
+        jsonrpc.INVALID_REQUEST,
+        jsonrpc.PARSE_ERROR,
+    ):
+        return 400
+    return 200
+
+
+class McpHttpEndpoint:
+    """ASGI app for the MCP endpoint. `authenticate` maps a request to a principal (None: refuse)."""
+
+    def __init__(
+        self,
+        core: McpCore,
+        authenticate: Callable[[dict[str, str], dict[str, Any]], Principal | None],
+        *,
+        max_body: int,
+        idle_timeout: float,
+        max_sessions: int,
+    ) -> None:
+        self.core = core
+        self.authenticate = authenticate
+        self.max_body = max_body
+        self.idle_timeout = idle_timeout
+        self.max_sessions = max_sessions
+        self.sessions: dict[str, FrontSession] = {}
+        self._get_streams: dict[str, ResponseStream] = {}
+
+    # --- session housekeeping ---------------------------------------------------------------------
+    def expire_idle(self) -> None:
+        now = time.monotonic()
+        for sid, session in list(self.sessions.items()):
+            busy = session.in_flight or sid in self._get_streams
+            if not busy and now - session.last_seen > self.idle_timeout:
+                self._end_session(sid)
+
+    def _end_session(self, sid: str) -> None:
+        session = self.sessions.pop(sid, None)
+        if session is not None:
+            session.close()
+            self.core.hub.sessions.discard(session)
+
+    def _make_room(self) -> bool:
+        if len(self.sessions) < self.max_sessions:
+            return True
+        self.expire_idle()
+        idle = [
+            (s.last_seen, sid) for sid, s in self.sessions.items() if not s.in_flight and sid not in self._get_streams
+        ]
+        if len(self.sessions) >= self.max_sessions and idle:
+            self._end_session(min(idle)[1])
+        return len(self.sessions) < self.max_sessions
+
+    # --- ASGI ---------------------------------------------------------------------------------------------
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        headers = header_map(scope)
+        principal = self.authenticate(headers, scope)
+        if principal is None:
+            await send_rpc_error(
+                send,
+                401,
+                None,
+                jsonrpc.UNAUTHORIZED,
+                "missing or invalid API key: send 'Authorization: Bearer <key>' (or ?api_key=)",
+                headers=[(b"www-authenticate", b'Bearer realm="toolmux"')],
+            )
+            return
+        method = scope["method"]
+        if method == "POST":
+            await self.post(scope, receive, send, headers, principal)
+        elif method == "GET":
+            await self.get(receive, send, headers, principal)
+        elif method == "DELETE":
+            sid = headers.get("mcp-session-id")
+            session = self.sessions.get(sid or "")
+            if session is None or session.principal.name != principal.name:
+                await send_rpc_error(send, 404, None, jsonrpc.INVALID_REQUEST, "session not found")
+                return
+            self._end_session(session.id)
+            await send_body(send, 200, b"")
+        else:
+            await send_body(
+                send,
+                405,
+                jsonrpc.dumps(jsonrpc.error(None, jsonrpc.INVALID_REQUEST, f"method {method} not allowed")),
+                [(b"allow", b"GET, POST, DELETE")],
+            )
+
+    async def post(
+        self, scope: dict[str, Any], receive: Receive, send: Send, headers: dict[str, str], principal: Principal
+    ) -> None:
+        try:
+            body = await read_body(receive, self.max_body)
+        except BodyTooLarge:
+            await send_rpc_error(
+                send, 413, None, jsonrpc.INVALID_REQUEST, f"request body exceeds the limit of {self.max_body} bytes"
+            )
+            return
+        except anyio.EndOfStream:
+            return
+        try:
+            message = jsonrpc.loads(body)
+        except ValueError:
+            await send_rpc_error(send, 400, None, jsonrpc.PARSE_ERROR, "Parse error: the body is not valid JSON")
+            return
+        problem = jsonrpc.check_message(message)
+        if problem is not None:
+            rid = message.get("id") if isinstance(message, dict) and jsonrpc.valid_id(message.get("id")) else None
+            await send_rpc_error(send, 400, rid, jsonrpc.INVALID_REQUEST, f"Invalid request: {problem}")
+            return
+        sid = headers.get("mcp-session-id")
+        if jsonrpc.is_response(message):
+            session = self.sessions.get(sid or "")
+            if session is None or session.principal.name != principal.name:
+                await send_rpc_error(send, 404, None, jsonrpc.INVALID_REQUEST, "session not found")
+                return
+            session.deliver_response(message)
+            await send_body(send, 202, b"")
+            return
+        params = message.get("params") if isinstance(message.get("params"), dict) else None
+        version_header = headers.get("mcp-protocol-version")
+        is_modern = sid is None and (
+            modern_meta(params) is not None
+            or version_header in MODERN_VERSIONS
+            or message["method"] == "server/discover"
+        )
+        if is_modern:
+            await self.post_modern(receive, send, headers, principal, message, params)
+        elif message["method"] == "initialize" and sid is None:
+            await self.post_initialize(send, principal, message)
+        else:
+            await self.post_legacy(receive, send, headers, principal, message, sid)
+
+    async def post_initialize(self, send: Send, principal: Principal, message: dict[str, Any]) -> None:
+        if not self._make_room():
+            await send_rpc_error(
+                send,
+                503,
+                message.get("id"),
+                jsonrpc.INTERNAL_ERROR,
+                "too many open sessions",
+                headers=[(b"retry-after", b"5")],
+            )
+            return
+        session = FrontSession(principal=principal, protocol_version=LEGACY_VERSIONS[-1])
+        response = await self.core.handle(session, message, _no_emit)
+        if response is not None and "result" in response:
+            self.sessions[session.id] = session
+            self.core.hub.sessions.add(session)
+            await send_body(send, 200, jsonrpc.dumps(response), [(b"mcp-session-id", session.id.encode())])
+        else:
+            await send_body(send, 400, jsonrpc.dumps(response))
+
+    async def post_legacy(
+        self,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        principal: Principal,
+        message: dict[str, Any],
+        sid: str | None,
+    ) -> None:
+        request_id = message.get("id")
+        if sid is None:
+            await send_rpc_error(
+                send,
+                400,
+                request_id,
+                jsonrpc.INVALID_REQUEST,
+                "Bad Request: the Mcp-Session-Id header is required (send initialize first)",
+            )
+            return
+        session = self.sessions.get(sid)
+        if session is None or session.principal.name != principal.name:
+            await send_rpc_error(
+                send,
+                404,
+                request_id,
+                jsonrpc.INVALID_REQUEST,
+                "session not found: it ended or expired; initialize a new one",
+            )
+            return
+        version = headers.get("mcp-protocol-version")
+        if version is not None and version not in LEGACY_VERSIONS:
+            await send_rpc_error(
+                send,
+                400,
+                request_id,
+                jsonrpc.INVALID_REQUEST,
+                f"Bad Request: unsupported MCP-Protocol-Version {version!r} for this session",
+            )
+            return
+        session.last_seen = time.monotonic()
+        if "id" not in message:
+            await self.core.handle(session, message, _no_emit)
+            await send_body(send, 202, b"")
+            return
+        stream = ResponseStream(send, [])
+        # Legacy semantics: a dropped connection is not a cancellation (the client cancels with
+        # notifications/cancelled); we only stop writing to it.
+        await self._respond(receive, stream, session, message, cancel_on_disconnect=False)
+        session.last_seen = time.monotonic()
+
+    async def post_modern(
+        self,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        principal: Principal,
+        message: dict[str, Any],
+        params: dict[str, Any] | None,
+    ) -> None:
+        request_id = message.get("id")
+        method = message["method"]
+        try:
+            # Order matters: an incomplete envelope, then header/body disagreement, then the version.
+            mcp_headers.validate_version(headers, envelope_version(params))
+            session = modern_session(principal, params)
+            tool_schema = None
+            if method == "tools/call" and isinstance((params or {}).get("name"), str):
+                entry = self.core.hub.catalog.tool(params["name"])  # type: ignore[index]
+                tool_schema = entry.wire.get("inputSchema") if entry is not None else None
+            mcp_headers.validate(headers, message, tool_schema)
+        except RpcError as exc:
+            await send_body(send, 400, jsonrpc.dumps(jsonrpc.error_from(request_id, exc)))
+            return
+        if "id" not in message:
+            await send_body(send, 202, b"")
+            return
+        if method in REMOVED_IN_MODERN or method not in MODERN_METHODS:
+            await send_rpc_error(send, 404, request_id, jsonrpc.METHOD_NOT_FOUND, f"Method not found: {method}")
+            return
+        stream = ResponseStream(send, [])
+        await self._respond(
+            receive,
+            stream,
+            session,
+            message,
+            cancel_on_disconnect=True,
+            heartbeat=method == "subscriptions/listen",
+            modern=True,
+        )
+
+    async def _respond(
+        self,
+        receive: Receive,
+        stream: ResponseStream,
+        session: FrontSession,
+        message: dict[str, Any],
+        *,
+        cancel_on_disconnect: bool,
+        heartbeat: bool = False,
+        modern: bool = False,
+    ) -> None:
+        async with anyio.create_task_group() as tg:
+            handler_scope = anyio.CancelScope()
+
+            async def watch_disconnect() -> None:
+                while True:
+                    event = await receive()
+                    if event["type"] == "http.disconnect":
+                        stream.client_gone = True
+                        if cancel_on_disconnect:
+                            handler_scope.cancel()
+                        return
+
+            async def beat() -> None:
+                while True:
+                    await anyio.sleep(HEARTBEAT_SECONDS)
+                    await stream.heartbeat()
+
+            tg.start_soon(watch_disconnect)
+            if heartbeat:
+                tg.start_soon(beat)
+            response: dict[str, Any] | None = None
+            with handler_scope:
+                response = await self.core.handle(session, message, stream.emit)
+            if not handler_scope.cancelled_caught:
+                await stream.finish(response, modern_status(response) if modern else 200)
+            tg.cancel_scope.cancel()
+
+    async def get(self, receive: Receive, send: Send, headers: dict[str, str], principal: Principal) -> None:
+        """The legacy session's stream for messages not tied to a request."""
+        sid = headers.get("mcp-session-id")
+        if sid is None:
+            await send_rpc_error(
+                send,
+                405,
+                None,
+                jsonrpc.INVALID_REQUEST,
+                "GET needs an Mcp-Session-Id (stateless clients use subscriptions/listen)",
+                headers=[(b"allow", b"POST, DELETE")],
+            )
+            return
+        session = self.sessions.get(sid)
+        if session is None or session.principal.name != principal.name:
+            await send_rpc_error(send, 404, None, jsonrpc.INVALID_REQUEST, "session not found")
+            return
+        if "text/event-stream" not in headers.get("accept", "text/event-stream"):
+            await send_rpc_error(send, 406, None, jsonrpc.INVALID_REQUEST, "GET needs Accept: text/event-stream")
+            return
+        if sid in self._get_streams:
+            await send_rpc_error(send, 409, None, jsonrpc.INVALID_REQUEST, "this session already has a GET stream")
+            return
+        stream = ResponseStream(send, [])
+        self._get_streams[sid] = stream
+        session.unsolicited = stream.emit
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def beat() -> None:
+                    # Opening the stream sends a comment at once, so the client sees it is live.
+                    await stream.heartbeat()
+                    while True:
+                        await anyio.sleep(HEARTBEAT_SECONDS)
+                        await stream.heartbeat()
+
+                stream.sse = True
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [
+                            (b"content-type", b"text/event-stream"),
+                            (b"cache-control", b"no-cache, no-transform"),
+                            (b"x-accel-buffering", b"no"),
+                        ],
+                    }
+                )
+                tg.start_soon(beat)
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                stream.client_gone = True
+                tg.cancel_scope.cancel()
+        finally:
+            if self._get_streams.get(sid) is stream:
+                del self._get_streams[sid]
+                session.unsolicited = None
+            with anyio.CancelScope(shield=True):
+                await stream.finish(None)
+
+
+async def _no_emit(message: dict[str, Any]) -> None:
+    raise anyio.ClosedResourceError
+
+
+__all__ = ["MRTR_METHODS", "McpHttpEndpoint"]
