@@ -80,6 +80,7 @@ class HubApp:
         self.facade_context = HubFacadeContext(hub)
         self.facades = Starlette(routes=self._facade_routes())
         self.ready = False
+        self.started = anyio.Event()
 
     def _facade_routes(self) -> list[BaseRoute]:
         routes: list[BaseRoute] = []
@@ -101,22 +102,26 @@ class HubApp:
 
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
+        errors: list[str] = []
         async with anyio.create_task_group() as tg:
             await tg.start(self.hub.run)
             await self.hub.wait_settled(self.hub.config.server.startup_timeout)
-            errors = self.hub.catalog.snapshot.errors
-            if errors:
-                raise RuntimeError("name collisions in the catalog:\n  " + "\n  ".join(errors))
-            tg.start_soon(self._sweep)
-            if self.config_path is not None:
-                tg.start_soon(self._reload_on_sighup)
-            self.ready = True
-            try:
-                yield
-            finally:
-                self.ready = False
-                await self.hub.stop()
-                tg.cancel_scope.cancel()
+            # Name collisions are a load-time error: stop, then say why (outside the task group).
+            errors = list(self.hub.catalog.snapshot.errors)
+            if not errors:
+                tg.start_soon(self._sweep)
+                if self.config_path is not None:
+                    tg.start_soon(self._reload_on_sighup)
+                self.ready = True
+                self.started.set()
+                try:
+                    yield
+                finally:
+                    self.ready = False
+            await self.hub.stop()
+            tg.cancel_scope.cancel()
+        if errors:
+            raise RuntimeError("name collisions in the catalog:\n  " + "\n  ".join(errors))
 
     async def _reload_on_sighup(self) -> None:
         import signal

@@ -70,6 +70,11 @@ class ServerEntry(_Model):
     url: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     transport: Literal["auto", "streamable-http", "sse"] = "auto"
+    protocol: Literal["auto", "legacy", "modern"] = Field(
+        "auto",
+        description="auto probes with server/discover and speaks the stateless 2026-07-28 revision when the "
+        "server does, else the 2025-11-25 session handshake",
+    )
     type: str | None = Field(None, description="accepted for compatibility with other configs; ignored")
     # built-in domain server
     builtin: str | None = None

@@ -13,10 +13,11 @@ import anyio
 from jsonschema.exceptions import best_match
 
 from aggregator import jsonrpc
-from aggregator.front.eras import META_SERVER_INFO
+from aggregator.front.eras import META_CLIENT_CAPABILITIES, META_LOG_LEVEL, META_SERVER_INFO
 from aggregator.jsonrpc import RpcError
 from aggregator.principal import Principal
 from aggregator.upstreams.peer import CallRoute, ProgressFn
+from aggregator.upstreams.upstream import Upstream
 from servers.kit.context import CALLER_META_KEY, REQUEST_ID_META_KEY
 from servers.kit.contract import describe_validation_error
 from servers.kit.errors import ToolError, error_result
@@ -36,6 +37,63 @@ def forward_meta(client_meta: dict[str, Any] | None, request_id: str, caller: st
     meta[REQUEST_ID_META_KEY] = request_id
     meta[CALLER_META_KEY] = caller
     return meta
+
+
+MAX_INPUT_ROUNDS = 10
+# Retry fields of a multi round-trip request, passed through to a stateless upstream unchanged.
+MRTR_FIELDS = ("inputResponses", "requestState")
+
+
+def envelope_for(route: CallRoute | None) -> dict[str, Any]:
+    """The caller's part of a stateless upstream request's `_meta`: capabilities and log level."""
+    session = getattr(route, "session", None)
+    if session is None:
+        return {META_CLIENT_CAPABILITIES: {}}
+    envelope: dict[str, Any] = {META_CLIENT_CAPABILITIES: session.client_capabilities}
+    # A legacy client that never set a level hears every log line, as a legacy server would send it.
+    level = getattr(route, "request_log_level", None) if session.modern else (session.log_level or "debug")
+    if level:
+        envelope[META_LOG_LEVEL] = level
+    return envelope
+
+
+async def forward(
+    upstream: Upstream,
+    method: str,
+    params: dict[str, Any],
+    *,
+    route: CallRoute | None,
+    on_progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Send a request that may come back `input_required` (stateless upstreams).
+
+    A stateless client gets that result as it is and drives the rounds itself. For a legacy
+    client the hub drives them: each input request goes to the client as a real request, and the
+    original request is retried with the answers.
+    """
+    envelope = envelope_for(route)
+    session = getattr(route, "session", None)
+    for _ in range(MAX_INPUT_ROUNDS):
+        result = await upstream.request(method, params, route=route, on_progress=on_progress, envelope=envelope)
+        if result.get("resultType") != "input_required" or (session is not None and session.modern):
+            return result
+        requests = result.get("inputRequests") or {}
+        if route is None or session is None:
+            wanted = sorted({str(r.get("method")) for r in requests.values() if isinstance(r, dict)})
+            raise RpcError(
+                jsonrpc.MISSING_CLIENT_CAPABILITY,
+                f"{method} needs input from an MCP client ({', '.join(wanted)}), which this caller cannot give",
+            )
+        responses = {}
+        for key, request in requests.items():
+            if isinstance(request, dict) and isinstance(request.get("method"), str):
+                responses[key] = await route.relay_request(request["method"], request.get("params"))
+        params = {**params, "inputResponses": responses}
+        if "requestState" in result:
+            params["requestState"] = result["requestState"]
+        else:
+            params.pop("requestState", None)
+    raise RpcError(jsonrpc.INTERNAL_ERROR, f"{method} asked for client input more than {MAX_INPUT_ROUNDS} times")
 
 
 def strip_server_identity(result: dict[str, Any]) -> dict[str, Any]:
@@ -65,6 +123,7 @@ async def call_tool(
     on_progress: ProgressFn | None = None,
     client_meta: dict[str, Any] | None = None,
     request_id: str | None = None,
+    retry_fields: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Call a namespaced tool; the wire CallToolResult. Protocol-level failures raise RpcError."""
     entry = hub.catalog.tool(name)
@@ -85,9 +144,11 @@ async def call_tool(
             return error_result(ToolError(f"invalid arguments for {name}: {message}", field=field or None))
     rid = request_id or uuid.uuid4().hex[:16]
     params = {"name": entry.original, "arguments": arguments, "_meta": forward_meta(client_meta, rid, principal.name)}
+    if retry_fields and entry.upstream.modern:
+        params.update({k: v for k, v in retry_fields.items() if k in MRTR_FIELDS})
     outcome = "error"
     try:
-        result = await entry.upstream.request("tools/call", params, route=route, on_progress=on_progress)
+        result = await forward(entry.upstream, "tools/call", params, route=route, on_progress=on_progress)
         outcome = "tool_error" if result.get("isError") else "ok"
         return strip_server_identity(result)
     except RpcError as exc:
@@ -110,6 +171,7 @@ async def get_prompt(
     *,
     route: CallRoute | None = None,
     client_meta: dict[str, Any] | None = None,
+    retry_fields: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     entry = hub.catalog.prompt(name)
     if entry is None or not principal.may_call(name):
@@ -118,18 +180,29 @@ async def get_prompt(
     if arguments is not None:
         params["arguments"] = arguments
     params["_meta"] = forward_meta(client_meta, uuid.uuid4().hex[:16], principal.name)
-    return strip_server_identity(await entry.upstream.request("prompts/get", params, route=route))
+    if retry_fields and entry.upstream.modern:
+        params.update({k: v for k, v in retry_fields.items() if k in MRTR_FIELDS})
+    return strip_server_identity(await forward(entry.upstream, "prompts/get", params, route=route))
 
 
 async def read_resource(
-    hub: Hub, principal: Principal, uri: str, *, route: CallRoute | None = None, modern: bool = False
+    hub: Hub,
+    principal: Principal,
+    uri: str,
+    *,
+    route: CallRoute | None = None,
+    modern: bool = False,
+    retry_fields: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     resolved = hub.catalog.resolve_resource(uri)
     if resolved is None or not hub.catalog.may_read(principal, resolved[0]):
         raise resource_not_found(uri, modern)
     upstream, original = resolved
+    params: dict[str, Any] = {"uri": original}
+    if retry_fields and upstream.modern:
+        params.update({k: v for k, v in retry_fields.items() if k in MRTR_FIELDS})
     try:
-        result = await upstream.request("resources/read", {"uri": original}, route=route)
+        result = await forward(upstream, "resources/read", params, route=route)
     except RpcError as exc:
         if exc.code in (-32002, jsonrpc.INVALID_PARAMS) and "not found" in exc.message.lower():
             raise resource_not_found(uri, modern) from None

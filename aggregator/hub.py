@@ -244,6 +244,10 @@ class Hub:
             for u in self.upstreams.values():
                 self.metrics.upstream_up.labels(u.name).set(1 if u.is_ready else 0)
             tools, resources, prompts = self.catalog.rebuild(list(self.upstreams.values()))
+        announced = upstream.announced if upstream is not None else None
+        tools = tools or announced == "tools"
+        resources = resources or announced == "resources"
+        prompts = prompts or announced == "prompts"
         for error in self.catalog.snapshot.errors:
             _log.error("%s", error)
         if tools:
@@ -294,12 +298,17 @@ class Hub:
         if resolved is None:
             return
         upstream, original = resolved
-        if not upstream.capabilities.get("resources", {}).get("subscribe"):
-            return
         key = (upstream.name, original)
         count = self._upstream_subscriptions.get(key, 0)
         new = count + 1 if subscribe else max(count - 1, 0)
         self._upstream_subscriptions[key] = new
+        if upstream.modern:
+            upstream.set_resource_subscriptions(
+                {uri for (name, uri), n in self._upstream_subscriptions.items() if name == upstream.name and n > 0}
+            )
+            return
+        if not upstream.capabilities.get("resources", {}).get("subscribe"):
+            return
         if (subscribe and count == 0) or (not subscribe and new == 0 and count > 0):
             method = "resources/subscribe" if subscribe else "resources/unsubscribe"
             try:

@@ -143,44 +143,59 @@ class McpCore:
             return await self.complete(session, params)
         if method == "subscriptions/listen" and session.modern:
             return await self.listen(session, message, params, emit)
-        if method == "tools/call":
-            name = params.get("name")
-            if not isinstance(name, str):
-                raise RpcError(jsonrpc.INVALID_PARAMS, "tools/call: 'name' must be a string")
+        if method in ("tools/call", "prompts/get", "resources/read"):
+            return await self._interactive_request(session, message, params, emit)
+        raise RpcError(jsonrpc.METHOD_NOT_FOUND, f"Method not found: {method}")
 
-            async def call_op(call: FrontCall) -> dict[str, Any]:
+    async def _interactive_request(
+        self, session: FrontSession, message: dict[str, Any], params: dict[str, Any], emit: Emit
+    ) -> dict[str, Any]:
+        """tools/call, prompts/get, resources/read: the requests that may need the client's input."""
+        hub, principal, method = self.hub, session.principal, message["method"]
+        field = "uri" if method == "resources/read" else "name"
+        target = params.get(field)
+        if not isinstance(target, str):
+            raise RpcError(jsonrpc.INVALID_PARAMS, f"{method}: '{field}' must be a string")
+        upstream: Any = None
+        if method == "tools/call":
+            tool = hub.catalog.tool(target)
+            upstream = tool.upstream if tool is not None else None
+
+            async def op(call: FrontCall) -> dict[str, Any]:
                 return await dispatch.call_tool(
                     hub,
                     principal,
-                    name,
+                    target,
                     params.get("arguments"),
                     route=call,
                     on_progress=call.progress if call.wants_progress else None,
                     client_meta=params.get("_meta"),
+                    retry_fields=params,
                 )
+        elif method == "prompts/get":
+            prompt = hub.catalog.prompt(target)
+            upstream = prompt.upstream if prompt is not None else None
 
-            return await self.interactive(session, message, emit, name, call_op)
-        if method == "prompts/get":
-            name = params.get("name")
-            if not isinstance(name, str):
-                raise RpcError(jsonrpc.INVALID_PARAMS, "prompts/get: 'name' must be a string")
-
-            async def prompt_op(call: FrontCall) -> dict[str, Any]:
+            async def op(call: FrontCall) -> dict[str, Any]:
                 return await dispatch.get_prompt(
-                    hub, principal, name, params.get("arguments"), route=call, client_meta=params.get("_meta")
+                    hub,
+                    principal,
+                    target,
+                    params.get("arguments"),
+                    route=call,
+                    client_meta=params.get("_meta"),
+                    retry_fields=params,
+                )
+        else:
+            resolved = hub.catalog.resolve_resource(target)
+            upstream = resolved[0] if resolved is not None else None
+
+            async def op(call: FrontCall) -> dict[str, Any]:
+                return await dispatch.read_resource(
+                    hub, principal, target, route=call, modern=session.modern, retry_fields=params
                 )
 
-            return await self.interactive(session, message, emit, name, prompt_op)
-        if method == "resources/read":
-            uri = params.get("uri")
-            if not isinstance(uri, str):
-                raise RpcError(jsonrpc.INVALID_PARAMS, "resources/read: 'uri' must be a string")
-
-            async def read_op(call: FrontCall) -> dict[str, Any]:
-                return await dispatch.read_resource(hub, principal, uri, route=call, modern=session.modern)
-
-            return await self.interactive(session, message, emit, uri, read_op)
-        raise RpcError(jsonrpc.METHOD_NOT_FOUND, f"Method not found: {method}")
+        return await self.interactive(session, message, emit, target, op, upstream)
 
     def initialize(self, session: FrontSession, params: dict[str, Any]) -> dict[str, Any]:
         requested = params.get("protocolVersion")
@@ -293,9 +308,17 @@ class McpCore:
 
     # --- calls that may need the client's input -------------------------------------------------------
     async def interactive(
-        self, session: FrontSession, message: dict[str, Any], emit: Emit, target: str, op: Operation
+        self,
+        session: FrontSession,
+        message: dict[str, Any],
+        emit: Emit,
+        target: str,
+        op: Operation,
+        upstream: Any = None,
     ) -> dict[str, Any]:
-        if not session.modern:
+        # A stateless client talking to a stateless upstream: input_required passes through as is,
+        # with the upstream's own keys and requestState, so nothing is parked here.
+        if not session.modern or (upstream is not None and upstream.modern):
             call = FrontCall.for_request(session, message, emit)
             scope = anyio.CancelScope()
             session.in_flight[message["id"]] = scope

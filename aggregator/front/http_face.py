@@ -16,6 +16,7 @@ than the whole forwarding work (see bench/hub_overhead.py).
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -49,6 +50,9 @@ MODERN_METHODS = {
     "subscriptions/listen",
 }
 HEARTBEAT_SECONDS = 20.0
+RETRY_MS = 2000  # how long a client waits before resuming a dropped stream
+MAX_BACKLOG = 1000  # events kept per stream for a client that comes back
+RESUME_TTL = 300.0  # seconds a finished, undelivered stream waits for its client
 JSON = b"application/json"
 
 
@@ -101,15 +105,24 @@ async def send_rpc_error(
 
 
 class ResponseStream:
-    """One POST's response: JSON when only the result comes, SSE once anything precedes it."""
+    """One POST's response: JSON when only the result comes, SSE once anything precedes it.
 
-    def __init__(self, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+    A legacy session's SSE stream is resumable (2025-11-25, SEP-1699): it opens with a priming
+    event (an id, empty data, a `retry` hint), every event has an id, and if the client drops the
+    connection the events keep collecting until it comes back with `GET` + `Last-Event-ID`.
+    """
+
+    def __init__(self, send: Send, headers: list[tuple[bytes, bytes]], *, resume_id: str | None = None) -> None:
         self._send = send
         self._headers = headers
         self._lock = anyio.Lock()
         self.sse = False
         self.done = False
         self.client_gone = False
+        self.resume_id = resume_id
+        self.finished = anyio.Event()
+        self._seq = 0
+        self._backlog: list[tuple[int, bytes]] = []
 
     async def _start_sse(self) -> None:
         self.sse = True
@@ -125,20 +138,33 @@ class ResponseStream:
                 ],
             }
         )
-
-    async def emit(self, message: dict[str, Any]) -> None:
-        async with self._lock:
-            if self.done or self.client_gone:
-                raise anyio.ClosedResourceError
-            if not self.sse:
-                await self._start_sse()
+        if self.resume_id is not None:
             await self._send(
                 {
                     "type": "http.response.body",
                     "more_body": True,
-                    "body": b"event: message\ndata: " + jsonrpc.dumps(message) + b"\n\n",
+                    "body": f"id: {self.resume_id}-0\nretry: {RETRY_MS}\ndata: \n\n".encode(),
                 }
             )
+
+    def _frame(self, message: dict[str, Any]) -> bytes:
+        self._seq += 1
+        frame = b"event: message\ndata: " + jsonrpc.dumps(message) + b"\n\n"
+        if self.resume_id is not None:
+            frame = f"id: {self.resume_id}-{self._seq}\n".encode() + frame
+            self._backlog.append((self._seq, frame))
+            del self._backlog[:-MAX_BACKLOG]
+        return frame
+
+    async def emit(self, message: dict[str, Any]) -> None:
+        async with self._lock:
+            if self.done or (self.client_gone and self.resume_id is None):
+                raise anyio.ClosedResourceError
+            if not self.sse:
+                await self._start_sse()
+            frame = self._frame(message)
+            if not self.client_gone:
+                await self._send({"type": "http.response.body", "more_body": True, "body": frame})
 
     async def heartbeat(self) -> None:
         async with self._lock:
@@ -150,15 +176,42 @@ class ResponseStream:
             if self.done:
                 return
             self.done = True
-            if self.client_gone:
+            try:
+                if self.sse:
+                    frame = self._frame(message) if message is not None else b""
+                    if not self.client_gone:
+                        await self._send({"type": "http.response.body", "body": frame})
+                elif self.client_gone:
+                    return
+                elif message is None:
+                    await send_body(self._send, 202, b"", self._headers)
+                else:
+                    await send_body(self._send, status, jsonrpc.dumps(message), self._headers)
+            finally:
+                self.finished.set()
+
+    async def resume(self, send: Send, after: int) -> None:
+        """Continue this stream on a new connection: replay events after `after`, then go live."""
+        async with self._lock:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"text/event-stream"),
+                        (b"cache-control", b"no-cache, no-transform"),
+                        (b"x-accel-buffering", b"no"),
+                    ],
+                }
+            )
+            for seq, frame in self._backlog:
+                if seq > after:
+                    await send({"type": "http.response.body", "body": frame, "more_body": True})
+            if self.done:
+                await send({"type": "http.response.body", "body": b""})
                 return
-            if self.sse:
-                body = b"event: message\ndata: " + jsonrpc.dumps(message) + b"\n\n" if message is not None else b""
-                await self._send({"type": "http.response.body", "body": body})
-            elif message is None:
-                await send_body(self._send, 202, b"", self._headers)
-            else:
-                await send_body(self._send, status, jsonrpc.dumps(message), self._headers)
+            self._send = send
+            self.client_gone = False
 
 
 def modern_status(response: dict[str, Any] | None) -> int:
@@ -199,10 +252,15 @@ class McpHttpEndpoint:
         self.max_sessions = max_sessions
         self.sessions: dict[str, FrontSession] = {}
         self._get_streams: dict[str, ResponseStream] = {}
+        # Streams a client dropped mid-response: {resume id: (session id, stream, created)}.
+        self._resumable: dict[str, tuple[str, ResponseStream, float]] = {}
 
     # --- session housekeeping ---------------------------------------------------------------------
     def expire_idle(self) -> None:
         now = time.monotonic()
+        for resume_id, (_sid, stream, created) in list(self._resumable.items()):
+            if stream.done and now - created > RESUME_TTL:
+                del self._resumable[resume_id]
         for sid, session in list(self.sessions.items()):
             busy = session.in_flight or sid in self._get_streams
             if not busy and now - session.last_seen > self.idle_timeout:
@@ -369,10 +427,16 @@ class McpHttpEndpoint:
             await self.core.handle(session, message, _no_emit)
             await send_body(send, 202, b"")
             return
-        stream = ResponseStream(send, [])
+        resume_id = secrets.token_hex(8)
+        stream = ResponseStream(send, [], resume_id=resume_id)
+        self._resumable[resume_id] = (session.id, stream, time.monotonic())
         # Legacy semantics: a dropped connection is not a cancellation (the client cancels with
-        # notifications/cancelled); we only stop writing to it.
-        await self._respond(receive, stream, session, message, cancel_on_disconnect=False)
+        # notifications/cancelled); events collect until it resumes with Last-Event-ID.
+        try:
+            await self._respond(receive, stream, session, message, cancel_on_disconnect=False)
+        finally:
+            if not stream.client_gone:
+                self._resumable.pop(resume_id, None)
         session.last_seen = time.monotonic()
 
     async def post_modern(
@@ -473,6 +537,10 @@ class McpHttpEndpoint:
         if "text/event-stream" not in headers.get("accept", "text/event-stream"):
             await send_rpc_error(send, 406, None, jsonrpc.INVALID_REQUEST, "GET needs Accept: text/event-stream")
             return
+        last_event = headers.get("last-event-id")
+        if last_event:
+            await self.resume(receive, send, session, last_event)
+            return
         if sid in self._get_streams:
             await send_rpc_error(send, 409, None, jsonrpc.INVALID_REQUEST, "this session already has a GET stream")
             return
@@ -512,6 +580,35 @@ class McpHttpEndpoint:
                 session.unsolicited = None
             with anyio.CancelScope(shield=True):
                 await stream.finish(None)
+
+    async def resume(self, receive: Receive, send: Send, session: FrontSession, last_event: str) -> None:
+        """GET with Last-Event-ID: pick a dropped response stream up where the client lost it."""
+        resume_id, _, seq = last_event.rpartition("-")
+        entry = self._resumable.get(resume_id)
+        if entry is None or entry[0] != session.id or not seq.isdigit():
+            await send_rpc_error(
+                send,
+                404,
+                None,
+                jsonrpc.INVALID_REQUEST,
+                "nothing to resume for that Last-Event-ID (unknown or expired)",
+            )
+            return
+        stream = entry[1]
+        await stream.resume(send, int(seq))
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                stream.client_gone = True
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            await stream.finished.wait()
+            tg.cancel_scope.cancel()
+        if not stream.client_gone:
+            self._resumable.pop(resume_id, None)
 
 
 async def _no_emit(message: dict[str, Any]) -> None:

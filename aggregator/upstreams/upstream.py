@@ -8,6 +8,7 @@ get a clear error; when it comes back, so do its tools.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, suppress
@@ -25,6 +26,10 @@ from aggregator.upstreams.peer import CallRoute, ProgressFn, RpcPeer
 _log = logging.getLogger("toolmux.upstream")
 
 UPSTREAM_PROTOCOL_VERSION = "2025-11-25"
+MODERN_PROTOCOL_VERSION = "2026-07-28"
+HUB_CLIENT_INFO = {"name": "toolmux", "version": __version__}
+# What the hub can relay to its clients, declared where the upstream asks once (legacy handshake).
+RELAYABLE_CAPABILITIES = {"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {"listChanged": True}}
 State = Literal["starting", "ready", "down", "stopped", "unavailable"]
 ChannelOpener = Callable[[], AbstractAsyncContextManager[Channel]]
 LIST_METHODS = {
@@ -76,6 +81,10 @@ class Upstream:
         self.server_info: dict[str, Any] = {}
         self.instructions: str | None = None
         self.protocol_version: str | None = None
+        # True when the upstream speaks the stateless revision: every request carries its envelope.
+        self.modern = False
+        # The era a previous connection found, so a restart need not probe again.
+        self._known_era: str | None = None
         self.describe = ""
         self.restarts = 0
         self.ready_since: float | None = None
@@ -85,6 +94,12 @@ class Upstream:
         self.settled = anyio.Event()
         self._stopped = False
         self._scope: anyio.CancelScope | None = None
+        # Stateless upstreams deliver change notifications on a subscriptions/listen stream.
+        self.resource_subscriptions: set[str] = set()
+        # Which list the server just announced as changed (set only while the hub hears of it).
+        self.announced: str | None = None
+        self._listen_scope: anyio.CancelScope | None = None
+        self._listen_tg: Any = None
 
     # --- public ----------------------------------------------------------------------------------
     @property
@@ -104,12 +119,17 @@ class Upstream:
         timeout: float | None = None,
         route: CallRoute | None = None,
         on_progress: ProgressFn | None = None,
+        envelope: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """Send one request; for a stateless upstream `envelope` supplies the caller's `_meta` fields
+        (capabilities, log level) and the hub fills in the rest."""
         peer = self._peer
         if peer is None or self.state != "ready":
             raise RpcError(
                 jsonrpc.UPSTREAM_UNAVAILABLE, f"server {self.name!r} is unavailable: {self.reason or self.state}"
             )
+        if self.modern:
+            params = with_envelope(params, envelope)
         try:
             return await peer.request(
                 method, params, timeout=timeout or self.entry.timeouts.call, route=route, on_progress=on_progress
@@ -118,6 +138,44 @@ class Upstream:
             raise RpcError(
                 jsonrpc.UPSTREAM_UNAVAILABLE, f"server {self.name!r} stopped while handling {method}: {exc.reason}"
             ) from None
+
+    def _start_listen(self) -> None:
+        if self._listen_scope is not None:
+            self._listen_scope.cancel()
+        wanted: dict[str, Any] = {}
+        for capability, key in (
+            ("tools", "toolsListChanged"),
+            ("prompts", "promptsListChanged"),
+            ("resources", "resourcesListChanged"),
+        ):
+            if (self.capabilities.get(capability) or {}).get("listChanged"):
+                wanted[key] = True
+        if self.resource_subscriptions:
+            wanted["resourceSubscriptions"] = sorted(self.resource_subscriptions)
+        if not wanted or self._listen_tg is None or self._peer is None:
+            self._listen_scope = None
+            return
+        scope = anyio.CancelScope()
+        self._listen_scope = scope
+        peer = self._peer
+
+        async def listen() -> None:
+            with scope:
+                try:
+                    await peer.request(
+                        "subscriptions/listen", with_envelope({"notifications": wanted}, None), timeout=math.inf
+                    )
+                except (RpcError, ChannelClosed) as exc:
+                    _log.info("server %s: change notifications unavailable: %s", self.name, _why(exc))
+
+        self._listen_tg.start_soon(listen)
+
+    def set_resource_subscriptions(self, uris: set[str]) -> None:
+        """A stateless upstream: reopen the listen stream with the resource URIs clients watch."""
+        if uris != self.resource_subscriptions:
+            self.resource_subscriptions = set(uris)
+            if self.modern and self.is_ready:
+                self._start_listen()
 
     def stop(self) -> None:
         self._stopped = True
@@ -134,6 +192,7 @@ class Upstream:
             while not self._stopped:
                 started = time.monotonic()
                 failed = await self._serve_once()
+                self.settled.set()
                 if self._stopped:
                     break
                 if policy.policy == "never" or (policy.policy == "on-failure" and not failed):
@@ -177,9 +236,13 @@ class Upstream:
                     self.reason = None
                     self.ready_since = time.time()
                     self._ready.set()
-                    self.settled.set()
                     _log.info("server %s ready (%s, %d tools)", self.name, self.describe, len(self.listing.tools))
+                    if self.modern:
+                        self._listen_tg = tg
+                        self._start_listen()
                     await self._on_change(self)
+                    # Settled only once the catalog has this server's tools (start-up waits on it).
+                    self.settled.set()
                     await closed.wait()
                     tg.cancel_scope.cancel()
                 self._set_down_now("down", reason[0] if reason else "connection closed")
@@ -199,7 +262,6 @@ class Upstream:
             return True
 
     def _set_down_now(self, state: State, reason: str | None) -> None:
-        self.settled.set()
         was_ready = self.state == "ready"
         self.state = state
         self.reason = reason
@@ -214,16 +276,20 @@ class Upstream:
 
     async def _handshake(self, peer: RpcPeer) -> None:
         timeout = self.entry.timeouts.connect
+        self.modern = False
+        known = self._known_era
+        if self.entry.protocol != "legacy" and known != "legacy" and await self._discover(peer):
+            self._known_era = "modern"
+            self.modern = True
+            self.listing = await self._list_all(peer)
+            return
+        self._known_era = "legacy"
         result = await peer.request(
             "initialize",
             {
                 "protocolVersion": UPSTREAM_PROTOCOL_VERSION,
-                "capabilities": {
-                    "sampling": {},
-                    "elicitation": {"form": {}, "url": {}},
-                    "roots": {"listChanged": True},
-                },
-                "clientInfo": {"name": "toolmux", "version": __version__},
+                "capabilities": RELAYABLE_CAPABILITIES,
+                "clientInfo": HUB_CLIENT_INFO,
             },
             timeout=timeout,
         )
@@ -238,6 +304,30 @@ class Upstream:
                 await peer.request("logging/setLevel", {"level": "debug"}, timeout=timeout)
         self.listing = await self._list_all(peer)
 
+    async def _discover(self, peer: RpcPeer) -> bool:
+        """Probe with server/discover; True when the server speaks the stateless revision.
+
+        The probe waits the whole connect timeout: a child is still starting when it arrives, and
+        servers that predate the revision answer it with an error at once (a silent one costs the
+        timeout once; the era is remembered across restarts of the same server)."""
+        timeout = self.entry.timeouts.connect
+        try:
+            result = await peer.request("server/discover", with_envelope(None, None), timeout=timeout)
+        except (RpcError, ChannelClosed) as exc:
+            if self.entry.protocol == "modern":
+                raise
+            _log.debug("server %s: no server/discover (%s); using the session handshake", self.name, _why(exc))
+            return False
+        versions = result.get("supportedVersions") or []
+        if MODERN_PROTOCOL_VERSION not in versions:
+            return False
+        self.protocol_version = MODERN_PROTOCOL_VERSION
+        self.capabilities = result.get("capabilities") or {}
+        meta = result.get("_meta") if isinstance(result.get("_meta"), dict) else {}
+        self.server_info = meta.get("io.modelcontextprotocol/serverInfo") or result.get("serverInfo") or {}
+        self.instructions = result.get("instructions")
+        return True
+
     async def _list_all(self, peer: RpcPeer) -> Listing:
         listing = Listing()
         for attr, method in LIST_METHODS.items():
@@ -250,6 +340,8 @@ class Upstream:
         cursor: str | None = None
         for _ in range(1000):
             params = {"cursor": cursor} if cursor else None
+            if self.modern:
+                params = with_envelope(params, None)
             try:
                 page = await peer.request(method, params, timeout=self.entry.timeouts.list)
             except RpcError as exc:
@@ -268,12 +360,14 @@ class Upstream:
             "notifications/resources/list_changed",
             "notifications/prompts/list_changed",
         ):
-            await self.refresh()
+            await self.refresh(method.split("/")[1])
             return
         await self._on_notification(self, method, params)
 
-    async def refresh(self) -> None:
-        """Re-list after the server said its lists changed."""
+    async def refresh(self, announced: str | None = None) -> None:
+        """Re-list after the server said its lists changed. `announced` ("tools", "resources",
+        "prompts") is passed on even if the new list looks the same to the hub: the server may have
+        changed something the hub does not compare, and clients re-fetch cheaply."""
         peer = self._peer
         if peer is None:
             return
@@ -282,7 +376,24 @@ class Upstream:
         except (RpcError, ChannelClosed) as exc:
             _log.warning("server %s: re-listing failed: %s", self.name, _why(exc))
             return
-        await self._on_change(self)
+        self.announced = announced
+        try:
+            await self._on_change(self)
+        finally:
+            self.announced = None
+
+
+def with_envelope(params: dict[str, Any] | None, envelope: dict[str, Any] | None) -> dict[str, Any]:
+    """`params` with the stateless revision's `_meta` envelope (the caller's fields win)."""
+    out = dict(params or {})
+    meta = dict(out.get("_meta") or {})
+    meta.setdefault("io.modelcontextprotocol/protocolVersion", MODERN_PROTOCOL_VERSION)
+    meta.setdefault("io.modelcontextprotocol/clientInfo", HUB_CLIENT_INFO)
+    for key, value in (envelope or {}).items():
+        meta[key] = value
+    meta.setdefault("io.modelcontextprotocol/clientCapabilities", {})
+    out["_meta"] = meta
+    return out
 
 
 def _why(exc: BaseException) -> str:

@@ -21,6 +21,7 @@ import anyio
 import mcp_types as types
 import orjson
 from mcp.server import Server
+from mcp.server.caching import CacheHint
 from mcp.server.context import ServerRequestContext
 
 import schemas
@@ -161,7 +162,7 @@ class Domain:
         elif result.structured is not None:
             content.append({"type": "text", "text": _json_text(result.structured)})
         content.extend(result.content)
-        wire: dict[str, Any] = {"content": content, "isError": False}
+        wire: dict[str, Any] = {"content": content, "isError": False, "resultType": "complete"}
         if result.structured is not None:
             wire["structuredContent"] = result.structured
         return wire
@@ -171,7 +172,7 @@ class Domain:
         domain = self
 
         async def list_tools(ctx: ServerRequestContext[Any, Any], params: Any) -> dict[str, Any]:
-            return {"tools": domain.list_tools()}
+            return {"tools": domain.list_tools(), "resultType": "complete"}
 
         async def call_tool(ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> dict[str, Any]:
             tool_ctx = ToolContext.from_request(params.name, ctx, domain.hub)
@@ -189,8 +190,12 @@ class Domain:
                 async with domain._lifespan():
                     yield {}
 
+        # The stateless revision requires freshness hints on list results; tool lists change only
+        # on restart or with list_changed, so clients may cache them briefly.
+        hints = {"tools/list": CacheHint(ttl_ms=60_000, scope="public")}
         server: Server[Any] = Server(
             f"toolmux-{self.name}",
+            cache_hints=hints,
             version=VERSION,
             instructions=self.instructions,
             on_list_tools=list_tools,

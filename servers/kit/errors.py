@@ -72,6 +72,7 @@ def error_result(error: ToolError) -> dict[str, Any]:
     return {
         "content": [{"type": "text", "text": f"Error: {error.message}"}],
         "isError": True,
+        "resultType": "complete",
         "_meta": {ERROR_META_KEY: error.to_dict()},
     }
 

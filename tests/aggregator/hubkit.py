@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from aggregator.app import HubApp
 from aggregator.config import parse
 from aggregator.hub import Hub
@@ -24,6 +26,7 @@ def probe(name: str = "probe", marker_dir: Path | None = None, **options: Any) -
     args = ["-m", "tests.fixtures.probe_server", "--name", name]
     if marker_dir is not None:
         args += ["--marker-dir", str(marker_dir)]
+    options.setdefault("protocol", "legacy")
     return {"command": sys.executable, "args": args, "cwd": str(PROJECT_ROOT), **options}
 
 
@@ -54,4 +57,6 @@ async def running_hub(tmp_path: Path, servers: dict[str, Any], **sections: Any) 
     app = HubApp(hub)
     async with serve_asgi(app, lifespan="on") as url:
         hub.public_url = url
+        with anyio.fail_after(60):
+            await app.started.wait()
         yield RunningHub(url, hub, app)

@@ -1,0 +1,148 @@
+"""Upstreams are supervised: crashes are contained, reported, restarted; config reloads keep the healthy."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from aggregator.app import HubApp
+from aggregator.config import parse
+from aggregator.hub import Hub
+from tests.aggregator.hubkit import MASTER_KEY, PROJECT_ROOT, hub_config, probe, running_hub
+
+pytestmark = pytest.mark.anyio
+
+
+class ListChanges:
+    """Counts notifications/tools/list_changed a client receives, with an event per arrival."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._arrived = anyio.Event()
+
+    async def handler(self, message: Any) -> None:
+        inner = getattr(message, "root", message)
+        if getattr(inner, "method", None) == "notifications/tools/list_changed":
+            self.count += 1
+            self._arrived.set()
+
+    async def next(self, timeout: float = 30) -> None:
+        with anyio.fail_after(timeout):
+            await self._arrived.wait()
+        self._arrived = anyio.Event()
+
+
+async def test_a_killed_child_fails_its_call_leaves_the_catalog_and_comes_back(tmp_path: Path) -> None:
+    servers = {"alpha": probe("alpha", restart={"initial_backoff": 1.0}), "beta": probe("beta")}
+    async with running_hub(tmp_path, servers) as running:
+        changes = ListChanges()
+        progressed = anyio.Event()
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            progressed.set()
+
+        async with running.client(message_handler=changes.handler) as hub:
+            pid = int((await hub.call_tool("alpha-pid", {})).content[0].text)  # type: ignore[union-attr]
+            failure: list[BaseException] = []
+
+            async def slow_call() -> None:
+                try:
+                    await hub.call_tool("alpha-slow", {"steps": 10_000, "interval": 0.05}, progress=on_progress)
+                except MCPError as exc:
+                    failure.append(exc)
+
+            with anyio.fail_after(20):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(slow_call)
+                    await progressed.wait()
+                    os.kill(pid, signal.SIGKILL)
+            # The in-flight call got a clear error, well within its timeout.
+            assert failure and "alpha" in str(failure[0]) and "SIGKILL" in str(failure[0])
+
+            await changes.next()
+            names = {t.name for t in await hub.list_tools()}
+            assert "alpha-echo" not in names and "beta-echo" in names
+            with pytest.raises(MCPError, match="Unknown tool"):
+                await hub.call_tool("alpha-echo", {"text": "x"})
+
+            await changes.next()
+            assert "alpha-echo" in {t.name for t in await hub.list_tools()}
+            new_pid = int((await hub.call_tool("alpha-pid", {})).content[0].text)  # type: ignore[union-attr]
+        assert new_pid != pid
+        assert running.hub.upstreams["alpha"].restarts == 1
+
+
+async def test_a_server_that_cannot_start_is_reported_with_the_reason(tmp_path: Path) -> None:
+    broken = {"command": str(tmp_path / "no-such-program"), "restart": {"policy": "never"}}
+    async with running_hub(tmp_path, {"broken": broken, "beta": probe("beta")}) as running:
+        health = running.hub.health(deep=True)
+        async with running.client() as hub:
+            assert {t.name for t in await hub.list_tools()} >= {"beta-echo"}
+    assert health["status"] == "degraded"
+    assert health["servers"]["broken"]["state"] in ("down", "stopped")
+    assert "no-such-program" in health["servers"]["broken"]["reason"]
+
+
+async def test_a_tool_name_collision_stops_the_hub_at_start_naming_both_servers(tmp_path: Path) -> None:
+    servers = {"first": probe("first", prefix="never"), "second": probe("second", prefix="never")}
+    hub = Hub(parse(hub_config(tmp_path, servers)), master_key=MASTER_KEY)
+    with pytest.raises(RuntimeError) as caught:
+        async with HubApp(hub).lifespan():
+            pass
+    message = str(caught.value)
+    assert "'echo'" in message and "'first'" in message and "'second'" in message
+
+
+async def test_reload_starts_new_stops_removed_and_keeps_unchanged_servers_running(tmp_path: Path) -> None:
+    async with running_hub(tmp_path, {"alpha": probe("alpha"), "beta": probe("beta")}) as running:
+        async with running.client() as hub:
+            alpha_pid = (await hub.call_tool("alpha-pid", {})).content[0].text  # type: ignore[union-attr]
+        new = parse(hub_config(tmp_path, {"alpha": probe("alpha"), "gamma": probe("gamma")}))
+        report = await running.hub.reload(new)
+        await running.hub.wait_settled(30)
+        async with running.client() as hub:
+            names = {t.name for t in await hub.list_tools()}
+            same_pid = (await hub.call_tool("alpha-pid", {})).content[0].text  # type: ignore[union-attr]
+    assert report == {"kept": ["alpha"], "started": ["gamma"], "restarted": [], "stopped": ["beta"]}
+    assert "gamma-echo" in names and "beta-echo" not in names
+    assert same_pid == alpha_pid
+
+
+async def test_the_stdio_face_serves_the_aggregated_catalog_to_a_launching_client(tmp_path: Path) -> None:
+    import mcp_types as types
+    import yaml
+    from mcp import Client, StdioServerParameters
+    from mcp.client.session import ClientRequestContext
+
+    config = tmp_path / "toolmux.yaml"
+    config.write_text(yaml.safe_dump(hub_config(tmp_path, {"alpha": probe("alpha")})))
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "aggregator", "stdio", "--config", str(config)],
+        cwd=str(PROJECT_ROOT),
+    )
+    steps: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        steps.append(progress)
+
+    async def on_sampling(ctx: ClientRequestContext, p: types.CreateMessageRequestParams) -> Any:
+        return types.CreateMessageResult(role="assistant", model="m", content=types.TextContent(type="text", text="ok"))
+
+    with anyio.fail_after(60):
+        async with Client(params, mode="legacy", sampling_callback=on_sampling) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            echoed = await client.call_tool("alpha-echo", {"text": "via stdio"})
+            await client.call_tool("alpha-slow", {"steps": 2, "interval": 0}, progress_callback=on_progress)
+            sampled = await client.call_tool("alpha-ask_llm", {"prompt": "p"})
+    assert "alpha-echo" in names
+    assert echoed.structured_content == {"text": "via stdio", "server": "alpha"}
+    assert steps == [1, 2]
+    assert sampled.content[0].text == "llm said: ok"  # type: ignore[union-attr]
