@@ -32,6 +32,11 @@ async def goto(env: Env, session: Session, args: dict[str, Any]) -> dict[str, An
             if attempts > retries:
                 raise
             await anyio.sleep(RETRY_BACKOFF_S * 2 ** (attempts - 1))
+    if response is not None and response.headers.get("x-toolmux-blocked"):
+        # A redirect led somewhere the policy forbids; the filtering proxy answered instead.
+        reason = (await response.text())[:500]
+        raise ToolError(f"navigation refused after a redirect to {response.url}: {reason}", code="forbidden",
+                        field="url")
     state = await page_state(session)
     state["status"] = response.status if response is not None else None
     state["attempts"] = attempts
