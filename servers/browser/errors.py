@@ -28,6 +28,7 @@ SELECTOR_PROBLEMS = (
     "unexpected token",
     "invalid selector",
     "selector cannot be empty",
+    "not a valid xpath",
 )
 _NET_ERROR = re.compile(r"net::(ERR_[A-Z_]+)")
 _API_PREFIX = re.compile(r"^[A-Za-z]+\.[A-Za-z_]+: ")

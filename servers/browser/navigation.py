@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import anyio
@@ -30,7 +31,17 @@ async def goto(env: Env, session: Session, args: dict[str, Any]) -> dict[str, An
             break
         except PlaywrightTimeout:
             if attempts > retries:
-                raise
+                limit = timeout_ms(env, args, navigation=True) / 1000
+                raise ToolError(
+                    f"{url} did not reach '{wait_until}' within {limit:g} s ({attempts} attempt(s))",
+                    code="timeout",
+                    field="url",
+                    retryable=True,
+                    data={"attempts": attempts},
+                ) from None
+            # Stop the navigation still pending in Chromium, or the next attempt reports its abort.
+            with contextlib.suppress(Exception):
+                await session.page.evaluate("() => window.stop()")
             await anyio.sleep(RETRY_BACKOFF_S * 2 ** (attempts - 1))
     if response is not None and response.headers.get("x-toolmux-blocked"):
         # A redirect led somewhere the policy forbids; the filtering proxy answered instead.
