@@ -46,8 +46,9 @@ async def goto(env: Env, session: Session, args: dict[str, Any]) -> dict[str, An
     if response is not None and response.headers.get("x-toolmux-blocked"):
         # A redirect led somewhere the policy forbids; the filtering proxy answered instead.
         reason = (await response.text())[:500]
-        raise ToolError(f"navigation refused after a redirect to {response.url}: {reason}", code="forbidden",
-                        field="url")
+        raise ToolError(
+            f"navigation refused after a redirect to {response.url}: {reason}", code="forbidden", field="url"
+        )
     state = await page_state(session)
     state["status"] = response.status if response is not None else None
     state["attempts"] = attempts

@@ -28,9 +28,13 @@ async def test_snapshot_refs_fill_and_submit_a_form(browser: Domain, site: Site,
     snap = await ok(browser, "snapshot", {"session": session})
     text = snap["snapshot"]
     assert 'heading "Sign up"' in text
-    await ok(browser, "fill", {"session": session, "ref": ref_of(text, "textbox", "Full name"), "value": "Ada Lovelace"})
+    await ok(
+        browser, "fill", {"session": session, "ref": ref_of(text, "textbox", "Full name"), "value": "Ada Lovelace"}
+    )
     await ok(browser, "fill", {"session": session, "ref": ref_of(text, "textbox", "Email"), "value": "ada@example.com"})
-    chosen = await ok(browser, "select_option", {"session": session, "selector": "select[name=plan]", "labels": ["Pro"]})
+    chosen = await ok(
+        browser, "select_option", {"session": session, "selector": "select[name=plan]", "labels": ["Pro"]}
+    )
     assert chosen["selected"] == ["pro"]
     after = await ok(browser, "click", {"session": session, "ref": ref_of(text, "button", "Create account")})
 
@@ -82,7 +86,9 @@ async def test_waits_for_an_element_rendered_by_javascript(browser: Domain, site
     await ok(browser, "wait_for_text", {"session": session, "text": "loading", "gone": True, "timeout": 5})
 
     console = await ok(browser, "console_messages", {"session": session})
-    assert {"level": "log", "text": "rendered late"} in [{"level": m["level"], "text": m["text"]} for m in console["messages"]]
+    assert {"level": "log", "text": "rendered late"} in [
+        {"level": m["level"], "text": m["text"]} for m in console["messages"]
+    ]
     errors = await ok(browser, "console_messages", {"session": session, "level": "error"})
     assert [m["text"] for m in errors["messages"]] == ["a test error"]
     network = await ok(browser, "network_requests", {"session": session, "url_contains": "/late"})
@@ -150,8 +156,11 @@ async def test_run_script_collects_outputs_and_stops_at_the_first_error(
 async def test_run_script_checks_each_step_against_its_tool_contract(browser: Domain, session: str) -> None:
     bad = await ok(browser, "run_script", {"session": session, "steps": [{"action": "fill", "selector": "input"}]})
     assert bad["steps"][0]["error"]["field"] == "steps.0.value"
-    nested = await ok(browser, "run_script", {"session": session, "steps": [{"action": "goto", "url": "about:blank",
-                                                                               "session": "other"}]})
+    nested = await ok(
+        browser,
+        "run_script",
+        {"session": session, "steps": [{"action": "goto", "url": "about:blank", "session": "other"}]},
+    )
     assert nested["steps"][0]["error"]["field"] == "steps.0.session"
 
 
@@ -196,8 +205,11 @@ async def test_tabs_open_from_links_and_history_moves_back(browser: Domain, site
 async def test_upload_scroll_keys_and_eval(browser: Domain, site: Site, session: str) -> None:
     await ok(browser, "goto", {"session": session, "url": f"{site.url}/upload"})
     payload = base64.b64encode(b"hello world").decode()
-    uploaded = await ok(browser, "upload_file", {"session": session, "selector": "#file",
-                                                 "files": [{"name": "a.txt", "base64": payload}]})
+    uploaded = await ok(
+        browser,
+        "upload_file",
+        {"session": session, "selector": "#file", "files": [{"name": "a.txt", "base64": payload}]},
+    )
     assert uploaded["files"] == [{"name": "a.txt", "size": 11}]
     assert (await ok(browser, "get_text", {"session": session, "selector": "#out"}))["text"] == "a.txt:11"
 

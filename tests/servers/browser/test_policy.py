@@ -49,9 +49,7 @@ async def test_the_default_policy_refuses_non_public_destinations(url: str, code
 
 
 async def test_allow_list_takes_names_addresses_and_ranges_and_block_list_wins() -> None:
-    policy = NavigationPolicy(
-        NavigationConfig(allow_hosts=["localhost", "10.0.0.0/8"], block_hosts=["10.9.9.9"])
-    )
+    policy = NavigationPolicy(NavigationConfig(allow_hosts=["localhost", "10.0.0.0/8"], block_hosts=["10.9.9.9"]))
     await policy.check_url("http://localhost:8080/")
     await policy.check_url("http://10.1.2.3/")
     with pytest.raises(PolicyRefusal, match="blocked"):
