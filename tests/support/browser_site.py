@@ -8,7 +8,6 @@ domain behind `ctx.hub`, so screenshots land in storage exactly as through the h
 
 from __future__ import annotations
 
-import asyncio
 import html
 import shutil
 from collections.abc import AsyncIterator
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -66,6 +66,8 @@ class Site:
     url: str  # http://127.0.0.1:PORT
     secret_url: str  # a loopback server the policy must keep the browser away from
     secret_hits: list[str] = field(default_factory=list)
+    # Set when a request to /slow arrives (tests replace it with a fresh Event before waiting).
+    slow_arrived: anyio.Event = field(default_factory=anyio.Event)
 
 
 def _article(paragraphs: int = 200) -> str:
@@ -101,7 +103,11 @@ def site_app(site: Site) -> Starlette:
         )
 
     async def slow(request: Request) -> Response:
-        await asyncio.sleep(float(request.query_params.get("s", "3")))
+        site.slow_arrived.set()
+        # Answer after `s` seconds, or stop at once when the client goes away (a killed browser).
+        with anyio.move_on_after(float(request.query_params.get("s", "3"))):
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
         return HTMLResponse("<title>Slow</title><p>finally</p>")
 
     def page(text: str) -> Any:

@@ -21,7 +21,7 @@ async def still_usable(browser: Domain, site: Site, session: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("tool", "args", "code", "field", "words"),
+    "case",
     [
         ("click", {"selector": "button[[["}, "invalid_argument", "selector", "invalid selector"),
         ("click", {"selector": "//button[@@]"}, "invalid_argument", "selector", "invalid selector"),
@@ -37,8 +37,9 @@ async def still_usable(browser: Domain, site: Site, session: str) -> None:
     ],
 )
 async def test_bad_input_is_a_clear_error_and_the_session_stays_usable(
-    browser: Domain, site: Site, session: str, tool: str, args: dict, code: str, field: str, words: str
+    browser: Domain, site: Site, session: str, case: tuple[str, dict, str, str, str]
 ) -> None:
+    tool, args, code, field, words = case
     await ok(browser, "goto", {"session": session, "url": f"{site.url}/form"})
     error = error_of(await call(browser, tool, {"session": session, **args}))
 

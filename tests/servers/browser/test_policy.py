@@ -1,4 +1,4 @@
-"""The navigation policy: refused schemes and addresses, allow-lists, and the proxy that enforces it on every request."""
+"""The navigation policy: refused schemes and addresses, allow-lists, and the proxy enforcing it on every request."""
 
 from __future__ import annotations
 

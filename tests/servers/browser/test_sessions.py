@@ -88,14 +88,12 @@ async def test_actions_on_one_session_run_one_at_a_time(browser: Domain, site: S
         page = await ok(browser, "get_text", {"session": session})
         finished.append("read:" + page["text"])
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(slow_goto)
-        with anyio.fail_after(10):
-            while not browser.service.sessions.sessions.get(("tester", session)) or not any(
-                s.lock.locked() for s in browser.service.sessions.sessions.values() if s.name == session
-            ):
-                await anyio.sleep(0.01)
-        tg.start_soon(read)
+    site.slow_arrived = anyio.Event()
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(slow_goto)
+            await site.slow_arrived.wait()  # the navigation is under way, holding the session
+            tg.start_soon(read)
 
     # The read waited for the navigation and saw its page, never the blank one in between.
     assert finished == ["goto", "read:finally"]
@@ -149,14 +147,14 @@ async def test_an_action_in_flight_when_its_browser_dies_reports_the_session_los
     session = pool.service.sessions.sessions[("tester", "victim")]
     results: list[dict] = []
 
-    async def wait_forever() -> None:
-        results.append(await call(pool, "wait_for_text", {"session": "victim", "text": "never there", "timeout": 60}))
+    async def navigate_slowly() -> None:
+        results.append(await call(pool, "goto", {"session": "victim", "url": f"{site.url}/slow?s=30"}))
 
+    site.slow_arrived = anyio.Event()
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(wait_forever)
-            while not session.lock.locked():
-                await anyio.sleep(0.01)
+            tg.start_soon(navigate_slowly)
+            await site.slow_arrived.wait()
             assert session.slot.pid is not None
             os.kill(session.slot.pid, signal.SIGKILL)
 
