@@ -123,6 +123,9 @@ class BrowserService:
             return {"session": key[1], "closed": True}
         if tool == "sessions":
             return self.list_sessions(key[0])
+        if tool == "goto":
+            # Refuse a forbidden URL before opening a session (and perhaps launching a browser) for it.
+            await self.policy.check_url(args["url"])
         env = Env(self.config, self.policy, ctx.hub, ctx)
         async with self.sessions.using(key) as session:
             if tool == "run_script":

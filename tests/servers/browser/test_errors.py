@@ -69,17 +69,6 @@ async def test_navigation_timeouts_are_retried_with_backoff_then_reported(
     await still_usable(browser, site, session)
 
 
-async def test_eval_js_can_be_switched_off(tmp_path: Path, site: Site) -> None:
-    domain = browser_domain(tmp_path, {"eval_js": False}, with_storage=False)
-    try:
-        assert "eval_js" not in domain.visible_tools()
-        assert error_of(await call(domain, "eval_js", {"expression": "1"}))["code"] == "not_found"
-        script = await ok(domain, "run_script", {"steps": [{"action": "eval_js", "expression": "1"}]})
-        assert script["steps"][0]["error"]["field"] == "steps.0.action"
-    finally:
-        await domain.service.aclose()
-
-
 async def test_a_missing_chromium_is_reported_as_unavailable(tmp_path: Path, site: Site) -> None:
     domain = browser_domain(tmp_path, {"executable_path": str(tmp_path / "no-chromium")}, with_storage=False)
     try:
@@ -90,12 +79,18 @@ async def test_a_missing_chromium_is_reported_as_unavailable(tmp_path: Path, sit
         await domain.service.aclose()
 
 
-async def test_screenshot_without_a_hub_comes_back_inline(tmp_path: Path, site: Site) -> None:
-    domain = browser_domain(tmp_path, {"viewport_width": 640, "viewport_height": 480}, with_storage=False)
+async def test_standalone_server_without_eval_js_returns_screenshots_inline(tmp_path: Path, site: Site) -> None:
+    config = {"eval_js": False, "viewport_width": 640, "viewport_height": 480}
+    domain = browser_domain(tmp_path, config, with_storage=False)
     try:
+        assert "eval_js" not in domain.visible_tools()
+        assert error_of(await call(domain, "eval_js", {"expression": "1"}))["code"] == "not_found"
+        script = await ok(domain, "run_script", {"steps": [{"action": "eval_js", "expression": "1"}]})
+        assert script["steps"][0]["error"]["field"] == "steps.0.action"
+
         await ok(domain, "goto", {"url": f"{site.url}/form"})
         result = await call(domain, "screenshot", {})
-        assert result["structuredContent"]["screenshot"]["url"] is None
+        assert result["structuredContent"]["screenshot"]["url"] is None  # no hub, so no storage
         image_block = result["content"][1]
         assert image_block["type"] == "image" and image_block["mimeType"] == "image/png"
         with Image.open(io.BytesIO(base64.b64decode(image_block["data"]))) as image:

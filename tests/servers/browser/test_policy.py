@@ -68,6 +68,8 @@ async def test_goto_refuses_metadata_files_and_unlisted_loopback(default_policy_
     for url in ("http://169.254.169.254/", "file:///etc/passwd", f"{site.url}/form"):
         refused = error_of(await call(default_policy_browser, "goto", {"url": url}))
         assert refused["code"] == "forbidden" and refused["field"] == "url", url
+    # Refused before any session opened: no browser was launched for them.
+    assert default_policy_browser.service.pool.launches == 0
 
 
 async def test_a_redirect_to_a_forbidden_address_is_blocked(browser: Domain, site: Site, session: str) -> None:
