@@ -76,6 +76,17 @@ BUILTINS: dict[str, BuiltinServer] = {
         extra="storage",
         default_mode="inprocess",
     ),
+    "browser": BuiltinServer(
+        name="browser",
+        summary="Headless Chromium for agents: pages as accessibility snapshots with refs, click/fill/type, waits, "
+        "JavaScript, screenshots to storage, multi-step scripts; a pool of browsers with sticky sessions.",
+        module="servers.browser.server",
+        python_modules=("playwright", "PIL"),
+        executables=("chromium",),
+        extra="browser",
+        # A browser can crash or eat memory: keep it in its own process, away from the hub.
+        default_mode="stdio",
+    ),
     "mail": BuiltinServer(
         name="mail",
         summary="IMAP/SMTP gateway over configured email accounts: unified inbox, search, read, send, file, delete.",

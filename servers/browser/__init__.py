@@ -1,0 +1,1 @@
+"""Headless Chromium automation as MCP tools (Playwright driving Debian's Chromium)."""

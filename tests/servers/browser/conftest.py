@@ -1,0 +1,49 @@
+"""Fixtures for the browser tests: one test site and one browser server per module, fresh sessions per test.
+
+Launching the Playwright driver and Chromium costs about two seconds, so each module shares one
+browser server (and so one event loop: `anyio_backend` is module-scoped here); tests stay
+independent by using their own session names, which are separate browser contexts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from servers.kit import Domain
+from tests.support.browser_site import Site, browser_domain, call, chromium_missing_reason, serve_site
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def site(anyio_backend: str) -> AsyncIterator[Site]:
+    async with serve_site() as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+async def browser(anyio_backend: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Domain]:
+    reason = chromium_missing_reason()
+    if reason is not None:
+        pytest.fail(reason)
+    domain = browser_domain(Path(tmp_path_factory.mktemp("browser")))
+    try:
+        yield domain
+    finally:
+        await domain.service.aclose()
+        domain.hub.domains["storage"].service.close()  # type: ignore[union-attr]
+
+
+@pytest.fixture
+async def session(browser: Domain) -> AsyncIterator[str]:
+    """A session name of this test's own (a fresh browser context), closed after the test."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    yield name
+    await call(browser, "close_session", {"session": name})
