@@ -187,8 +187,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     for name, (entry, builtin) in planned.items():
         if builtin is None:
             continue
-        module = __import__("importlib").import_module(registry.BUILTINS[builtin].module)
-        model = getattr(module, "Config", None) or getattr(module, "CONFIG_MODEL", None)
+        model = registry.BUILTINS[builtin].config_class()
         if model is not None:
             from servers.kit import ServerConfigError, ServerSettings
 

@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 import shutil
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from servers.kit.domain import Domain
@@ -31,6 +31,15 @@ class BuiltinServer:
     default_mode: Mode = "stdio"
     # Enabled by `builtins: auto` (the embedded default); the demo server is opt-in.
     auto: bool = True
+    # "module:Class" of the pydantic model of the server's config section (for `toolmux config check`).
+    config_model: str | None = None
+
+    def config_class(self) -> type[Any] | None:
+        if self.config_model is None:
+            return None
+        module, _, name = self.config_model.partition(":")
+        cls: type[Any] = getattr(importlib.import_module(module), name)
+        return cls
 
     def unavailable_reason(self) -> str | None:
         """Why this server cannot run here (None when it can)."""
@@ -64,6 +73,7 @@ BUILTINS: dict[str, BuiltinServer] = {
         summary="Time-series forecasts with quantiles, weighted ensembles, sample paths and backtests "
         "(statsforecast, statsmodels; foundation models when installed with local weights).",
         module="servers.forecast.server",
+        config_model="servers.forecast.config:ForecastConfig",
         python_modules=("statsforecast", "statsmodels"),
         extra="forecast",
         # Heavy imports (pandas, scipy, statsmodels) and native fitting code: keep them out of the hub.
@@ -73,6 +83,7 @@ BUILTINS: dict[str, BuiltinServer] = {
         name="storage",
         summary="Buckets of objects: MCP tools, an HTTP API and S3 compatibility (boto3) under /storage/.",
         module="servers.storage.server",
+        config_model="servers.storage.config:StorageConfig",
         extra="storage",
         default_mode="inprocess",
     ),
@@ -81,6 +92,7 @@ BUILTINS: dict[str, BuiltinServer] = {
         summary="Headless Chromium for agents: pages as accessibility snapshots with refs, click/fill/type, waits, "
         "JavaScript, screenshots to storage, multi-step scripts; a pool of browsers with sticky sessions.",
         module="servers.browser.server",
+        config_model="servers.browser.config:BrowserConfig",
         python_modules=("playwright", "PIL"),
         executables=("chromium",),
         extra="browser",
@@ -91,6 +103,7 @@ BUILTINS: dict[str, BuiltinServer] = {
         name="mail",
         summary="IMAP/SMTP gateway over configured email accounts: unified inbox, search, read, send, file, delete.",
         module="servers.mail.server",
+        config_model="servers.mail.config:MailConfig",
         extra="mail",
         default_mode="inprocess",
     ),
@@ -99,6 +112,7 @@ BUILTINS: dict[str, BuiltinServer] = {
         summary="LLM chat and embeddings behind stable aliases: OpenAI-compatible, Ollama and Anthropic "
         "backends with failover, cache, usage and budgets.",
         module="servers.models.server",
+        config_model="servers.models.config:ModelsConfig",
         default_mode="inprocess",
     ),
 }
