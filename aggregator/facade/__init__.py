@@ -10,4 +10,5 @@ FACADE_MODULES: list[str] = [
     "aggregator.facade.forecast",
     "aggregator.facade.storage",
     "aggregator.facade.mail",
+    "aggregator.facade.audio",
 ]
