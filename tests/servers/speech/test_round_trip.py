@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import re
 
 import pytest
@@ -99,9 +100,9 @@ async def test_srt_vtt_and_verbose_json_have_ordered_timestamps(
     segments, words = verbose["segments"], verbose["words"]
     assert segments and words
     assert [s["id"] for s in segments] == list(range(len(segments)))
-    for earlier, later in zip(words, words[1:], strict=False):
+    for earlier, later in itertools.pairwise(words):
         assert earlier["start"] <= earlier["end"] <= later["start"] + 1e-6
-    assert 0 <= segments[0]["start"] and segments[-1]["end"] <= verbose["duration"]
+    assert segments[0]["start"] >= 0 and segments[-1]["end"] <= verbose["duration"]
     assert [w["word"] for s in segments for w in s["words"]] == [w["word"] for w in words]
 
     srt = (await speech_stack.call("transcribe", {"audio_base64": audio, "response_format": "srt"}))["content"][0][
