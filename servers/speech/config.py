@@ -80,6 +80,9 @@ class SpeechConfig(BaseModel):
     storage_prefix: str = Field(default="speech/", description="key prefix of the audio speak writes")
     storage_ttl_seconds: int | None = Field(default=7 * 24 * 3600, gt=0, description="stored audio expires after")
     max_inline_bytes: int = Field(default=32 * MiB, gt=0, description="largest audio speak returns inline")
+    cache_entries: int = Field(
+        default=16, ge=0, le=1024, description="recent transcripts kept, so another format of the same audio is free"
+    )
     timeout_seconds: float = Field(default=900.0, gt=0, description="longest one transcribe or speak call may take")
     ffmpeg: str = Field(default="ffmpeg", description="ffmpeg executable")
     espeak_ng: str = Field(default="espeak-ng", description="espeak-ng executable")

@@ -8,9 +8,11 @@ encodes its samples. Both take `progress`, called as chunks finish.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ from servers.speech.audio import OUTPUT_FORMATS, Ffmpeg
 from servers.speech.catalog import Catalog
 from servers.speech.chunking import plan_chunks, samples_of
 from servers.speech.config import SpeechConfig
-from servers.speech.engines import SAMPLE_RATE, DiscoveryContext, Pcm, Recognizer, Segment, Synthesizer
+from servers.speech.engines import SAMPLE_RATE, DiscoveryContext, ModelSpec, Pcm, Recognizer, Segment, Synthesizer
 from servers.speech.formats import render
 from servers.speech.hardware import GpuInfo, detect_gpu
 from servers.speech.resources import ResourceManager
@@ -35,6 +37,15 @@ CHANNEL_NAMES = ("L", "R")
 
 async def _no_progress(progress: float, total: float | None = None, message: str | None = None) -> None:
     return None
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A recording's segments on its own timeline: what every response format is rendered from."""
+
+    segments: list[Segment]
+    duration: float
+    chunks: int
 
 
 @dataclass
@@ -68,6 +79,8 @@ class SpeechService:
             busy_wait_seconds=config.busy_wait_seconds,
         )
         self.ffmpeg = Ffmpeg(config.ffmpeg)
+        # Recent timelines, so the same audio asked again in another format is not decoded twice.
+        self._timelines: OrderedDict[tuple[Any, ...], Timeline] = OrderedDict()
 
     # --- listings -------------------------------------------------------------------------------
     def hardware(self) -> dict[str, Any]:
@@ -169,8 +182,34 @@ class SpeechService:
         self.check_audio_size(len(audio), field)
         spec = self.catalog.model(model)
         code = self.catalog.language(spec, language)
-        load = spec.load
-        assert load is not None  # Catalog.model() only returns loadable models
+        key = (hashlib.sha256(audio).hexdigest(), spec.id, code, diarize, self.config.chunk_seconds)
+        timeline = self._timelines.get(key)
+        if timeline is None:
+            timeline = await self._timeline(audio, spec, code, diarize=diarize, field=field, progress=progress)
+            self._remember(key, timeline)
+        else:
+            self._timelines.move_to_end(key)
+        text = transcript_text(timeline.segments)
+        result: dict[str, Any] = {
+            "text": text,
+            "language": code,
+            "duration": round(timeline.duration, 3),
+            "model": spec.id,
+            "response_format": response_format,
+            "chunks": timeline.chunks,
+        }
+        result.update(render(response_format, timeline.segments, text=text, granularities=granularities or ["segment"]))
+        return result
+
+    def _remember(self, key: tuple[Any, ...], timeline: Timeline) -> None:
+        if self.config.cache_entries == 0:
+            return
+        self._timelines[key] = timeline
+        while len(self._timelines) > self.config.cache_entries:
+            self._timelines.popitem(last=False)
+
+    async def _decode(self, audio: bytes, *, diarize: str, field: str) -> list[tuple[bytes, str | None]]:
+        """16 kHz mono samples of the audio (of each channel when diarizing), checked against the limits."""
         with tempfile.TemporaryDirectory(prefix="toolmux-speech-") as tmp:
             source = Path(tmp) / "input"
             source.write_bytes(audio)
@@ -193,7 +232,14 @@ class SpeechService:
             channels: list[tuple[int | None, str | None]] = (
                 [(0, CHANNEL_NAMES[0]), (1, CHANNEL_NAMES[1])] if diarize == "channels" else [(None, None)]
             )
-            decoded = [(await self.ffmpeg.decode(source, channel=ch), name) for ch, name in channels]
+            return [(await self.ffmpeg.decode(source, channel=ch), name) for ch, name in channels]
+
+    async def _timeline(
+        self, audio: bytes, spec: ModelSpec, code: str, *, diarize: str, field: str, progress: Progress
+    ) -> Timeline:
+        load = spec.load
+        assert load is not None  # Catalog.model() only returns loadable models
+        decoded = await self._decode(audio, diarize=diarize, field=field)
         duration = max(len(pcm) for pcm, _ in decoded) / 2 / SAMPLE_RATE
         if duration > self.config.max_audio_seconds:
             raise ToolError(
@@ -220,18 +266,7 @@ class SpeechService:
                 pieces.append((chunk.start / SAMPLE_RATE, speaker, segments))
                 done += 1
                 await progress(done, total, f"transcribed {done} of {total} chunks")
-        segments = stitch(pieces, duration)
-        text = transcript_text(segments)
-        result: dict[str, Any] = {
-            "text": text,
-            "language": code,
-            "duration": round(duration, 3),
-            "model": spec.id,
-            "response_format": response_format,
-            "chunks": total,
-        }
-        result.update(render(response_format, segments, text=text, granularities=granularities or ["segment"]))
-        return result
+        return Timeline(stitch(pieces, duration), duration, total)
 
     # --- synthesis ------------------------------------------------------------------------------
     async def synthesize(

@@ -100,18 +100,25 @@ def wav_samples(data: bytes) -> tuple[np.ndarray, int]:
         return np.frombuffer(reader.readframes(reader.getnframes()), dtype="<i2"), reader.getframerate()
 
 
+# One stack and one set of recordings per test process, however many conftests import the
+# fixtures (each import would otherwise make its own session fixture, loading engines again).
+_shared: dict[str, Any] = {}
+
+
 @pytest.fixture(scope="session")
 def speech_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpeechStack]:
-    data_dir = tmp_path_factory.mktemp("speech-stack")
-    storage = make_domain(data_dir, public_url=PUBLIC_URL)
-    hub = DomainsHubCaller({"storage": storage})
-    speech = create(ServerSettings(name="speech", data_dir=data_dir, hub=hub, public_url=PUBLIC_URL))
-    hub.domains["speech"] = speech
-    try:
-        yield SpeechStack(speech, storage, hub, data_dir)
-    finally:
-        speech.service.close()
-        storage.service.close()
+    if "stack" not in _shared:
+        data_dir = tmp_path_factory.mktemp("speech-stack")
+        storage = make_domain(data_dir, public_url=PUBLIC_URL)
+        hub = DomainsHubCaller({"storage": storage})
+        speech = create(ServerSettings(name="speech", data_dir=data_dir, hub=hub, public_url=PUBLIC_URL))
+        hub.domains["speech"] = speech
+        _shared["stack"] = SpeechStack(speech, storage, hub, data_dir)
+    stack: SpeechStack = _shared["stack"]
+    yield stack
+    if _shared.pop("stack", None) is not None:
+        stack.speech.service.close()
+        stack.storage.service.close()
 
 
 @pytest.fixture(scope="session")
@@ -126,4 +133,7 @@ def spoken(speech_stack: SpeechStack) -> dict[str, bytes]:
             out[sentence] = base64.b64decode(block["data"])
         return out
 
-    return anyio.run(speak_all)
+    if "spoken" not in _shared:
+        _shared["spoken"] = anyio.run(speak_all)
+    recordings: dict[str, bytes] = _shared["spoken"]
+    return recordings

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import anyio
 import httpx2
+import numpy as np
 import openai
 import pytest
 from starlette.applications import Starlette
@@ -21,6 +23,8 @@ from tests.support.speech_env import (  # noqa: F401  (fixtures)
     SpeechStack,
     speech_stack,
     spoken,
+    wav_bytes,
+    wav_samples,
     word_error_rate,
 )
 
@@ -44,6 +48,12 @@ class Served:
             data=data,
             headers={"authorization": f"Bearer {KEY}"},
         )
+
+
+def fresh_audio(wav: bytes) -> bytes:
+    """The same speech with a little more silence: audio the server has not transcribed yet (no cache hit)."""
+    samples, rate = wav_samples(wav)
+    return wav_bytes(np.concatenate([samples, np.zeros(rate // 10 + secrets.randbelow(rate), dtype="<i2")]), rate)
 
 
 @pytest.fixture
@@ -194,7 +204,7 @@ async def test_a_busy_engine_answers_409_with_retry_after(
             tg.start_soon(hold)
             await held.wait()
             try:
-                response = await served.transcribe(spoken[SENTENCES[0]])
+                response = await served.transcribe(fresh_audio(spoken[SENTENCES[0]]))
                 with pytest.raises(openai.ConflictError) as busy:
                     await served.sdk.audio.speech.create(model="tts-1", voice="alloy", input="hi")
             finally:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from servers.kit import ServerSettings, ToolContext, error_from_result
-from servers.speech.server import create
-from tests.support.speech_env import SENTENCES, WER_BOUND, wav_bytes, wav_samples, word_error_rate
+from servers.kit import ToolContext, error_from_result
+from tests.support.speech_env import SENTENCES, WER_BOUND, SpeechStack, wav_bytes, wav_samples, word_error_rate
 
 pytestmark = pytest.mark.anyio
 
@@ -53,29 +51,26 @@ def build_recording(spoken: dict[str, bytes]) -> tuple[np.ndarray, int, list[tup
 
 
 async def test_two_minutes_of_speech_and_silence_land_on_one_continuous_timeline(
-    spoken: dict[str, bytes], tmp_path: Path
+    speech_stack: SpeechStack, spoken: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     samples, rate, placed = build_recording(spoken)
     total = len(samples) / rate
     assert total >= 120
-    domain = create(ServerSettings(name="speech", data_dir=tmp_path, config={"chunk_seconds": CHUNK_SECONDS}))
-    try:
-        arguments = {
-            "audio_base64": base64.b64encode(wav_bytes(samples, rate)).decode(),
-            "response_format": "verbose_json",
-            "timestamp_granularities": ["word", "segment"],
-        }
-        progress: list[tuple[float, float | None]] = []
+    monkeypatch.setattr(speech_stack.speech.service.config, "chunk_seconds", CHUNK_SECONDS)
+    arguments = {
+        "audio_base64": base64.b64encode(wav_bytes(samples, rate)).decode(),
+        "response_format": "verbose_json",
+        "timestamp_granularities": ["word", "segment"],
+    }
+    progress: list[tuple[float, float | None]] = []
 
-        class Recorder(ToolContext):
-            async def progress(self, done: float, of: float | None = None, message: str | None = None) -> None:
-                progress.append((done, of))
+    class Recorder(ToolContext):
+        async def progress(self, done: float, of: float | None = None, message: str | None = None) -> None:
+            progress.append((done, of))
 
-        result = await domain.call("transcribe", arguments, Recorder("transcribe", "test"))
-        assert error_from_result(result) is None, result
-        verbose = result["structuredContent"]
-    finally:
-        domain.service.close()
+    result = await speech_stack.speech.call("transcribe", arguments, Recorder("transcribe", "test"))
+    assert error_from_result(result) is None, result
+    verbose = result["structuredContent"]
 
     assert abs(verbose["duration"] - total) < 0.05
     # 6 sentences (~16 s with pauses) cannot fit one 10 s chunk; the long silences end chunks too.

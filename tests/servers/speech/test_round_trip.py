@@ -173,3 +173,25 @@ async def test_running_alone_speak_returns_the_audio_inline_and_says_so(speech_s
     assert structured["delivery"] == "inline" and "no hub" in structured["note"]
     block = next(c for c in result["content"] if c["type"] == "audio")
     assert block["mimeType"] == "audio/wav" and base64.b64decode(block["data"])[:4] == b"RIFF"
+
+
+async def test_the_same_audio_in_another_format_is_not_decoded_again(speech_stack: SpeechStack) -> None:
+    from servers.kit import ToolContext
+
+    spoken = await speech_stack.call("speak", {"text": "Another format please.", "delivery": "inline"})
+    audio = next(c for c in spoken["content"] if c["type"] == "audio")["data"]
+    decoded: list[float] = []
+
+    class Recorder(ToolContext):
+        async def progress(self, done: float, of: float | None = None, message: str | None = None) -> None:
+            decoded.append(done)
+
+    first = await speech_stack.speech.call("transcribe", {"audio_base64": audio}, Recorder("transcribe", "t"))
+    assert decoded, "the first call decodes"
+    decoded.clear()
+    again = await speech_stack.speech.call(
+        "transcribe", {"audio_base64": audio, "response_format": "vtt"}, Recorder("transcribe", "t")
+    )
+    assert decoded == [], "the second format comes from the cached timeline"
+    assert again["structuredContent"]["text"] == first["structuredContent"]["text"]
+    assert again["structuredContent"]["formatted"].startswith("WEBVTT")
