@@ -17,108 +17,13 @@ from servers.speech.engines import DiscoveryContext, ModelSpec, Segment, Word
 ENGINE = "faster-whisper"
 INSTALL_HINT = "pip install 'toolmux[speech-whisper]'"
 # The languages multilingual whisper models know (ISO 639-1, plus 'haw', 'yue').
-WHISPER_LANGUAGES = [
-    "en",
-    "zh",
-    "de",
-    "es",
-    "ru",
-    "ko",
-    "fr",
-    "ja",
-    "pt",
-    "tr",
-    "pl",
-    "ca",
-    "nl",
-    "ar",
-    "sv",
-    "it",
-    "id",
-    "hi",
-    "fi",
-    "vi",
-    "he",
-    "uk",
-    "el",
-    "ms",
-    "cs",
-    "ro",
-    "da",
-    "hu",
-    "ta",
-    "no",
-    "th",
-    "ur",
-    "hr",
-    "bg",
-    "lt",
-    "la",
-    "mi",
-    "ml",
-    "cy",
-    "sk",
-    "te",
-    "fa",
-    "lv",
-    "bn",
-    "sr",
-    "az",
-    "sl",
-    "kn",
-    "et",
-    "mk",
-    "br",
-    "eu",
-    "is",
-    "hy",
-    "ne",
-    "mn",
-    "bs",
-    "kk",
-    "sq",
-    "sw",
-    "gl",
-    "mr",
-    "pa",
-    "si",
-    "km",
-    "sn",
-    "yo",
-    "so",
-    "af",
-    "oc",
-    "ka",
-    "be",
-    "tg",
-    "sd",
-    "gu",
-    "am",
-    "yi",
-    "lo",
-    "uz",
-    "fo",
-    "ht",
-    "ps",
-    "tk",
-    "nn",
-    "mt",
-    "sa",
-    "lb",
-    "my",
-    "bo",
-    "tl",
-    "mg",
-    "as",
-    "tt",
-    "haw",
-    "ln",
-    "ha",
-    "ba",
-    "jw",
-    "su",
-    "yue",
-]
+# One string keeps the ~100 codes readable; SIM905 would explode it one per line.
+WHISPER_LANGUAGES = (  # noqa: SIM905
+    "en zh de es ru ko fr ja pt tr pl ca nl ar sv it id hi fi vi he uk el ms cs ro da hu ta no th ur hr "
+    "bg lt la mi ml cy sk te fa lv bn sr az sl kn et mk br eu is hy ne mn bs kk sq sw gl mr pa si km sn "
+    "yo so af oc ka be tg sd gu am yi lo uz fo ht ps tk nn mt sa lb my bo tl mg as tt haw ln ha ba jw su "
+    "yue"
+).split()
 
 
 def model_dirs(config: WhisperConfig, data_dir: Path) -> list[Path]:
@@ -129,9 +34,21 @@ def model_dirs(config: WhisperConfig, data_dir: Path) -> list[Path]:
     return found
 
 
+# Whisper's English-only models have one token fewer than the multilingual ones (51864 vs 51865+).
+ENGLISH_ONLY_VOCABULARY = 51864
+
+
 def languages_of(model_dir: Path) -> list[str]:
-    """English-only models are named *.en (tiny.en, base.en...); the rest are multilingual."""
-    return ["en"] if model_dir.name.endswith(".en") or model_dir.name.endswith("-en") else list(WHISPER_LANGUAGES)
+    """English-only models: named *.en (tiny.en, base.en...) or with the English-only vocabulary size."""
+    if model_dir.name.endswith((".en", "-en")):
+        return ["en"]
+    vocabulary = model_dir / "vocabulary.txt"
+    try:
+        with vocabulary.open(encoding="utf-8") as handle:
+            size = sum(1 for _ in handle)
+    except OSError:
+        return list(WHISPER_LANGUAGES)
+    return ["en"] if size <= ENGLISH_ONLY_VOCABULARY else list(WHISPER_LANGUAGES)
 
 
 class WhisperRecognizer:

@@ -251,3 +251,19 @@ def test_config_rejects_unknown_keys() -> None:
 
     with pytest.raises(ServerConfigError, match=r"servers\.speech\.config\.chunk_secs"):
         ServerSettings(name="speech", config={"chunk_secs": 5}).parse(SpeechConfig)
+
+
+def test_english_only_whisper_models_are_told_by_name_or_vocabulary(tmp_path: Path) -> None:
+    from servers.speech.stt_whisper import ENGLISH_ONLY_VOCABULARY, languages_of
+
+    named = tmp_path / "base.en"
+    english, multilingual = tmp_path / "model-a", tmp_path / "model-b"
+    for directory, size in (
+        (named, 0),
+        (english, ENGLISH_ONLY_VOCABULARY),
+        (multilingual, ENGLISH_ONLY_VOCABULARY + 1),
+    ):
+        directory.mkdir()
+        (directory / "vocabulary.txt").write_text("t\n" * size)
+    assert languages_of(named) == ["en"] and languages_of(english) == ["en"]
+    assert "de" in languages_of(multilingual) and len(languages_of(multilingual)) == 100
