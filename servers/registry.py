@@ -115,6 +115,17 @@ BUILTINS: dict[str, BuiltinServer] = {
         config_model="servers.models.config:ModelsConfig",
         default_mode="inprocess",
     ),
+    "speech": BuiltinServer(
+        name="speech",
+        summary="Speech-to-text and text-to-speech that work offline (pocketsphinx, piper, espeak-ng; "
+        "faster-whisper with a local model).",
+        module="servers.speech.server",
+        python_modules=("numpy",),
+        executables=("ffmpeg", "ffprobe"),
+        extra="speech",
+        # Native engines (onnxruntime, pocketsphinx, CTranslate2) and their memory stay out of the hub.
+        default_mode="stdio",
+    ),
 }
 
 

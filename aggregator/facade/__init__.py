@@ -13,4 +13,5 @@ FACADE_MODULES: list[str] = [
     "aggregator.facade.openai",
     "aggregator.facade.ollama",
     "aggregator.facade.browser",
+    "aggregator.facade.audio",
 ]
