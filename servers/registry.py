@@ -120,6 +120,7 @@ BUILTINS: dict[str, BuiltinServer] = {
         summary="Speech-to-text and text-to-speech that work offline (pocketsphinx, piper, espeak-ng; "
         "faster-whisper with a local model).",
         module="servers.speech.server",
+        config_model="servers.speech.config:SpeechConfig",
         python_modules=("numpy",),
         executables=("ffmpeg", "ffprobe"),
         extra="speech",
