@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from aggregator.config import ServerEntry
-from aggregator.upstreams.channel import Channel, ChannelClosed
-from aggregator.upstreams.memory import open_memory_channel
+from aggregator.upstreams.channel import Channel
+from aggregator.upstreams.direct import open_direct
 from aggregator.upstreams.stdio import StdioChannel
 
 if TYPE_CHECKING:
@@ -48,14 +48,8 @@ def builtin_child_opener(
     return open_stdio(name, sys.executable, ["-m", "aggregator", "server", builtin, "--stdio"], child_env, entry.cwd)
 
 
-@asynccontextmanager
-async def open_inprocess(name: str, domain: Domain) -> AsyncIterator[Channel]:
-    try:
-        server = domain.build_server()
-    except Exception as exc:
-        raise ChannelClosed(f"built-in server {name!r} failed to build: {exc}") from exc
-    async with open_memory_channel(name, server) as channel:
-        yield channel
+def open_inprocess(name: str, domain: Domain) -> AbstractAsyncContextManager[Channel]:
+    return open_direct(name, domain)
 
 
 def describe_entry(entry: ServerEntry) -> dict[str, Any]:

@@ -47,6 +47,11 @@ ToolHandler = Callable[[dict[str, Any], ToolContext], Awaitable["dict[str, Any] 
 Lifespan = Callable[[], AbstractAsyncContextManager[None]]
 
 
+@asynccontextmanager
+async def _nothing() -> AsyncIterator[None]:
+    yield
+
+
 @cache
 def _contracts(domain: str) -> dict[str, ToolContract]:
     """Compiled contracts per domain, built once per process (checking schemas is not free)."""
@@ -166,6 +171,12 @@ class Domain:
         if result.structured is not None:
             wire["structuredContent"] = result.structured
         return wire
+
+    def lifespan_context(self) -> AbstractAsyncContextManager[None]:
+        """The domain's lifespan (background work such as sweepers) as an async context manager."""
+        if self._lifespan is not None:
+            return self._lifespan()
+        return _nothing()
 
     # --- MCP server -----------------------------------------------------------------------------
     def build_server(self) -> Server[Any]:

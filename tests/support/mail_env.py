@@ -7,63 +7,32 @@ so tests never see each other's mail.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from servers.kit import Domain, ServerSettings, ToolContext, ToolError, error_from_result
 from servers.mail.server import create
+from servers.storage.server import create as create_storage
+from tests.support.hub import DomainsHubCaller
 from tests.support.mail import Dovecot, MailUser, SmtpSink
 
+ATTACHMENT_BUCKETS = ("docs", "inbox-files", "notes", "files")
 
-class MemoryHub:
-    """A HubCaller double speaking the storage tools' contract, keeping objects in a dict.
 
-    Stands in for the storage server until both live on one branch; the mail server only ever
-    sees the `ctx.hub.call_tool` contract, which is what this implements.
-    """
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str], tuple[bytes, str]] = {}
-        self.calls: list[str] = []
-
-    async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
-        self.calls.append(name)
-        bucket, key = arguments["bucket"], arguments["key"]
-        if name == "storage-put_object":
-            data = base64.b64decode(arguments["base64"]) if "base64" in arguments else arguments["text"].encode()
-            content_type = arguments.get("content_type") or "application/octet-stream"
-            self.objects[(bucket, key)] = (data, content_type)
-            structured = {
-                "bucket": bucket,
-                "key": key,
-                "etag": f'"{len(data)}"',
-                "size": len(data),
-                "content_type": content_type,
-                "url": f"http://hub.test/storage/{bucket}/{key}",
-            }
-            return {"content": [], "structuredContent": structured, "isError": False}
-        if name == "storage-get_object":
-            if (bucket, key) not in self.objects:
-                return {
-                    "content": [{"type": "text", "text": f"Error: no object {bucket}/{key}"}],
-                    "isError": True,
-                    "_meta": {"toolmux/error": {"code": "not_found", "message": f"no object {bucket}/{key}"}},
-                }
-            data, content_type = self.objects[(bucket, key)]
-            structured = {
-                "bucket": bucket,
-                "key": key,
-                "content_type": content_type,
-                "size": len(data),
-                "etag": f'"{len(data)}"',
-                "base64": base64.b64encode(data).decode(),
-            }
-            return {"content": [], "structuredContent": structured, "isError": False}
-        raise AssertionError(f"unexpected hub tool {name}")
+def storage_hub(data_dir: Path) -> DomainsHubCaller:
+    """The real storage server, in-process, as what the mail server reaches through `ctx.hub`."""
+    storage = create_storage(
+        ServerSettings(
+            name="storage",
+            data_dir=data_dir,
+            config={"buckets": [{"name": name, "visibility": "private"} for name in ATTACHMENT_BUCKETS]},
+        )
+    )
+    return DomainsHubCaller({"storage": storage})
 
 
 @dataclass
@@ -74,8 +43,19 @@ class MailEnv:
     sink: SmtpSink
     alice: MailUser
     bob: MailUser
-    hub: MemoryHub = field(default_factory=MemoryHub)
+    hub: DomainsHubCaller
     domains: list[Domain] = field(default_factory=list)
+
+    @property
+    def storage(self) -> Any:
+        return self.hub.domains["storage"].service
+
+    async def put_object(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        await self.storage.put(bucket, key, data, content_type=content_type)
+
+    async def object_bytes(self, bucket: str, key: str) -> bytes:
+        _record, data = await self.storage.read(bucket, key, 64 * 1024 * 1024)
+        return bytes(data)
 
     def config(self, **overrides: Any) -> dict[str, Any]:
         accounts = [
@@ -122,10 +102,11 @@ def smtp_sink(dovecot: Dovecot) -> Iterator[SmtpSink]:
 
 
 @pytest.fixture
-async def mail(dovecot: Dovecot, smtp_sink: SmtpSink) -> AsyncIterator[MailEnv]:
-    env = MailEnv(dovecot, smtp_sink, dovecot.add_user(), dovecot.add_user())
+async def mail(dovecot: Dovecot, smtp_sink: SmtpSink, tmp_path: Path) -> AsyncIterator[MailEnv]:
+    env = MailEnv(dovecot, smtp_sink, dovecot.add_user(), dovecot.add_user(), storage_hub(tmp_path / "data"))
     try:
         yield env
     finally:
         for domain in env.domains:
             await domain.service.aclose()
+        env.storage.close()

@@ -104,7 +104,7 @@ async def test_attachment_saved_to_storage_through_http(api: Api) -> None:
     saved = await api.client.post(f"/mail/bob/messages/{uid}/attachments/0/save", json={"bucket": "files"})
     assert saved.status_code == 200, saved.text
     assert saved.json()["filename"] == "a.csv" and saved.json()["saved"]["key"] == f"mail/bob/{uid}/a.csv"
-    assert api.mail.hub.objects[("files", f"mail/bob/{uid}/a.csv")][0] == b"x,y\n1,2\n"
+    assert await api.mail.object_bytes("files", f"mail/bob/{uid}/a.csv") == b"x,y\n1,2\n"
 
 
 async def test_errors_map_to_http_statuses_with_the_field(api: Api) -> None:

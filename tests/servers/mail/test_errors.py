@@ -202,9 +202,11 @@ async def test_saving_an_attachment_without_a_hub_says_storage_is_out_of_reach(m
 async def test_missing_storage_object_and_bad_attachment_index_are_clear(mail: MailEnv) -> None:
     domain = mail.domain()
     error = await call_error(
-        domain, "send", {"mailbox": "alice", "to": [mail.bob.address], "attachments": [{"bucket": "b", "key": "nope"}]}
+        domain,
+        "send",
+        {"mailbox": "alice", "to": [mail.bob.address], "attachments": [{"bucket": "docs", "key": "nope"}]},
     )
-    assert (error.code, error.field) == ("not_found", "attachments[0]") and "b/nope" in error.message
+    assert (error.code, error.field) == ("not_found", "attachments[0]") and "docs/nope" in error.message
     inline_garbage = [{"filename": "x", "base64": "%%"}]
     error = await call_error(
         domain, "send", {"mailbox": "alice", "to": [mail.bob.address], "attachments": inline_garbage}
@@ -213,7 +215,7 @@ async def test_missing_storage_object_and_bad_attachment_index_are_clear(mail: M
     await call(domain, "send", {"mailbox": "alice", "to": [mail.bob.address], "text": "no attachments"})
     uid = (await call(domain, "list_messages", {"mailbox": "bob"}))["messages"][0]["uid"]
     error = await call_error(
-        domain, "get_message", {"mailbox": "bob", "uid": uid, "save_attachments": [{"index": 3, "bucket": "b"}]}
+        domain, "get_message", {"mailbox": "bob", "uid": uid, "save_attachments": [{"index": 3, "bucket": "notes"}]}
     )
     assert (error.code, error.field) == ("not_found", "save_attachments[0].index")
 

@@ -1,0 +1,152 @@
+"""A built-in domain running inside the hub, reached without serialising anything.
+
+The hub's peer still speaks JSON-RPC messages (dicts) to it, so supervision, cancellation,
+progress and metrics are the same as for a child process; but the messages are answered by
+calling the kit `Domain` directly instead of going through an SDK session, which would validate
+and rebuild every message as pydantic models on both sides. A call costs tens of microseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from aggregator import jsonrpc
+from aggregator.upstreams.channel import ChannelClosed
+from servers.kit import Domain, ToolContext
+from servers.kit.context import CALLER_META_KEY, REQUEST_ID_META_KEY
+from servers.kit.domain import VERSION
+
+_log = logging.getLogger("toolmux.upstream")
+
+
+class DirectToolContext(ToolContext):
+    """A ToolContext whose progress and log messages go straight back to the hub's peer."""
+
+    channel: DirectChannel | None = None
+    progress_token: Any = None
+
+    async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        if self.channel is None or self.progress_token is None:
+            return
+        params: dict[str, Any] = {"progressToken": self.progress_token, "progress": progress}
+        if total is not None:
+            params["total"] = total
+        if message is not None:
+            params["message"] = message
+        await self.channel.deliver(jsonrpc.notification("notifications/progress", params))
+
+    async def log(self, level: str, message: str, **data: Any) -> None:
+        logging.getLogger(f"toolmux.{self.tool}").log(logging.INFO if level == "info" else logging.WARNING, message)
+        if self.channel is not None:
+            payload: Any = {"message": message, **data} if data else message
+            await self.channel.deliver(
+                jsonrpc.notification("notifications/message", {"level": level, "logger": self.tool, "data": payload})
+            )
+
+
+class DirectChannel:
+    def __init__(self, name: str, domain: Domain, tg: TaskGroup) -> None:
+        self.name = name
+        self.domain = domain
+        self._tg = tg
+        self._inbox_send, self._inbox = anyio.create_memory_object_stream[dict[str, Any]](1000)
+        self._running: dict[Any, anyio.CancelScope] = {}
+        self.closed = False
+
+    async def deliver(self, message: dict[str, Any]) -> None:
+        if not self.closed:
+            await self._inbox_send.send(message)
+
+    async def receive(self) -> dict[str, Any]:
+        try:
+            return await self._inbox.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise ChannelClosed(f"in-process server {self.name!r} stopped") from None
+
+    async def send(self, message: dict[str, Any], *, headers: dict[str, str] | None = None) -> None:
+        if self.closed:
+            raise ChannelClosed(f"in-process server {self.name!r} stopped")
+        method = message.get("method")
+        if method is None:
+            return  # a response to a request this server never sends
+        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        if "id" not in message:
+            if method == "notifications/cancelled":
+                scope = self._running.get(params.get("requestId"))
+                if scope is not None:
+                    scope.cancel()
+            return
+        request_id = message["id"]
+        if method == "tools/call":
+            scope = anyio.CancelScope()
+            self._running[request_id] = scope
+            self._tg.start_soon(self._call, request_id, params, scope)
+            return
+        await self.deliver(self._answer(request_id, method, params))
+
+    def _answer(self, request_id: Any, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        domain = self.domain
+        if method == "initialize":
+            result: dict[str, Any] = {
+                "protocolVersion": params.get("protocolVersion", "2025-11-25"),
+                "capabilities": {"tools": {"listChanged": True}},
+                "serverInfo": {"name": f"toolmux-{domain.name}", "version": VERSION},
+            }
+            if domain.instructions:
+                result["instructions"] = domain.instructions
+            return jsonrpc.result(request_id, result)
+        if method == "tools/list":
+            return jsonrpc.result(request_id, {"tools": domain.list_tools()})
+        if method == "ping":
+            return jsonrpc.result(request_id, {})
+        # server/discover included: a direct domain is served in the session era, with no envelope.
+        return jsonrpc.error(request_id, jsonrpc.METHOD_NOT_FOUND, f"Method not found: {method}")
+
+    async def _call(self, request_id: Any, params: dict[str, Any], scope: anyio.CancelScope) -> None:
+        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+        name = str(params.get("name"))
+        ctx = DirectToolContext(
+            tool=name,
+            request_id=str(meta.get(REQUEST_ID_META_KEY) or uuid.uuid4().hex[:16]),
+            caller=meta.get(CALLER_META_KEY) if isinstance(meta.get(CALLER_META_KEY), str) else None,
+            hub=self.domain.hub,
+            meta=meta,
+        )
+        ctx.channel = self
+        ctx.progress_token = meta.get("progressToken")
+        try:
+            with scope:
+                arguments = params.get("arguments")
+                result = await self.domain.call(name, arguments if isinstance(arguments, dict) else None, ctx)
+                await self.deliver(jsonrpc.result(request_id, result))
+        finally:
+            self._running.pop(request_id, None)
+
+    async def aclose(self) -> None:
+        self.closed = True
+        for scope in list(self._running.values()):
+            scope.cancel()
+        await self._inbox_send.aclose()
+
+    def describe(self) -> str:
+        return "in-process"
+
+
+@asynccontextmanager
+async def open_direct(name: str, domain: Domain) -> AsyncIterator[DirectChannel]:
+    """Run the domain's lifespan (background tasks such as TTL sweeps) for as long as the channel lives."""
+    lifespan = domain.lifespan_context()
+    async with lifespan, anyio.create_task_group() as tg:
+        channel = DirectChannel(name, domain, tg)
+        try:
+            yield channel
+        finally:
+            await channel.aclose()
+            tg.cancel_scope.cancel()
