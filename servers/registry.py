@@ -87,6 +87,15 @@ BUILTINS: dict[str, BuiltinServer] = {
         module="servers.models.server",
         default_mode="inprocess",
     ),
+    "workspaces": BuiltinServer(
+        name="workspaces",
+        summary="Directories where an agent runs tasks with file and shell tools (bubblewrap sandbox when "
+        "available): files, runs (sync, async, cancel), sessions; HTTP under /workspaces/.",
+        module="servers.workspaces.server",
+        extra="workspaces",
+        # It runs shell commands and agent CLIs as subprocesses: keep them, and their failures, out of the hub.
+        default_mode="stdio",
+    ),
 }
 
 

@@ -12,4 +12,5 @@ FACADE_MODULES: list[str] = [
     "aggregator.facade.mail",
     "aggregator.facade.openai",
     "aggregator.facade.ollama",
+    "aggregator.facade.workspaces",
 ]
