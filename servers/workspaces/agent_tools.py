@@ -246,8 +246,13 @@ class Toolbox:
             run.processes.add(pid)
             run.notify("process_started", pid=pid, command=command)
 
+        def output(piece: bytes) -> None:
+            run.notify("process_output", data=piece)
+
         try:
-            result = await self.shell.run(command, run.workspace.dir, timeout=timeout, on_start=started)
+            result = await self.shell.run(
+                command, run.workspace.dir, timeout=timeout, on_start=started, on_output=output
+            )
         finally:
             run.processes.clear()
         return describe(result, timeout or self.shell.config.timeout)

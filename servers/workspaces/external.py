@@ -127,6 +127,9 @@ class ExternalAgent:
             run.processes.add(pid)
             run.notify("process_started", pid=pid, command=argv[0])
 
+        def output(piece: bytes) -> None:
+            run.notify("process_output", data=piece)
+
         spec = ProcessSpec(
             argv=argv,
             cwd=run.workspace.dir,
@@ -136,6 +139,7 @@ class ExternalAgent:
             merge_stderr=False,
             keep_tail=False,
             on_start=started,
+            on_output=output,
         )
         user = {"role": "user", "content": request.prompt}
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ def os_error(exc: OSError, shown: str, field: str = "path") -> ToolError:
         return ToolError(f"{shown!r} does not exist", code="not_found", field=field)
     if code == errno.ELOOP:
         return ToolError(
-            f"{shown!r} is or passes through a symbolic link that was changed", code="forbidden", field=field
+            f"{shown!r} is or passes through a symbolic link, which is not followed here", code="forbidden", field=field
         )
     if code == errno.ENOTDIR:
         return ToolError(f"a parent of {shown!r} is not a directory", field=field)
@@ -126,7 +127,13 @@ def open_dir_at(root_fd: int, parts: tuple[str, ...] | list[str], *, create: boo
             if create:
                 with suppress(FileExistsError):
                     os.mkdir(part, 0o755, dir_fd=fd)
-            next_fd = os.open(part, DIR_FLAGS, dir_fd=fd)
+            try:
+                next_fd = os.open(part, DIR_FLAGS, dir_fd=fd)
+            except NotADirectoryError:
+                # O_DIRECTORY answers ENOTDIR for a link too: say which it was.
+                if stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode):
+                    raise OSError(errno.ELOOP, "symbolic link not followed", part) from None
+                raise
             os.close(fd)
             fd = next_fd
     except BaseException:

@@ -128,6 +128,7 @@ class ProcessSpec:
     keep_tail: bool = True
     stderr_cap: int = 16 * 1024
     on_start: Callable[[int], None] | None = field(default=None, repr=False)
+    on_output: Callable[[bytes], None] | None = field(default=None, repr=False)
 
 
 def kill_group(pgid: int) -> None:
@@ -135,11 +136,15 @@ def kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-async def _pump(stream: asyncio.StreamReader | None, sink: CappedBuffer | None) -> None:
+async def _pump(
+    stream: asyncio.StreamReader | None, sink: CappedBuffer | None, tap: Callable[[bytes], None] | None = None
+) -> None:
     if stream is None or sink is None:
         return
     while piece := await stream.read(65536):
         sink.add(piece)
+        if tap is not None:
+            tap(piece)
 
 
 class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
@@ -185,7 +190,7 @@ async def run_process(spec: ProcessSpec) -> ProcessResult:
 
                 async def pump_all() -> None:
                     async with anyio.create_task_group() as pumps:
-                        pumps.start_soon(_pump, protocol.stdout, stdout)
+                        pumps.start_soon(_pump, protocol.stdout, stdout, spec.on_output)
                         pumps.start_soon(_pump, protocol.stderr, stderr)
                     drained.set()
 

@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,7 +153,8 @@ class Shell:
         workspace_dir: str,
         *,
         timeout: float | None = None,
-        on_start: Any = None,
+        on_start: Callable[[int], None] | None = None,
+        on_output: Callable[[bytes], None] | None = None,
     ) -> ProcessResult:
         isolation = await self.isolation()
         if isolation.mode == "unavailable":
@@ -168,6 +170,7 @@ class Shell:
             output_cap=self.config.output_cap,
             limits=self.limits,
             on_start=on_start,
+            on_output=on_output,
         )
         return await run_process(spec)
 

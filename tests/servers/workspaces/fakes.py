@@ -104,9 +104,7 @@ class ScriptedOpenAI(FakeBackend):
             "object": "chat.completion",
             "created": 1,
             "model": body["model"],
-            "choices": [
-                {"index": 0, "message": message_out, "finish_reason": "tool_calls" if turn.calls else "stop"}
-            ],
+            "choices": [{"index": 0, "message": message_out, "finish_reason": "tool_calls" if turn.calls else "stop"}],
             "usage": {
                 "prompt_tokens": PROMPT_TOKENS,
                 "completion_tokens": COMPLETION_TOKENS,

@@ -15,9 +15,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_agent_writes_a_file_counts_its_lines_with_wc_and_answers(env: Env) -> None:
-    result = await env.ok(
-        "run", {"prompt": "Make a list and count it", "workspace": "demo", "output": "json-verbose"}
-    )
+    result = await env.ok("run", {"prompt": "Make a list and count it", "workspace": "demo", "output": "json-verbose"})
     assert (env.root / "demo" / "notes" / "list.txt").read_text() == "alpha\nbeta\ngamma\n"
     assert result["result"] == "wc says: 3 notes/list.txt"
     assert result["status"] == "completed" and result["is_error"] is False
@@ -63,7 +61,16 @@ async def test_a_run_continues_the_workspace_session_and_no_continue_starts_fres
     assert second["session_id"] == first["session_id"]
     sent = env.fake.chat_requests[-1].body["messages"]
     # system, the first run's user + 3 assistant + 2 tool messages, then the new prompt
-    assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool", "assistant", "tool", "assistant", "user"]
+    assert [m["role"] for m in sent] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+    ]
     assert sent[1]["content"] == "Make a list and count it" and sent[-1]["content"] == "What did you do?"
     fresh = await env.ok("run", {"prompt": "Start over", "workspace": "talk", "no_continue": True})
     assert fresh["session_id"] != first["session_id"]
