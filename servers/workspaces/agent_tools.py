@@ -242,9 +242,9 @@ class Toolbox:
         if timeout is not None and not isinstance(timeout, int | float):
             raise ToolError("'timeout_seconds' must be a number", field="timeout_seconds")
 
-        def started(pid: int) -> None:
+        async def started(pid: int) -> None:
             run.processes.add(pid)
-            run.notify("process_started", pid=pid, command=command)
+            await run.emit("process_started", pid=pid, command=command)
 
         def output(piece: bytes) -> None:
             run.notify("process_output", data=piece)

@@ -123,9 +123,9 @@ class ExternalAgent:
         }
         argv = self.argv(values, resume=bool(session.external_id))
 
-        def started(pid: int) -> None:
+        async def started(pid: int) -> None:
             run.processes.add(pid)
-            run.notify("process_started", pid=pid, command=argv[0])
+            await run.emit("process_started", pid=pid, command=argv[0])
 
         def output(piece: bytes) -> None:
             run.notify("process_output", data=piece)

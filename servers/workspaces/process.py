@@ -15,7 +15,7 @@ import resource
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import anyio
@@ -127,7 +127,7 @@ class ProcessSpec:
     merge_stderr: bool = True
     keep_tail: bool = True
     stderr_cap: int = 16 * 1024
-    on_start: Callable[[int], None] | None = field(default=None, repr=False)
+    on_start: Callable[[int], Awaitable[None]] | None = field(default=None, repr=False)
     on_output: Callable[[bytes], None] | None = field(default=None, repr=False)
 
 
@@ -183,7 +183,7 @@ async def run_process(spec: ProcessSpec) -> ProcessResult:
     timed_out = False
     try:
         if spec.on_start is not None:
-            spec.on_start(pid)
+            await spec.on_start(pid)
         with anyio.move_on_after(spec.timeout) as deadline:
             async with anyio.create_task_group() as tg:
                 drained = anyio.Event()

@@ -19,7 +19,7 @@ INSTRUCTIONS = (
     "time per workspace; use async=true for long tasks and fetch them with run_result."
 )
 # Run events a sync caller gets as progress notifications (message = the event as JSON).
-PROGRESS_EVENTS = frozenset({"run_started", "assistant", "tool_call", "tool_result"})
+PROGRESS_EVENTS = frozenset({"run_started", "assistant", "tool_call", "tool_result", "process_started"})
 
 
 def create(settings: ServerSettings) -> Domain:

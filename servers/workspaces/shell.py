@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,7 +153,7 @@ class Shell:
         workspace_dir: str,
         *,
         timeout: float | None = None,
-        on_start: Callable[[int], None] | None = None,
+        on_start: Callable[[int], Awaitable[None]] | None = None,
         on_output: Callable[[bytes], None] | None = None,
     ) -> ProcessResult:
         isolation = await self.isolation()

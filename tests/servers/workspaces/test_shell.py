@@ -120,10 +120,14 @@ async def test_file_size_limit_stops_runaway_writes(tmp_path: Path) -> None:
 
 async def test_background_processes_do_not_outlive_their_command(tmp_path: Path) -> None:
     started: list[int] = []
+
+    async def on_start(pid: int) -> None:
+        started.append(pid)
+
     marker = "3141.5"
     with anyio.fail_after(10):
         result = await Shell(ShellConfig()).run(
-            f"sleep {marker} & echo spawned", workspace(tmp_path), on_start=started.append
+            f"sleep {marker} & echo spawned", workspace(tmp_path), on_start=on_start
         )
     assert "spawned" in result.stdout.text() and result.exit_code == 0
     leftovers = [p for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or []) and running(p)]
@@ -135,6 +139,9 @@ async def test_cancelling_a_command_kills_its_whole_process_group(tmp_path: Path
     ready = anyio.Event()
     leader: list[int] = []
 
+    async def on_start(pid: int) -> None:
+        leader.append(pid)
+
     def output(piece: bytes) -> None:
         if b"ready" in piece:
             ready.set()
@@ -145,7 +152,7 @@ async def test_cancelling_a_command_kills_its_whole_process_group(tmp_path: Path
                 lambda: shell.run(
                     "sleep 3142.5 & sleep 3142.6 & echo ready; wait",
                     workspace(tmp_path),
-                    on_start=leader.append,
+                    on_start=on_start,
                     on_output=output,
                 )
             )
