@@ -104,11 +104,16 @@ async def until_disconnect(request: Request, call: Callable[[], Awaitable[Any]])
             tg.cancel_scope.cancel()
 
         async def work() -> None:
-            outcome["result"] = await call()
+            try:
+                outcome["result"] = await call()
+            except Exception as exc:  # re-raised below, unwrapped from the task group
+                outcome["error"] = exc
             tg.cancel_scope.cancel()
 
         tg.start_soon(watch)
         tg.start_soon(work)
+    if "error" in outcome:
+        raise outcome["error"]
     return ("result" in outcome), outcome.get("result")
 
 

@@ -19,7 +19,7 @@ from servers.workspaces.config import BUILTIN_AGENT, WorkspacesConfig
 from servers.workspaces.external import ExternalAgent
 from servers.workspaces.files import FileOps
 from servers.workspaces.layout import Workspace, WorkspaceLayout
-from servers.workspaces.paths import check_workspace_name
+from servers.workspaces.paths import check_workspace_name, split_relative
 from servers.workspaces.runs import Mode, Progress, Run, RunManager
 from servers.workspaces.sessions import Session, SessionStore
 from servers.workspaces.shell import Shell
@@ -88,6 +88,7 @@ class WorkspacesService:
                 field="text" if has_text else "base64",
                 data={"size": len(data), "limit": self.config.max_file_bytes},
             )
+        split_relative(args["path"])  # a bad path is refused before the workspace is created
         workspace = await anyio.to_thread.run_sync(self.layout.ensure, args["workspace"])
         return await anyio.to_thread.run_sync(
             lambda: self.files.write(
