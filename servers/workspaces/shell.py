@@ -84,7 +84,7 @@ class Shell:
     # --- isolation ---------------------------------------------------------------------------------
     def bwrap_argv(self, workspace_dir: str, inner: list[str]) -> list[str]:
         config = self.config
-        argv = [config.bwrap_path, "--die-with-parent", "--unshare-all"]
+        argv = [shutil.which(config.bwrap_path) or config.bwrap_path, "--die-with-parent", "--unshare-all"]
         if config.network:
             argv.append("--share-net")
         if os.geteuid() == 0:
