@@ -17,7 +17,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from servers.kit import HubCaller, ToolError
-from servers.kit.errors import error_from_result
+from servers.kit.errors import error_from_result, error_result
 from servers.workspaces.agent_tools import Toolbox
 from servers.workspaces.runs import Run
 from servers.workspaces.sessions import Session
@@ -123,9 +123,17 @@ class BuiltinAgent:
             )
         return self.hub
 
+    async def _call(self, name: str, arguments: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """A hub call's result; a hub that raises (unreachable, unknown tool) gives an error result too."""
+        hub = self._require_hub()
+        try:
+            return await hub.call_tool(name, arguments, timeout=timeout)
+        except ToolError as exc:
+            return error_result(exc)
+
     async def check_model(self, model: str) -> None:
         """Refuse an alias the models server does not know, before anything is started or written."""
-        result = await self._require_hub().call_tool(LIST_MODELS_TOOL, {}, timeout=30.0)
+        result = await self._call(LIST_MODELS_TOOL, {}, 30.0)
         error = error_from_result(result)
         if error is not None:
             if error.code == "not_found":
@@ -159,7 +167,7 @@ class BuiltinAgent:
                 "type": "json_schema",
                 "json_schema": {"name": "answer", "schema": request.json_schema},
             }
-        result = await self._require_hub().call_tool(CHAT_TOOL, args, timeout=self.model_call_timeout)
+        result = await self._call(CHAT_TOOL, args, self.model_call_timeout)
         error = error_from_result(result)
         if error is not None:
             if error.field == "model" or (error.code == "not_found" and "model" in error.message):

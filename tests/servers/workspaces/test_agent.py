@@ -199,3 +199,12 @@ async def test_system_prompt_replace_and_append_and_effort_reach_the_model(env: 
     body = env.fake.chat_requests[-1].body
     assert body["messages"][0] == {"role": "system", "content": "You are terse.\n\nAnswer in French."}
     assert body["reasoning_effort"] == "high"
+
+
+async def test_without_a_models_server_the_built_in_agent_says_it_is_unavailable(
+    tmp_path: Path, fake: ScriptedOpenAI
+) -> None:
+    async with workspaces_env(tmp_path, fake) as env:
+        del env.hub.domains["models"]
+        error = await env.error("run", {"prompt": "x", "workspace": "w"})
+    assert error.code == "unavailable" and "models" in error.message
