@@ -11,10 +11,10 @@ import psutil
 def group_members(pgid: int) -> list[psutil.Process]:
     """Every process in the process group `pgid` (a command's leader and what it forked)."""
     members = []
-    for process in psutil.process_iter():
+    for pid in psutil.pids():
         try:
-            if os.getpgid(process.pid) == pgid:
-                members.append(process)
+            if os.getpgid(pid) == pgid:
+                members.append(psutil.Process(pid))  # fresh: its start time pins this very process
         except (ProcessLookupError, psutil.NoSuchProcess):
             continue
     return members

@@ -98,7 +98,8 @@ async def test_cancel_kills_the_cli_and_its_children(agent_env: Env) -> None:
     with anyio.fail_after(20):
         await ready.wait()
         processes = group_members(leader[0])
-        assert any("3144.5" in " ".join(p.cmdline()) for p in processes) and len(processes) == 2
+        # The CLI and the child it started (whose exec may still be settling: no cmdline check).
+        assert sorted(p.ppid() == leader[0] for p in processes) == [False, True]
         cancelled = await agent_env.ok("run_cancel", {"run_id": started["run_id"]})
         await wait_gone(processes)
     assert cancelled["status"] == "cancelled"
