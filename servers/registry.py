@@ -127,6 +127,16 @@ BUILTINS: dict[str, BuiltinServer] = {
         # Native engines (onnxruntime, pocketsphinx, CTranslate2) and their memory stay out of the hub.
         default_mode="stdio",
     ),
+    "workspaces": BuiltinServer(
+        name="workspaces",
+        summary="Directories where an agent runs tasks with file and shell tools (bubblewrap sandbox when "
+        "available): files, runs (sync, async, cancel), sessions; HTTP under /workspaces/.",
+        module="servers.workspaces.server",
+        config_model="servers.workspaces.config:WorkspacesConfig",
+        extra="workspaces",
+        # It runs shell commands and agent CLIs as subprocesses: keep them, and their failures, out of the hub.
+        default_mode="stdio",
+    ),
 }
 
 

@@ -14,4 +14,5 @@ FACADE_MODULES: list[str] = [
     "aggregator.facade.ollama",
     "aggregator.facade.browser",
     "aggregator.facade.audio",
+    "aggregator.facade.workspaces",
 ]

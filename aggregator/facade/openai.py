@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 import schemas
+from aggregator.facade import workspaces_chat
 from aggregator.facade.base import FacadeContext, FacadeHTTPError, request_id_of
 from aggregator.facade.llm_support import (
     LLMFacadeLimits,
@@ -188,6 +189,10 @@ def build_routes(ctx: FacadeContext, limits: LLMFacadeLimits | None = None) -> l
             principal = ctx.authenticate(request)
             assert principal is not None
             body = await read_json_body(request, limits.max_body_bytes)
+            if workspaces_chat.is_workspace_model(body):  # `workspace:<alias>`: a workspace run, not a model call
+                return await workspaces_chat.chat_completion(
+                    ctx, request, principal, body, request_id=request_id, error_response=fail, error_chunk=_sse_error
+                )
             args = chat_arguments(body)
             if no_store(request):
                 args["cache"] = "no-store"
