@@ -70,33 +70,41 @@ def _hub_config(path: str | None) -> Any:
 
 def cmd_stdio(args: argparse.Namespace) -> int:
     import anyio
+    import uvicorn
 
+    from aggregator.app import HubApp
     from aggregator.auth import resolve_master_key
     from aggregator.config import ConfigError
-    from aggregator.front.core import McpCore
     from aggregator.front.stdio_face import StdioFace
     from aggregator.hub import Hub
+    from aggregator.principal import MASTER
 
     try:
         config = _hub_config(args.config)
     except ConfigError as exc:
         print("\n".join(exc.problems), file=sys.stderr)
         return 2
-    hub = Hub(config, master_key=resolve_master_key(config))
+    if args.startup_timeout is not None:
+        config.server.startup_timeout = args.startup_timeout
+    # Built-ins running as child processes call the hub back (e.g. speech storing audio); over
+    # stdio the hub has no HTTP face, so it opens a private one on loopback for them.
+    sock = bind_socket("127.0.0.1", 0)
+    hub = Hub(config, master_key=resolve_master_key(config), public_url=f"http://127.0.0.1:{sock.getsockname()[1]}")
     principal = hub.keys.principal_for(args.key) if args.key else None
     if args.key and principal is None:
         print("toolmux stdio: --key matches no configured key", file=sys.stderr)
         return 2
+    app = HubApp(hub, bind_host="127.0.0.1")
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False))
+    server.config.load()
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
-            await tg.start(hub.run)
-            await hub.wait_settled(args.startup_timeout)
-            face = StdioFace(McpCore(hub), principal or MASTER)
-            await face.serve()
-            await hub.stop()
-
-    from aggregator.principal import MASTER
+            tg.start_soon(server.serve, [sock])
+            with anyio.fail_after(config.server.startup_timeout + 30):
+                await app.started.wait()
+            await StdioFace(app.core, principal or MASTER).serve()
+            server.should_exit = True
 
     anyio.run(main)
     return 0

@@ -15,7 +15,7 @@ from aggregator.app import HubApp
 from aggregator.config import parse
 from aggregator.hub import Hub
 from clients.hub import HubClient
-from tests.support.asgi import serve_asgi
+from tests.support.asgi import bound_socket, serve_asgi
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MASTER_KEY = "test-master-key-0123456789"
@@ -53,10 +53,11 @@ class RunningHub:
 @asynccontextmanager
 async def running_hub(tmp_path: Path, servers: dict[str, Any], **sections: Any) -> AsyncIterator[RunningHub]:
     config = parse(hub_config(tmp_path, servers, **sections), "<test config>")
-    hub = Hub(config, master_key=MASTER_KEY)
+    # Bound first, so built-ins running as children are told where to call the hub back.
+    sock = bound_socket()
+    hub = Hub(config, master_key=MASTER_KEY, public_url=f"http://127.0.0.1:{sock.getsockname()[1]}")
     app = HubApp(hub)
-    async with serve_asgi(app, lifespan="on") as url:
-        hub.public_url = url
+    async with serve_asgi(app, lifespan="on", sock=sock) as url:
         with anyio.fail_after(60):
             await app.started.wait()
         yield RunningHub(url, hub, app)

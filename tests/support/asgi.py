@@ -24,9 +24,14 @@ def bound_socket(host: str = "127.0.0.1") -> socket.socket:
 
 
 @asynccontextmanager
-async def serve_asgi(app: Any, *, host: str = "127.0.0.1", lifespan: str = "auto") -> AsyncIterator[str]:
-    """Yield the base URL (http://127.0.0.1:PORT) of `app` served by uvicorn until the block ends."""
-    sock = bound_socket(host)
+async def serve_asgi(
+    app: Any, *, host: str = "127.0.0.1", lifespan: str = "auto", sock: socket.socket | None = None
+) -> AsyncIterator[str]:
+    """Yield the base URL (http://127.0.0.1:PORT) of `app` served by uvicorn until the block ends.
+
+    Pass `sock` (from `bound_socket`) when the app must know its own URL before it starts.
+    """
+    sock = sock or bound_socket(host)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, loop="asyncio"))
     async with anyio.create_task_group() as tg:
