@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     stdio.add_argument("--config", help="toolmux YAML config (default: the embedded default)")
     stdio.add_argument("--key", help="act with this named key's tool scope instead of the master key's")
     stdio.add_argument(
-        "--startup-timeout", type=float, default=20.0, help="seconds to wait for upstreams before serving (default 20)"
+        "--startup-timeout", type=float, help="seconds to wait for upstreams before serving (default 30)"
     )
     stdio.set_defaults(func=cmd_stdio)
     from servers.models import usage_cli  # models domain: `toolmux usage`
