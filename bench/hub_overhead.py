@@ -11,7 +11,11 @@ Method (printed with the results):
 - CPU per call is the user+system time of the hub process (all its threads, not its children) from
   /proc via psutil, read before and after the timed loop, divided by the number of calls. The
   child's CPU is read the same way. Both include whatever else the process did meanwhile; the idle
-  rate of the hub is measured first and printed so it can be judged (it is not subtracted).
+  rate of the hub is measured first and printed so it can be judged (it is not subtracted). The
+  probe child does the same work per call in (a), (b) and (c): its CPU per call is printed as a
+  control for contention, which inflates every CPU time on a busy machine.
+- Every case is set up first, warmed up, then measured in interleaved rounds (blocks of N/rounds
+  calls, case order rotated each round), so that load changing during the run hits all alike.
 - Latency is wall time per round trip in the client (time.perf_counter_ns), sequential, after a
   warm-up; every response is checked (right id, echoed text, not an error).
 - Cases: (a) the probe child reached directly over stdio (the baseline); (b) the same child through
@@ -39,7 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -323,13 +327,25 @@ def wait_for_tools(url: str, deadline: float) -> None:
 
 
 @dataclass
+class Case:
+    """One path under test: how to make one call, and which processes to account CPU to."""
+
+    case: str
+    path: str
+    call: Callable[[str], None]
+    hub: psutil.Process | None
+    child: psutil.Process | None
+    profiler: HubProfiler | None = None
+
+
+@dataclass
 class Row:
     case: str
     path: str
-    n: int
-    latencies_ns: list[int]
-    hub_cpu_s: float | None
-    child_cpu_s: float | None
+    n: int = 0
+    latencies_ns: list[int] = field(default_factory=list)
+    hub_cpu_s: float | None = None
+    child_cpu_s: float | None = None
 
     def percentile(self, q: float) -> float:
         ordered = sorted(self.latencies_ns)
@@ -344,34 +360,43 @@ class Row:
         return None if self.child_cpu_s is None else self.child_cpu_s * 1000 / self.n
 
 
-def measure(
-    case: str,
-    path: str,
-    call: Callable[[str], None],
-    *,
-    n: int,
-    warmup: int,
-    hub: psutil.Process | None,
-    child: psutil.Process | None,
-    profiler: HubProfiler | None = None,
-) -> Row:
-    for i in range(warmup):
-        call(f"warm {i}")
-    if profiler:
-        profiler.start()
-    hub_before = cpu_seconds(hub) if hub else 0.0
-    child_before = cpu_seconds(child) if child else 0.0
-    latencies: list[int] = []
+def measure_block(case: Case, row: Row, calls: int, label: str) -> None:
+    """Time `calls` sequential calls of one case and add them, and the CPU they cost, to its row."""
+    if case.profiler:
+        case.profiler.start()
+    hub_before = cpu_seconds(case.hub) if case.hub else 0.0
+    child_before = cpu_seconds(case.child) if case.child else 0.0
+    latencies = row.latencies_ns
     clock = time.perf_counter_ns
-    for i in range(n):
+    call = case.call
+    for i in range(calls):
         started = clock()
-        call(f"call {i}")
+        call(f"{label} {i}")
         latencies.append(clock() - started)
-    hub_cpu = cpu_seconds(hub) - hub_before if hub else None
-    child_cpu = cpu_seconds(child) - child_before if child else None
-    if profiler:
-        profiler.stop(path)
-    return Row(case, path, n, latencies, hub_cpu, child_cpu)
+    if case.hub:
+        row.hub_cpu_s = (row.hub_cpu_s or 0.0) + cpu_seconds(case.hub) - hub_before
+    if case.child:
+        row.child_cpu_s = (row.child_cpu_s or 0.0) + cpu_seconds(case.child) - child_before
+    row.n += calls
+    if case.profiler:
+        case.profiler.stop(case.path)
+
+
+def run_cases(cases: list[Case], *, n: int, warmup: int, rounds: int) -> list[Row]:
+    """Warm every case up, then measure them in `rounds` interleaved blocks, so that a change in the
+    machine's load during the run touches every case alike instead of whichever ran at that moment."""
+    for case in cases:
+        for i in range(warmup):
+            case.call(f"warm {i}")
+    rows = [Row(case.case, case.path) for case in cases]
+    block = max(1, n // rounds)
+    for round_number in range(rounds):
+        calls = block if round_number < rounds - 1 else n - block * (rounds - 1)
+        # Rotate the order too: the case after a process switch pays for cold caches.
+        shift = round_number % len(cases)
+        for index in [*range(shift, len(cases)), *range(shift)]:
+            measure_block(cases[index], rows[index], calls, f"r{round_number}")
+    return rows
 
 
 def echo_checker(tool: str) -> Callable[[dict[str, Any], str], None]:
@@ -404,80 +429,75 @@ def http_echo(peer: HttpPeer, tool: str, *, modern: bool) -> Callable[[str], Non
     return call
 
 
-def idle_cpu_ms_per_s(process: psutil.Process, seconds: float = 1.0) -> float:
+def idle_cpu_ms_per_s(process: psutil.Process, seconds: float = 2.0) -> float:
     before = cpu_seconds(process)
     time.sleep(seconds)
     return (cpu_seconds(process) - before) * 1000 / seconds
 
 
-def run_direct(args: argparse.Namespace) -> Row:
-    peer = StdioPeer(PROBE_COMMAND, cwd=ROOT, stderr=subprocess.DEVNULL)
-    try:
-        peer.initialize()
-        child = psutil.Process(peer.process.pid)
-        call = stdio_echo(peer, "echo", modern=False)
-        return measure(
-            "a", "client -> probe child (stdio), no hub", call, n=args.n, warmup=args.warmup, hub=None, child=child
-        )
-    finally:
-        peer.close()
+def stdio_peer(stack: contextlib.ExitStack, command: list[str], log_path: Path | None) -> StdioPeer:
+    with log_path.open("wb") if log_path else contextlib.nullcontext(subprocess.DEVNULL) as log:
+        peer = StdioPeer(command, cwd=ROOT, stderr=log)
+    stack.callback(peer.close)
+    peer.initialize()
+    return peer
 
 
-def run_http(args: argparse.Namespace, scratch: Path, notes: list[str]) -> list[Row]:
+def direct_cases(stack: contextlib.ExitStack) -> list[Case]:
+    peer = stdio_peer(stack, PROBE_COMMAND, None)
+    call = stdio_echo(peer, "echo", modern=False)
+    child = psutil.Process(peer.process.pid)
+    return [Case("a", "client -> probe child (stdio), no hub", call, hub=None, child=child)]
+
+
+def target_name(tool: str) -> str:
+    return "probe child (stdio)" if tool == "probe-echo" else "in-process demo built-in"
+
+
+def http_cases(stack: contextlib.ExitStack, args: argparse.Namespace, scratch: Path, notes: list[str]) -> list[Case]:
     config = scratch / "hub.json"
     config.write_text(json.dumps(hub_config(scratch / "data-http")))
     prefix = (args.profile_dir or scratch) / "http.prof" if args.profile else None
-    rows: list[Row] = []
-    with http_hub(config, scratch / "http-hub.log", prefix) as (url, process):
-        hub = psutil.Process(process.pid)
-        child = probe_child(hub)
-        profiler = HubProfiler(hub, prefix, args.profile_top, "HTTP hub", args.n) if prefix else None
-        notes.append(f"HTTP hub idle: {idle_cpu_ms_per_s(hub):.2f} ms CPU per second")
-        for tool, case in (("probe-echo", "b"), ("demo-echo", "d")):
-            for modern, era in ((False, f"legacy {LEGACY}, session"), (True, f"stateless {MODERN}")):
-                peer = HttpPeer(url, MASTER_KEY)
-                if not modern:
-                    peer.initialize()
-                call = http_echo(peer, tool, modern=modern)
-                target = "probe child (stdio)" if tool == "probe-echo" else "in-process demo built-in"
-                path = f"client -> hub HTTP {era} -> {target}"
-                probe = child if case == "b" else None
-                rows.append(
-                    measure(case, path, call, n=args.n, warmup=args.warmup, hub=hub, child=probe, profiler=profiler)
-                )
-                peer.close()
-    return rows
+    url, process = stack.enter_context(http_hub(config, scratch / "http-hub.log", prefix))
+    hub = psutil.Process(process.pid)
+    child = probe_child(hub)
+    profiler = HubProfiler(hub, prefix, args.profile_top, "HTTP hub", args.n) if prefix else None
+    notes.append(f"HTTP hub idle: {idle_cpu_ms_per_s(hub):.2f} ms CPU per second")
+    cases = []
+    for tool, case in (("probe-echo", "b"), ("demo-echo", "d")):
+        for modern, era in ((False, f"legacy {LEGACY}, session"), (True, f"stateless {MODERN}")):
+            peer = HttpPeer(url, MASTER_KEY)
+            stack.callback(peer.close)
+            if not modern:
+                peer.initialize()
+            path = f"client -> hub HTTP {era} -> {target_name(tool)}"
+            probe = child if case == "b" else None
+            cases.append(Case(case, path, http_echo(peer, tool, modern=modern), hub, probe, profiler))
+    return cases
 
 
-def run_stdio_face(args: argparse.Namespace, scratch: Path, notes: list[str]) -> list[Row]:
+def stdio_face_cases(
+    stack: contextlib.ExitStack, args: argparse.Namespace, scratch: Path, notes: list[str]
+) -> list[Case]:
     config = scratch / "hub-stdio.json"
     config.write_text(json.dumps(hub_config(scratch / "data-stdio")))
     prefix = (args.profile_dir or scratch) / "stdio.prof" if args.profile else None
     command = hub_command(prefix, "stdio", "--config", str(config), "--startup-timeout", "60")
-    with (scratch / "stdio-hub.log").open("wb") as log:
-        peer = StdioPeer(command, cwd=ROOT, stderr=log)
-    rows: list[Row] = []
-    try:
-        peer.initialize()
-        names = {t["name"] for t in peer.request("tools/list", {})["tools"]}
-        if not {"probe-echo", "demo-echo"} <= names:
-            raise BenchError(f"the stdio hub lists {sorted(names)}")
-        hub = psutil.Process(peer.process.pid)
-        child = probe_child(hub)
-        profiler = HubProfiler(hub, prefix, args.profile_top, "stdio hub", args.n) if prefix else None
-        notes.append(f"stdio hub idle: {idle_cpu_ms_per_s(hub):.2f} ms CPU per second")
-        for tool, case in (("probe-echo", "c"), ("demo-echo", "d")):
-            for modern, era in ((False, f"legacy {LEGACY}"), (True, f"stateless {MODERN}")):
-                call = stdio_echo(peer, tool, modern=modern)
-                target = "probe child (stdio)" if tool == "probe-echo" else "in-process demo built-in"
-                path = f"client -> hub stdio face {era} -> {target}"
-                probe = child if case == "c" else None
-                rows.append(
-                    measure(case, path, call, n=args.n, warmup=args.warmup, hub=hub, child=probe, profiler=profiler)
-                )
-    finally:
-        peer.close()
-    return rows
+    peer = stdio_peer(stack, command, scratch / "stdio-hub.log")
+    names = {t["name"] for t in peer.request("tools/list", {})["tools"]}
+    if not {"probe-echo", "demo-echo"} <= names:
+        raise BenchError(f"the stdio hub lists {sorted(names)}")
+    hub = psutil.Process(peer.process.pid)
+    child = probe_child(hub)
+    profiler = HubProfiler(hub, prefix, args.profile_top, "stdio hub", args.n) if prefix else None
+    notes.append(f"stdio hub idle: {idle_cpu_ms_per_s(hub):.2f} ms CPU per second")
+    cases = []
+    for tool, case in (("probe-echo", "c"), ("demo-echo", "d")):
+        for modern, era in ((False, f"legacy {LEGACY}"), (True, f"stateless {MODERN}")):
+            path = f"client -> hub stdio face {era} -> {target_name(tool)}"
+            probe = child if case == "c" else None
+            cases.append(Case(case, path, stdio_echo(peer, tool, modern=modern), hub, probe, profiler))
+    return cases
 
 
 # --- output -----------------------------------------------------------------------------------------------
@@ -489,7 +509,8 @@ def fmt(value: float | None, digits: int = 3) -> str:
 
 def print_table(rows: list[Row], baseline: Row) -> None:
     base_p50 = baseline.percentile(0.5)
-    header = ["", "path", "p50 ms", "p99 ms", "+p50 ms", "hub CPU ms/call", "child CPU ms/call"]
+    base_child = baseline.child_cpu_ms
+    header = ["", "path", "p50 ms", "p99 ms", "+p50 ms", "hub CPU ms/call", "child CPU ms/call", "child x"]
     lines = [
         [
             row.case,
@@ -499,6 +520,7 @@ def print_table(rows: list[Row], baseline: Row) -> None:
             "-" if row is baseline else fmt(row.percentile(0.5) - base_p50),
             fmt(row.hub_cpu_ms),
             fmt(row.child_cpu_ms),
+            fmt(row.child_cpu_ms / base_child, 2) if row.child_cpu_ms is not None and base_child else "-",
         ]
         for row in rows
     ]
@@ -579,32 +601,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="run the hubs under cProfile and print hot spots")
     parser.add_argument("--profile-top", type=int, default=25, help="rows per profile listing (default 25)")
     parser.add_argument("--profile-dir", type=Path, help="keep the profiles (http.prof.N, stdio.prof.N) here")
-    parser.add_argument("--only", choices=["direct", "http", "stdio"], action="append", help="run only these parts")
+    parser.add_argument(
+        "--rounds", type=int, default=10, help="interleaved blocks each case is measured in (default 10)"
+    )
+    parser.add_argument("--only", choices=["http", "stdio"], action="append", help="run only these faces")
     args = parser.parse_args(argv)
-    parts = args.only or ["direct", "http", "stdio"]
+    parts = args.only or ["http", "stdio"]
     notes: list[str] = []
-    rows: list[Row] = []
+    rounds = 1 if args.profile else max(1, args.rounds)
     os.environ.setdefault("TOOLMUX_LOG_LEVEL", "WARNING")
-    print(f"hub overhead: {args.n} sequential tools/call per case after {args.warmup} warm-up calls", flush=True)
+    print(
+        f"hub overhead: {args.n} sequential tools/call per case after {args.warmup} warm-up calls,"
+        f" measured in {rounds} interleaved rounds",
+        flush=True,
+    )
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.2f}")
-    with tempfile.TemporaryDirectory(prefix="hub-overhead-") as scratch_dir:
+    with tempfile.TemporaryDirectory(prefix="hub-overhead-") as scratch_dir, contextlib.ExitStack() as stack:
         scratch = Path(scratch_dir)
         try:
-            baseline = run_direct(args)
-            if "direct" in parts:
-                rows.append(baseline)
+            cases = direct_cases(stack)
             if "http" in parts:
-                rows += run_http(args, scratch, notes)
+                cases += http_cases(stack, args, scratch, notes)
             if "stdio" in parts:
-                rows += run_stdio_face(args, scratch, notes)
+                cases += stdio_face_cases(stack, args, scratch, notes)
+            rows = run_cases(cases, n=args.n, warmup=args.warmup, rounds=rounds)
         except BenchError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
+    baseline = rows[0]
     print()
     print_table(rows, baseline)
     print(
         "\n+p50: added to the direct baseline (a). hub CPU: user+system time of the hub process (all threads,"
-        "\nnot children) over the timed calls / calls. child CPU: the probe child's, the same way."
+        "\nnot children) over the timed calls / calls. child CPU: the probe child's, the same way. child x: the"
+        "\nchild's CPU per call relative to (a), for the same work: a control; well above 1.00 means the machine"
+        "\nwas contended (other processes, 3 of ours on few cores) and every CPU figure is inflated about as much."
     )
     for note in notes:
         print(f"  {note}")
