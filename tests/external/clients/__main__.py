@@ -1,0 +1,5 @@
+import sys
+
+from tests.external.clients import main
+
+sys.exit(main())
