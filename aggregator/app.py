@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import logging
 import re
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,6 +24,7 @@ from aggregator.facade.context import HubFacadeContext
 from aggregator.front.core import McpCore
 from aggregator.front.http_face import McpHttpEndpoint, Receive, Send, header_map, send_body
 from aggregator.hub import Hub
+from aggregator.ids import new_id
 from aggregator.principal import Principal
 
 _log = logging.getLogger("toolmux.app")
@@ -156,7 +156,7 @@ class HubApp:
         headers = header_map(scope)
         rid = headers.get("x-request-id", "")
         if not _REQUEST_ID_RE.match(rid):
-            rid = secrets.token_hex(8)
+            rid = new_id()
         scope["toolmux.request_id"] = rid
         rid_header = (b"x-request-id", rid.encode())
 

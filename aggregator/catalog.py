@@ -18,10 +18,12 @@ import re
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from fnmatch import fnmatchcase
+from functools import cached_property
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 
+from aggregator.front.headers import x_mcp_headers
 from aggregator.principal import Principal
 from aggregator.upstreams.upstream import Upstream
 
@@ -62,6 +64,11 @@ class ToolEntry:
     wire: dict[str, Any]
     _validator: Draft202012Validator | None = field(default=None, repr=False)
     _validator_ready: bool = field(default=False, repr=False)
+
+    @cached_property
+    def mcp_headers(self) -> dict[str, tuple[str, ...]]:
+        """The input schema's `x-mcp-header` parameters (what 2026-07-28 HTTP requests must mirror)."""
+        return x_mcp_headers(self.wire.get("inputSchema"))
 
     @property
     def validator(self) -> Draft202012Validator | None:

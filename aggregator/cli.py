@@ -69,6 +69,8 @@ def _hub_config(path: str | None) -> Any:
 
 
 def cmd_stdio(args: argparse.Namespace) -> int:
+    import importlib.util
+
     import anyio
     import uvicorn
 
@@ -106,7 +108,7 @@ def cmd_stdio(args: argparse.Namespace) -> int:
             await StdioFace(app.core, principal or MASTER).serve()
             server.should_exit = True
 
-    anyio.run(main)
+    anyio.run(main, backend_options={"use_uvloop": importlib.util.find_spec("uvloop") is not None})
     return 0
 
 

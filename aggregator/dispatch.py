@@ -6,7 +6,6 @@ Both MCP faces and every HTTP facade call through here, so these rules are writt
 from __future__ import annotations
 
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -14,6 +13,7 @@ from jsonschema.exceptions import best_match
 
 from aggregator import jsonrpc
 from aggregator.front.eras import META_CLIENT_CAPABILITIES, META_LOG_LEVEL, META_SERVER_INFO
+from aggregator.ids import new_id
 from aggregator.jsonrpc import RpcError
 from aggregator.principal import Principal
 from aggregator.upstreams.peer import CallRoute, ProgressFn
@@ -135,14 +135,15 @@ async def call_tool(
     if not isinstance(arguments, dict):
         raise RpcError(jsonrpc.INVALID_PARAMS, "tools/call: 'arguments' must be an object")
     started = time.perf_counter()
-    validator = entry.validator
+    # An in-process built-in validates against the same contract itself; checking twice costs time.
+    validator = entry.validator if entry.upstream.kind != "builtin-inprocess" else None
     if validator is not None:
         violation = best_match(validator.iter_errors(arguments))
         if violation is not None:
             field, message = describe_validation_error(violation)
             hub.metrics.record_call(name, "invalid", time.perf_counter() - started)
             return error_result(ToolError(f"invalid arguments for {name}: {message}", field=field or None))
-    rid = request_id or uuid.uuid4().hex[:16]
+    rid = request_id or new_id()
     params = {"name": entry.original, "arguments": arguments, "_meta": forward_meta(client_meta, rid, principal.name)}
     if retry_fields and entry.upstream.modern:
         params.update({k: v for k, v in retry_fields.items() if k in MRTR_FIELDS})
@@ -179,7 +180,7 @@ async def get_prompt(
     params: dict[str, Any] = {"name": entry.original}
     if arguments is not None:
         params["arguments"] = arguments
-    params["_meta"] = forward_meta(client_meta, uuid.uuid4().hex[:16], principal.name)
+    params["_meta"] = forward_meta(client_meta, new_id(), principal.name)
     if retry_fields and entry.upstream.modern:
         params.update({k: v for k, v in retry_fields.items() if k in MRTR_FIELDS})
     return strip_server_identity(await forward(entry.upstream, "prompts/get", params, route=route))

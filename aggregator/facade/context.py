@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection
 
 from aggregator import dispatch, jsonrpc
 from aggregator.facade.base import FacadeHTTPError, ProgressFn, presented_key
+from aggregator.ids import new_id
 from aggregator.jsonrpc import RpcError
 from aggregator.principal import Principal
 from servers.kit import Domain, ToolError
@@ -60,7 +60,7 @@ class HubFacadeContext:
                 name,
                 arguments,
                 on_progress=progress,
-                request_id=request_id or uuid.uuid4().hex[:16],
+                request_id=request_id or new_id(),
             )
         except RpcError as exc:
             code = _CODE_FOR_RPC.get(exc.code, "upstream_error")

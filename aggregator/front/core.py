@@ -318,7 +318,8 @@ class McpCore:
     ) -> dict[str, Any]:
         # A stateless client talking to a stateless upstream: input_required passes through as is,
         # with the upstream's own keys and requestState, so nothing is parked here.
-        if not session.modern or (upstream is not None and upstream.modern):
+        # Built-ins in the hub never ask the client for input, so their calls need no parking either.
+        if not session.modern or (upstream is not None and (upstream.modern or upstream.kind == "builtin-inprocess")):
             call = FrontCall.for_request(session, message, emit)
             scope = anyio.CancelScope()
             session.in_flight[message["id"]] = scope

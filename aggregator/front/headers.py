@@ -86,7 +86,9 @@ def validate_version(headers: Mapping[str, str], version: str) -> None:
         raise mismatch(f"MCP-Protocol-Version header {header_version!r} does not match _meta value {version!r}")
 
 
-def validate(headers: Mapping[str, str], message: dict[str, Any], tool_schema: Any = None) -> None:
+def validate(
+    headers: Mapping[str, str], message: dict[str, Any], param_headers: dict[str, tuple[str, ...]] | None = None
+) -> None:
     """Raise RpcError(-32020) when the request's Mcp-Method/Name/Param headers disagree with the body."""
     method = message["method"]
     params = message.get("params") if isinstance(message.get("params"), dict) else {}
@@ -102,9 +104,9 @@ def validate(headers: Mapping[str, str], message: dict[str, Any], tool_schema: A
             raise mismatch(f"the Mcp-Name header is required for {method}")
         if decode_value(raw, "Mcp-Name") != params[field]:
             raise mismatch(f"Mcp-Name header does not match params.{field}")
-    if method == "tools/call" and tool_schema is not None:
+    if method == "tools/call" and param_headers:
         arguments = params.get("arguments")
-        for header, path in x_mcp_headers(tool_schema).items():
+        for header, path in param_headers.items():
             name = f"mcp-param-{header}"
             value = _value_at(arguments, path)
             raw = headers.get(name)

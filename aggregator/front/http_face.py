@@ -16,7 +16,6 @@ than the whole forwarding work (see bench/hub_overhead.py).
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,6 +28,7 @@ from aggregator.front.core import MRTR_METHODS, REMOVED_IN_MODERN, McpCore
 from aggregator.front.envelope import envelope_version, modern_session
 from aggregator.front.eras import LEGACY_VERSIONS, MODERN_VERSIONS, modern_meta
 from aggregator.front.session import FrontSession
+from aggregator.ids import new_id
 from aggregator.jsonrpc import RpcError
 from aggregator.principal import Principal
 
@@ -115,7 +115,7 @@ class ResponseStream:
     def __init__(self, send: Send, headers: list[tuple[bytes, bytes]], *, resume_id: str | None = None) -> None:
         self._send = send
         self._headers = headers
-        self._lock = anyio.Lock()
+        self._lock = anyio.Lock(fast_acquire=True)
         self.sse = False
         self.done = False
         self.client_gone = False
@@ -427,7 +427,7 @@ class McpHttpEndpoint:
             await self.core.handle(session, message, _no_emit)
             await send_body(send, 202, b"")
             return
-        resume_id = secrets.token_hex(8)
+        resume_id = new_id()
         stream = ResponseStream(send, [], resume_id=resume_id)
         self._resumable[resume_id] = (session.id, stream, time.monotonic())
         # Legacy semantics: a dropped connection is not a cancellation (the client cancels with
@@ -454,11 +454,11 @@ class McpHttpEndpoint:
             # Order matters: an incomplete envelope, then header/body disagreement, then the version.
             mcp_headers.validate_version(headers, envelope_version(params))
             session = modern_session(principal, params)
-            tool_schema = None
+            param_headers = None
             if method == "tools/call" and isinstance((params or {}).get("name"), str):
                 entry = self.core.hub.catalog.tool(params["name"])  # type: ignore[index]
-                tool_schema = entry.wire.get("inputSchema") if entry is not None else None
-            mcp_headers.validate(headers, message, tool_schema)
+                param_headers = entry.mcp_headers if entry is not None else None
+            mcp_headers.validate(headers, message, param_headers)
         except RpcError as exc:
             await send_body(send, 400, jsonrpc.dumps(jsonrpc.error_from(request_id, exc)))
             return
@@ -513,9 +513,12 @@ class McpHttpEndpoint:
             response: dict[str, Any] | None = None
             with handler_scope:
                 response = await self.core.handle(session, message, stream.emit)
+            if handler_scope.cancelled_caught or heartbeat:
+                tg.cancel_scope.cancel()
             if not handler_scope.cancelled_caught:
+                # Completing the response wakes the watcher (the server reports the exchange over),
+                # so the group ends without a cancellation, which costs more than the request.
                 await stream.finish(response, modern_status(response) if modern else 200)
-            tg.cancel_scope.cancel()
 
     async def get(self, receive: Receive, send: Send, headers: dict[str, str], principal: Principal) -> None:
         """The legacy session's stream for messages not tied to a request."""

@@ -6,6 +6,7 @@ master key unless `--key` narrows it to a named key's scope.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from typing import Any
@@ -28,38 +29,32 @@ class StdioFace:
     def __init__(self, core: McpCore, principal: Principal) -> None:
         self.core = core
         self.principal = principal
-        self._write_lock = anyio.Lock()
+        self._write_lock = anyio.Lock(fast_acquire=True)
         self._out: Any = None
         self.session = FrontSession(principal=principal, protocol_version=LATEST_LEGACY)
         self._modern_in_flight: dict[Any, anyio.CancelScope] = {}
 
     async def write(self, message: dict[str, Any]) -> None:
         data = jsonrpc.dumps(message) + b"\n"
-        out = self._out
-
-        def put() -> None:
-            out.write(data)
-            out.flush()
-
         async with self._write_lock:
-            # A thread, so a client that stops reading stalls only this write, not the event loop.
-            await anyio.to_thread.run_sync(put)
+            await self._out.write(data)
 
     async def serve(self, stdin: Any = None, stdout: Any = None) -> None:
         """Serve until stdin closes. `stdin`/`stdout` are binary file objects (default: the process's)."""
-        source = stdin or sys.stdin.buffer
-        self._out = stdout or sys.stdout.buffer
+        source = await open_line_reader(stdin or sys.stdin.buffer)
+        self._out = await open_writer(stdout or sys.stdout.buffer)
         session = self.session
         session.unsolicited = self.write
         self.core.hub.sessions.add(session)
         try:
             async with anyio.create_task_group() as tg:
                 while True:
-                    line = await anyio.to_thread.run_sync(source.readline, MAX_LINE + 1)
-                    if not line:
-                        break
-                    if len(line) > MAX_LINE:
+                    try:
+                        line = await source.readline()
+                    except ValueError:
                         await self.write(jsonrpc.error(None, jsonrpc.INVALID_REQUEST, "message too large"))
+                        break
+                    if not line:
                         break
                     if line.strip():
                         await self._on_line(line, tg)
@@ -118,3 +113,58 @@ class StdioFace:
                 await self._serve(session, message)
             finally:
                 self._modern_in_flight.pop(request_id, None)
+
+
+class _ThreadLines:
+    """Line reading in a worker thread, for inputs the event loop cannot watch (regular files)."""
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+
+    async def readline(self) -> bytes:
+        line: bytes = await anyio.to_thread.run_sync(self._source.readline, MAX_LINE + 1)
+        if len(line) > MAX_LINE:
+            raise ValueError("line too long")
+        return line
+
+
+class _ThreadWriter:
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    async def write(self, data: bytes) -> None:
+        def put() -> None:
+            self._target.write(data)
+            self._target.flush()
+
+        # A thread, so a client that stops reading stalls only this write, not the event loop.
+        await anyio.to_thread.run_sync(put)
+
+
+class _PipeWriter:
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+
+    async def write(self, data: bytes) -> None:
+        self._writer.write(data)
+        await self._writer.drain()
+
+
+async def open_line_reader(source: Any) -> Any:
+    """Read lines from stdin on the event loop itself when it is a pipe or socket (no thread hop)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=MAX_LINE)
+    try:
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), source)
+    except (ValueError, OSError, AttributeError):
+        return _ThreadLines(source)
+    return reader
+
+
+async def open_writer(target: Any) -> Any:
+    loop = asyncio.get_running_loop()
+    try:
+        transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, target)
+    except (ValueError, OSError, AttributeError):
+        return _ThreadWriter(target)
+    return _PipeWriter(asyncio.StreamWriter(transport, protocol, None, loop))

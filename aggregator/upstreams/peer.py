@@ -12,6 +12,7 @@ docs/architecture.md ("Who gets a child's sampling request").
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -53,9 +54,15 @@ class _Pending:
     route: CallRoute | None
     on_progress: ProgressFn | None
     progress_token: str | None
-    done: anyio.Event = field(default_factory=anyio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
     response: dict[str, Any] | None = None
     closed_reason: str | None = None
+    timed_out: bool = False
+
+    def expire(self) -> None:
+        if not self.done.is_set():
+            self.timed_out = True
+            self.done.set()
 
 
 class RpcPeer:
@@ -101,22 +108,24 @@ class RpcPeer:
         if token is not None:
             self._by_token[token] = pending
         written = False
+        # A loop timer rather than a cancel scope per call: calls are the hot path, and the timer
+        # costs a heap entry where a scope costs several task lookups on entry and exit.
+        timer = asyncio.get_running_loop().call_later(timeout, pending.expire)
         try:
-            with anyio.fail_after(timeout):
-                await self.channel.send(jsonrpc.request(request_id, method, params))
-                written = True
-                await pending.done.wait()
-        except TimeoutError:
-            if written:
+            await self.channel.send(jsonrpc.request(request_id, method, params))
+            written = True
+            await pending.done.wait()
+            if pending.timed_out:
                 await self._cancel_upstream(request_id, "timed out")
-            raise RpcError(
-                jsonrpc.UPSTREAM_TIMEOUT, f"server {self.name!r} did not answer {method} within {timeout:g} s"
-            ) from None
+                raise RpcError(
+                    jsonrpc.UPSTREAM_TIMEOUT, f"server {self.name!r} did not answer {method} within {timeout:g} s"
+                )
         except anyio.get_cancelled_exc_class():
             if written and not pending.done.is_set():
                 await self._cancel_upstream(request_id, "cancelled by the client")
             raise
         finally:
+            timer.cancel()
             self._pending.pop(request_id, None)
             if token is not None:
                 self._by_token.pop(token, None)

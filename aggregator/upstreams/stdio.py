@@ -56,7 +56,7 @@ class StdioChannel:
         assert process.stdin is not None and process.stdout is not None
         self._stdin = process.stdin
         self._stdout = BufferedByteReceiveStream(process.stdout)
-        self._write_lock = anyio.Lock()
+        self._write_lock = anyio.Lock(fast_acquire=True)
 
     @classmethod
     async def spawn(

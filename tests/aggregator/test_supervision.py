@@ -146,3 +146,21 @@ async def test_the_stdio_face_serves_the_aggregated_catalog_to_a_launching_clien
     assert echoed.structured_content == {"text": "via stdio", "server": "alpha"}
     assert steps == [1, 2]
     assert sampled.content[0].text == "llm said: ok"  # type: ignore[union-attr]
+
+
+async def test_a_call_past_its_timeout_fails_clearly_and_the_child_is_told_to_stop(tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    slow_server = probe("alpha", markers, timeouts={"call": 0.5})
+    async with running_hub(tmp_path, {"alpha": slow_server}) as running, running.client() as hub:
+        with anyio.fail_after(10), pytest.raises(MCPError) as caught:
+            await hub.call_tool("alpha-slow", {"steps": 1000, "interval": 0.05, "tag": "t1"})
+        assert caught.value.error.code == -32011
+        assert "did not answer tools/call within 0.5 s" in caught.value.error.message
+        with anyio.fail_after(10):
+            for _ in range(500):
+                if await anyio.Path(markers / "cancelled-t1").exists():
+                    break
+                await anyio.sleep(0.02)
+        assert await anyio.Path(markers / "cancelled-t1").exists()
+        assert (await hub.call("alpha-echo", text="next"))["text"] == "next"
