@@ -175,6 +175,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             timeout_keep_alive=75,
             timeout_graceful_shutdown=10,
             access_log=False,
+            # The hub reads no client addresses; skip rewriting them from X-Forwarded-* on every request.
+            proxy_headers=False,
         )
     )
     server.run(sockets=[sock])

@@ -121,11 +121,15 @@ class ResponseStream:
         self.client_gone = False
         self.resume_id = resume_id
         self.finished = anyio.Event()
+        # Called once when the response turns into an SSE stream.
+        self.on_sse: Callable[[], None] | None = None
         self._seq = 0
         self._backlog: list[tuple[int, bytes]] = []
 
     async def _start_sse(self) -> None:
         self.sse = True
+        if self.on_sse is not None:
+            self.on_sse()
         await self._send(
             {
                 "type": "http.response.start",
@@ -433,7 +437,7 @@ class McpHttpEndpoint:
         # Legacy semantics: a dropped connection is not a cancellation (the client cancels with
         # notifications/cancelled); events collect until it resumes with Last-Event-ID.
         try:
-            await self._respond(receive, stream, session, message, cancel_on_disconnect=False)
+            await self._respond_legacy(receive, stream, session, message)
         finally:
             if not stream.client_gone:
                 self._resumable.pop(resume_id, None)
@@ -478,6 +482,21 @@ class McpHttpEndpoint:
             heartbeat=method == "subscriptions/listen",
             modern=True,
         )
+
+    async def _respond_legacy(
+        self, receive: Receive, stream: ResponseStream, session: FrontSession, message: dict[str, Any]
+    ) -> None:
+        """A session request: a dropped connection is not a cancellation, so nothing watches for one
+        until the response turns into an SSE stream (then events are kept for a resuming client)."""
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            stream.client_gone = True
+
+        stream.on_sse = lambda: self.core.hub.task_group.start_soon(watch_disconnect)
+        response = await self.core.handle(session, message, stream.emit)
+        await stream.finish(response)
 
     async def _respond(
         self,
