@@ -22,7 +22,8 @@ from starlette.routing import BaseRoute
 from aggregator.facade import FACADE_MODULES
 from aggregator.facade.context import HubFacadeContext
 from aggregator.front.core import McpCore
-from aggregator.front.http_face import McpHttpEndpoint, Receive, Send, header_map, send_body
+from aggregator.front.http_face import McpHttpEndpoint
+from aggregator.front.http_stream import Receive, Send, header_map, send_body
 from aggregator.hub import Hub
 from aggregator.ids import new_id
 from aggregator.principal import Principal
