@@ -27,17 +27,11 @@ def envelope_version(params: dict[str, Any] | None) -> str:
 
 def modern_session(principal: Principal, params: dict[str, Any] | None) -> FrontSession:
     """A one-request session from the request's `_meta`; RpcError when the envelope is invalid."""
-    meta = (params or {}).get("_meta")
-    if not isinstance(meta, dict):
-        raise RpcError(jsonrpc.INVALID_PARAMS, "params._meta is required (protocolVersion, clientCapabilities)")
-    version = meta.get(META_PROTOCOL_VERSION)
-    if not isinstance(version, str):
-        raise RpcError(jsonrpc.INVALID_PARAMS, f"params._meta['{META_PROTOCOL_VERSION}'] is required")
-    capabilities = meta.get(META_CLIENT_CAPABILITIES)
-    if not isinstance(capabilities, dict):
-        raise RpcError(jsonrpc.INVALID_PARAMS, f"params._meta['{META_CLIENT_CAPABILITIES}'] is required")
+    version = envelope_version(params)
     if version not in MODERN_VERSIONS:
         raise negotiate_unsupported(version)
+    meta = (params or {})["_meta"]
+    capabilities = meta[META_CLIENT_CAPABILITIES]
     info = meta.get(META_CLIENT_INFO)
     session = FrontSession(
         principal=principal,
