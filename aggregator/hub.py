@@ -21,7 +21,7 @@ from aggregator.metrics import Metrics
 from aggregator.upstreams import openers
 from aggregator.upstreams.upstream import ChannelOpener, Upstream
 from servers import registry
-from servers.kit.domain import Domain
+from servers.kit.domain import HEALTH_METHOD, Domain
 from servers.kit.settings import ServerConfigError, ServerSettings
 
 _log = logging.getLogger("toolmux.hub")
@@ -327,16 +327,27 @@ class Hub:
     async def deep_health(self) -> dict[str, Any]:
         """`health(deep=True)` plus each in-process domain's own check (backends, engines)."""
         report = self.health(deep=True)
-        for name, domain in list(self.domains.items()):
-            check = domain.health
-            info = report["servers"].get(name)
-            if check is None or info is None:
-                continue
+
+        async def check(name: str, upstream: Upstream) -> None:
+            domain = self.domains.get(name)
             try:
                 with anyio.fail_after(5):
-                    info["health"] = await check()
+                    if upstream.kind == "builtin-inprocess" and domain is not None and domain.health is not None:
+                        report["servers"][name]["health"] = await domain.health()
+                    elif upstream.kind == "builtin-stdio" and upstream.is_ready:
+                        result = await upstream.request(HEALTH_METHOD, None, timeout=5)
+                        report["servers"][name]["health"] = {
+                            k: v for k, v in result.items() if k not in ("resultType", "_meta")
+                        }
+            except jsonrpc.RpcError as exc:
+                if exc.code != jsonrpc.METHOD_NOT_FOUND:
+                    report["servers"][name]["health"] = {"healthy": False, "error": exc.message}
             except Exception as exc:
-                info["health"] = {"healthy": False, "error": f"health check failed: {exc!r}"}
+                report["servers"][name]["health"] = {"healthy": False, "error": f"health check failed: {exc!r}"}
+
+        async with anyio.create_task_group() as tg:
+            for name, upstream in list(self.upstreams.items()):
+                tg.start_soon(check, name, upstream)
         return report
 
     def health(self, *, deep: bool) -> dict[str, Any]:

@@ -28,5 +28,9 @@ def create(settings: ServerSettings) -> Domain:
             await ctx.progress(step, to, f"counted {step}")
         return {"counted": to}
 
+    async def health() -> dict[str, Any]:
+        return {"healthy": True, "details": {"tools": len(domain.visible_tools())}}
+
+    domain.health = health
     domain.check_complete()
     return domain

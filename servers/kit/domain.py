@@ -32,6 +32,8 @@ from servers.kit.errors import ToolError, error_result
 _log = logging.getLogger("toolmux.kit")
 
 VERSION = "0.1.0"
+# Custom JSON-RPC method a hub sends a domain running as its child for its deep health check.
+HEALTH_METHOD = "toolmux/health"
 
 
 @dataclass
@@ -215,4 +217,12 @@ class Domain:
             lifespan=lifespan,
             **self._server_options,
         )
+        if self.health is not None:
+            check = self.health
+
+            async def health(ctx: ServerRequestContext[Any, Any], params: Any) -> dict[str, Any]:
+                return {**(await check()), "resultType": "complete"}
+
+            # A hub reaches the domain's own health check over MCP when the domain is its child.
+            server.add_request_handler(HEALTH_METHOD, types.RequestParams, health)
         return server

@@ -46,3 +46,12 @@ async def test_cancelling_an_in_process_call_stops_it(tmp_path: Path) -> None:
                 await anyio.sleep(0.02)
         assert channel_calls == {}
         assert (await hub.call("demo-echo", text="still fine"))["text"] == "still fine"
+
+
+@pytest.mark.parametrize("mode", ["inprocess", "stdio"])
+async def test_deep_health_includes_a_builtins_own_check_in_process_or_as_a_child(tmp_path: Path, mode: str) -> None:
+    async with running_hub(tmp_path, {"demo": {"mode": mode}}, builtins=["demo"]) as running:
+        report = await running.hub.deep_health()
+    demo = report["servers"]["demo"]
+    assert demo["kind"] == f"builtin-{mode}"
+    assert demo["health"] == {"healthy": True, "details": {"tools": 3}}
