@@ -75,6 +75,7 @@ class HubApp:
             self.core,
             self.authenticate,
             max_body=http.max_request_bytes,
+            body_timeout=http.body_timeout,
             idle_timeout=http.session_idle_timeout,
             max_sessions=http.max_sessions,
         )

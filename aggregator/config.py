@@ -143,6 +143,7 @@ class HttpConfig(_Model):
     allowed_origins: list[str] = Field(default_factory=list, description="extra Origins (scheme://host[:port])")
     allowed_hosts: list[str] = Field(default_factory=list, description="extra Host headers (host[:port])")
     max_request_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    body_timeout: float = Field(30.0, gt=0, description="seconds a client may take to send one request body")
     session_idle_timeout: float = Field(3600.0, gt=0)
     max_sessions: int = Field(10000, gt=0)
 

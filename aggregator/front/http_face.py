@@ -90,12 +90,14 @@ class McpHttpEndpoint:
         authenticate: Callable[[dict[str, str], dict[str, Any]], Principal | None],
         *,
         max_body: int,
+        body_timeout: float = 30.0,
         idle_timeout: float,
         max_sessions: int,
     ) -> None:
         self.core = core
         self.authenticate = authenticate
         self.max_body = max_body
+        self.body_timeout = body_timeout
         self.idle_timeout = idle_timeout
         self.max_sessions = max_sessions
         self.sessions: dict[str, FrontSession] = {}
@@ -170,13 +172,16 @@ class McpHttpEndpoint:
         self, scope: dict[str, Any], receive: Receive, send: Send, headers: dict[str, str], principal: Principal
     ) -> None:
         try:
-            body = await read_body(receive, self.max_body)
+            body = await read_body(receive, self.max_body, self.body_timeout)
         except BodyTooLarge:
             await send_rpc_error(
                 send, 413, None, jsonrpc.INVALID_REQUEST, f"request body exceeds the limit of {self.max_body} bytes"
             )
             return
         except anyio.EndOfStream:
+            return
+        except TimeoutError:
+            await send_rpc_error(send, 408, None, jsonrpc.INVALID_REQUEST, "the request body did not arrive in time")
             return
         try:
             message = jsonrpc.loads(body)

@@ -18,6 +18,7 @@ RETRY_MS = 2000  # how long a client waits before resuming a dropped stream
 MAX_BACKLOG = 1000  # events kept per stream for a client that comes back
 RESUME_TTL = 300.0  # seconds a finished, undelivered stream waits for its client
 JSON = b"application/json"
+BODY_TIMEOUT = 30.0  # seconds a client may take to send one request body
 
 
 SSE_HEADERS = [
@@ -42,20 +43,31 @@ def header_map(scope: dict[str, Any]) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1").strip() for k, v in scope["headers"]}
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise anyio.EndOfStream
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
+async def read_body(receive: Receive, limit: int, timeout: float = BODY_TIMEOUT) -> bytes:
+    """The whole request body; BodyTooLarge past `limit`, TimeoutError when it trickles in too slowly."""
+    message = await receive()
+    first = _chunk(message, 0, limit)
+    if not message.get("more_body"):
+        return first
+    # Most bodies arrive in one piece; only a body that keeps coming gets a deadline.
+    chunks, size = [first], len(first)
+    with anyio.fail_after(timeout):
+        while True:
+            message = await receive()
+            chunk = _chunk(message, size, limit)
+            size += len(chunk)
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+
+def _chunk(message: dict[str, Any], size: int, limit: int) -> bytes:
+    if message["type"] == "http.disconnect":
+        raise anyio.EndOfStream
+    chunk: bytes = message.get("body", b"")
+    if size + len(chunk) > limit:
+        raise BodyTooLarge
+    return chunk
 
 
 async def send_body(

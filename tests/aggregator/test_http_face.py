@@ -252,3 +252,19 @@ async def test_a_stateless_client_gets_sampling_as_an_input_required_round_trip(
         # The SDK client drives the rounds itself when allowed to.
         result = await hub.call_tool("alpha-ask_llm", {"prompt": "q"})
     assert result.content[0].text == "llm said: forty-two"  # type: ignore[union-attr]
+
+
+async def test_a_body_that_trickles_in_too_slowly_gets_408_and_the_hub_moves_on(tmp_path: Path) -> None:
+    async with running_hub(tmp_path, {}, http={"body_timeout": 0.5}) as running:
+        port = int(running.url.rsplit(":", 1)[1])
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            head = (
+                f"POST /mcp/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {MASTER_KEY}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+            )
+            await stream.send(head.encode() + b'{"jsonrpc": "2.0", ')
+            with anyio.fail_after(10):
+                reply = await stream.receive()
+        async with running.client() as hub:
+            assert await hub.list_tools() == []
+    assert reply.startswith(b"HTTP/1.1 408")
