@@ -29,7 +29,7 @@ class MemoryChannel:
         self._read = read
         self._write = write
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: dict[str, Any], *, headers: dict[str, str] | None = None) -> None:
         try:
             typed = jsonrpc_message_adapter.validate_python(message)
         except ValidationError as exc:
