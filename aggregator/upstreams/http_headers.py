@@ -40,6 +40,11 @@ def encode_header_value(value: str) -> str:
     return f"=?base64?{base64.b64encode(value.encode('utf-8')).decode('ascii')}?="
 
 
+def safe_header_value(value: str) -> str:
+    """A caller-given header value: kept as given (maybe already encoded) unless it cannot be sent as is."""
+    return value if _PRINTABLE_ASCII.fullmatch(value) else encode_header_value(value)
+
+
 def modern_headers(message: dict[str, Any], version: str) -> dict[str, str]:
     headers = {PROTOCOL_VERSION: version}
     method = message.get("method")

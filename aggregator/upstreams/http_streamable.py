@@ -51,10 +51,11 @@ from aggregator.upstreams.http_common import (
 from aggregator.upstreams.http_headers import (
     LAST_EVENT_ID,
     PROTOCOL_VERSION,
-    SESSION_ID,
     modern_headers,
     modern_version,
+    safe_header_value,
 )
+from aggregator.upstreams.http_session import Session
 
 _log = logging.getLogger("toolmux.upstream")
 
@@ -62,7 +63,6 @@ DEFAULT_RETRY_MS = 1000
 MAX_BACKOFF_S = 30.0
 RESUME_ATTEMPTS = 3
 ERROR_BODY_BYTES = 64 * 1024
-DELETE_TIMEOUT_S = 2.0
 # Told the first POST's status when the server may be a legacy HTTP+SSE one (see http.AutoChannel);
 # True means "abandon this answer: the message goes to the other transport".
 StatusReport = Callable[[int | None], bool]
@@ -85,6 +85,7 @@ class _StreamState:
     last_event_id: str | None = None
     retry_ms: int | None = None
     skipped: int = 0
+    events: int = 0
     failure: str | None = None
 
 
@@ -98,18 +99,10 @@ class StreamableHttpChannel:
         self._tg = tg
         self._inbox = Inbox()
         self._flights: dict[Any, _Flight] = {}
-        self._session_id: str | None = None
-        self._negotiated: str | None = None
-        self._last_modern: str | None = None
-        self._init_id: Any = None
-        self._init_params: dict[str, Any] | None = None
-        # Bumped whenever the session changes, so concurrent 404s re-initialize once.
-        self._generation = 0
-        self._session_lock = anyio.Lock()
-        self._reinitializing: anyio.Event | None = None
+        self.session = Session(name, entry, client)
         self._listener: anyio.CancelScope | None = None
+        self._listening_generation = -1
         self._closing = False
-        self.reinitializations = 0
 
     # --- Channel ----------------------------------------------------------------------------------
     async def send(self, message: dict[str, Any], *, headers: dict[str, str] | None = None) -> None:
@@ -118,12 +111,11 @@ class StreamableHttpChannel:
         method = message.get("method")
         version = modern_version(message)
         if version is not None:
-            self._last_modern = version
+            self.session.last_modern = version
         if method == "notifications/cancelled" and self._cancel(message):
             return
         if method == "initialize" and "id" in message:
-            self._init_id = message["id"]
-            self._init_params = message.get("params") if isinstance(message.get("params"), dict) else {}
+            self.session.remember_initialize(message)
         if method is not None and "id" in message:
             flight = _Flight(modern=version is not None)
             self._register(message["id"], flight)
@@ -132,7 +124,7 @@ class StreamableHttpChannel:
         # Notifications and our answers to the server's requests: the server acknowledges them with
         # 202 at once, and sending them in order keeps e.g. `initialized` ahead of what follows.
         await self._post(message, headers, report=_ignore_status)
-        if method == "notifications/initialized" and self._session_id is not None:
+        if method == "notifications/initialized" and self.session.id is not None:
             self._start_listener()
 
     async def receive(self) -> dict[str, Any]:
@@ -145,9 +137,7 @@ class StreamableHttpChannel:
         self._stop_listener()
         for flight in list(self._flights.values()):
             flight.scope.cancel()
-        if self._session_id is not None:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(DELETE_TIMEOUT_S):
-                await self._delete_session()
+        await self.session.end()
         self._inbox.close("the hub closed the connection")
         self._inbox.dispose()
 
@@ -159,8 +149,7 @@ class StreamableHttpChannel:
         """Send the first request; return the status when it suggests a legacy SSE server, else None."""
         flight = _Flight(modern=modern_version(message) is not None)
         if message.get("method") == "initialize":
-            self._init_id = message.get("id")
-            self._init_params = message.get("params") if isinstance(message.get("params"), dict) else {}
+            self.session.remember_initialize(message)
         self._register(message["id"], flight)
 
         async def run(*, task_status: anyio.abc.TaskStatus[int | None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -205,7 +194,7 @@ class StreamableHttpChannel:
             flight.scope.cancel()
             return True
         if flight is None:
-            return self._session_id is None and self._last_modern is not None
+            return self.session.id is None and self.session.last_modern is not None
         self._tg.start_soon(self._post_then_close, message, flight)
         return True
 
@@ -239,10 +228,10 @@ class StreamableHttpChannel:
     ) -> None:
         """POST one message and queue what comes back; failures become error answers or a closed channel."""
         is_modern = modern_version(message) is not None
-        while self._reinitializing is not None and not is_modern:
-            await self._reinitializing.wait()  # the session is being replaced: send with the new one
-        generation = self._generation
-        session = None if message.get("method") == "initialize" else self._session_id
+        if not is_modern:
+            await self.session.settled()
+        generation = self.session.generation
+        session = None if message.get("method") == "initialize" else self.session.id
         expired = False
         try:
             async with open_stream(
@@ -291,18 +280,28 @@ class StreamableHttpChannel:
                 f"{self._where()}: the session expired again right after re-initializing",
             )
             return
-        problem = await self._reestablish(generation)
-        if problem is not None:
-            reason = f"{self._where()}: the session expired and re-initializing failed: {problem}"
-            self._answer_error(message, jsonrpc.UPSTREAM_UNAVAILABLE, reason)
-            self._fail(reason)
+        if not await self._replace_session(generation):
+            self._answer_error(message, jsonrpc.UPSTREAM_UNAVAILABLE, self._inbox.reason or "the session expired")
             return
         await self._post(message, extra, report=_ignore_status, may_reinitialize=False)
+
+    async def _replace_session(self, generation: int) -> bool:
+        """Get a new session for the lost one; False (and the channel closed) when that fails."""
+        try:
+            problem = await self.session.replace(generation)
+        except ChannelClosed as exc:
+            problem = exc.reason
+        if problem is not None:
+            self._fail(f"{self._where()}: the session expired and re-initializing failed: {problem}")
+            return False
+        if self.session.id is not None and self._listening_generation != self.session.generation:
+            self._start_listener()
+        return True
 
     async def _accept(self, message: dict[str, Any], response: httpx2.Response) -> None:
         """A 2xx answer: capture the session, then read the answer to a request."""
         if message.get("method") == "initialize":
-            self._session_id = response.headers.get(SESSION_ID) or None
+            self.session.capture(response)
         if "method" not in message or "id" not in message:
             return  # the server acknowledges notifications and responses; there is nothing to read
         if response.status_code == 202:
@@ -371,6 +370,7 @@ class StreamableHttpChannel:
         """Read one event stream; True once the answer to `request_id` arrived."""
         try:
             async for event in httpx2.EventSource(response, max_event_size=MAX_EVENT_BYTES):
+                state.events += 1
                 if event.id:
                     state.last_event_id = event.id
                 if event.retry is not None:
@@ -394,10 +394,8 @@ class StreamableHttpChannel:
         is_answer = "method" not in message
         if is_answer and request_id is not None and message.get("id") is None:
             message["id"] = request_id  # an error the server could not attribute belongs to this request
-        if is_answer and self._init_id is not None and message.get("id") == self._init_id:
-            result = message.get("result")
-            if isinstance(result, dict) and isinstance(result.get("protocolVersion"), str):
-                self._negotiated = result["protocolVersion"]
+        if is_answer:
+            self.session.note_answer(message)
         self._inbox.put(message)
         return is_answer and request_id is not None and str(message.get("id")) == str(request_id)
 
@@ -429,122 +427,27 @@ class StreamableHttpChannel:
         if version is not None:
             headers.update(modern_headers(message, version))
         elif message.get("method") != "initialize":
-            headers.update(self._session_headers())
+            headers.update(self.session.headers())
         if extra:
-            headers.update(extra)
-        return headers
-
-    def _session_headers(self) -> dict[str, str]:
-        headers: dict[str, str] = {}
-        if self._session_id is not None:
-            headers[SESSION_ID] = self._session_id
-        version = self._negotiated if self._init_id is not None else self._last_modern
-        if version:
-            headers[PROTOCOL_VERSION] = version
+            headers.update({name: safe_header_value(value) for name, value in extra.items()})
         return headers
 
     def _get_headers(self, message: dict[str, Any] | None = None) -> dict[str, str]:
         headers = {"Accept": EVENT_STREAM}
         version = modern_version(message) if message is not None else None
-        headers.update({PROTOCOL_VERSION: version} if version is not None else self._session_headers())
+        headers.update({PROTOCOL_VERSION: version} if version is not None else self.session.headers())
         return headers
 
     def _where(self) -> str:
         return f"server {self.name!r} ({safe_url(self._url)})"
-
-    # --- session ----------------------------------------------------------------------------------
-    async def _reestablish(self, failed_generation: int) -> str | None:
-        """Replay `initialize` after the server forgot our session; None on success, else why not."""
-        async with self._session_lock:
-            if self._generation != failed_generation:
-                return None if self._session_id is not None else "another re-initialization failed"
-            if self._init_params is None:
-                return "no initialize to replay"
-            self._reinitializing = anyio.Event()
-            try:
-                return await self._replace_session()
-            finally:
-                self._reinitializing.set()
-                self._reinitializing = None
-
-    async def _replace_session(self) -> str | None:
-        self._generation += 1
-        self._stop_listener()
-        self._session_id = None
-        self.reinitializations += 1
-        private_id = f"toolmux-reinitialize-{self._generation}"
-        request = jsonrpc.request(private_id, "initialize", self._init_params)
-        try:
-            with anyio.fail_after(self._entry.timeouts.connect):
-                problem = await self._replay_initialize(request, private_id)
-                if problem is not None:
-                    return problem
-                initialized = jsonrpc.notification("notifications/initialized")
-                async with open_stream(
-                    self._client,
-                    "POST",
-                    self._url,
-                    content=jsonrpc.dumps(initialized),
-                    headers=self._headers(initialized, None),
-                ) as response:
-                    if not response.is_success:
-                        return f"notifications/initialized answered {status_text(response)}"
-        except TimeoutError:
-            return "timed out"
-        except (httpx2.HTTPError, ValueError) as exc:
-            return describe_http_error(exc) if isinstance(exc, httpx2.HTTPError) else str(exc)
-        _log.warning("%s: the server forgot our session; re-initialized it", self.name)
-        if self._session_id is not None:
-            self._start_listener()
-        return None
-
-    async def _replay_initialize(self, request: dict[str, Any], private_id: str) -> str | None:
-        async with open_stream(
-            self._client, "POST", self._url, content=jsonrpc.dumps(request), headers=self._headers(request, None)
-        ) as response:
-            if response.status_code in AUTH_STATUSES:
-                self._fail(auth_failure(self.name, response).reason)
-                return status_text(response)
-            if not response.is_success:
-                return f"initialize answered {status_text(response)}"
-            session = response.headers.get(SESSION_ID) or None
-            answer: dict[str, Any] | None = None
-            if content_type(response) == EVENT_STREAM:
-                async for event in httpx2.EventSource(response, max_event_size=MAX_EVENT_BYTES):
-                    found = [m for m in parse_messages(event.data or "") or [] if m.get("id") == private_id]
-                    if found:
-                        answer = found[0]
-                        break
-            else:
-                found = [m for m in parse_messages(await read_body(response)) or [] if m.get("id") == private_id]
-                answer = found[0] if found else None
-        result = answer.get("result") if answer is not None else None
-        if not isinstance(result, dict):
-            error = answer.get("error") if answer is not None else None
-            return (
-                f"initialize failed: {error.get('message')}" if isinstance(error, dict) else "initialize got no answer"
-            )
-        self._session_id = session
-        if isinstance(result.get("protocolVersion"), str):
-            self._negotiated = result["protocolVersion"]
-        return None
-
-    async def _delete_session(self) -> None:
-        try:
-            async with open_stream(
-                self._client, "DELETE", self._url, headers=self._session_headers(), timeout=DELETE_TIMEOUT_S
-            ) as response:
-                if response.status_code not in (200, 202, 204, 404, 405):
-                    _log.debug("%s: ending the session answered %s", self.name, status_text(response))
-        except httpx2.HTTPError as exc:
-            _log.debug("%s: ending the session failed: %s", self.name, describe_http_error(exc))
 
     # --- the GET stream for unsolicited messages --------------------------------------------------
     def _start_listener(self) -> None:
         self._stop_listener()
         scope = anyio.CancelScope()
         self._listener = scope
-        self._tg.start_soon(self._listen, scope, self._generation)
+        self._listening_generation = self.session.generation
+        self._tg.start_soon(self._listen, scope, self.session.generation)
 
     def _stop_listener(self) -> None:
         if self._listener is not None:
@@ -552,16 +455,20 @@ class StreamableHttpChannel:
             self._listener = None
 
     async def _listen(self, scope: anyio.CancelScope, generation: int) -> None:
-        """Keep the GET stream open, reconnecting with backoff (the server's `retry:` first)."""
+        """Keep the GET stream open, reconnecting with the server's `retry:` or else a growing backoff.
+
+        A stream that delivered events was healthy: the next attempt comes after `retry:` (1 s by
+        default). One that failed or ended empty counts as a failure and doubles the backoff.
+        """
         state = _StreamState()
         backoff = DEFAULT_RETRY_MS / 1000
         connected_once = False
         with scope:
-            while not self._inbox.closed and generation == self._generation:
+            while not self._inbox.closed and generation == self.session.generation:
                 headers = self._get_headers()
                 if state.last_event_id is not None:
                     headers[LAST_EVENT_ID] = state.last_event_id
-                failed = True
+                events_before = state.events
                 try:
                     async with open_stream(
                         self._client, "GET", self._url, headers=headers, timeout=stream_timeout(self._entry)
@@ -577,27 +484,22 @@ class StreamableHttpChannel:
                             # The session is gone. If it was live before, re-initialize now so unsolicited
                             # messages keep flowing; a server that never had a GET stream just has none.
                             if connected_once:
-                                self._tg.start_soon(self._reestablish_quietly, generation)
+                                self._tg.start_soon(self._replace_session, generation)
                             return
                         if response.is_success and content_type(response) == EVENT_STREAM:
                             connected_once = True
-                            failed = False
-                            backoff = DEFAULT_RETRY_MS / 1000
                             await self._consume(response, None, state)
                         else:
                             _log.debug("%s: the GET stream answered %s", self.name, status_text(response))
                 except httpx2.HTTPError as exc:
                     _log.debug("%s: the GET stream failed: %s", self.name, describe_http_error(exc))
-                if state.retry_ms is not None and not failed:
-                    await anyio.sleep(state.retry_ms / 1000)
+                retry_s = (state.retry_ms if state.retry_ms is not None else DEFAULT_RETRY_MS) / 1000
+                if state.events > events_before:
+                    backoff = DEFAULT_RETRY_MS / 1000
+                    await anyio.sleep(retry_s)
                 else:
-                    await anyio.sleep(max(backoff, (state.retry_ms or 0) / 1000))
+                    await anyio.sleep(max(backoff, retry_s))
                     backoff = min(backoff * 2, MAX_BACKOFF_S)
-
-    async def _reestablish_quietly(self, generation: int) -> None:
-        problem = await self._reestablish(generation)
-        if problem is not None:
-            self._fail(f"{self._where()}: the session expired and re-initializing failed: {problem}")
 
 
 async def _read_error_body(response: httpx2.Response) -> bytes:

@@ -62,11 +62,15 @@ class SessionServer:
 
     Tools: `echo` (JSON answer), `streamed` (SSE answer after a progress notification),
     `explode` (HTTP 500), `garble` (200 with an HTML body), `garble_sse` (an event stream of
-    non-JSON-RPC data that ends without an answer). With `require_token` set, every request
-    without `Authorization: Bearer <token>` gets 401.
+    non-JSON-RPC data that ends without an answer), `wait` (streams progress, then never answers).
+    With `require_token` set, every request without `Authorization: Bearer <token>` gets 401.
     """
 
     require_token: str | None = None
+    offer_get_stream: bool = True
+    waiting: anyio.Event = field(default_factory=anyio.Event)
+    cancelled: anyio.Event = field(default_factory=anyio.Event)
+    wait_abandoned: anyio.Event = field(default_factory=anyio.Event)
     sessions: set[str] = field(default_factory=set)
     expired: set[str] = field(default_factory=set)
     initializes: list[dict[str, Any]] = field(default_factory=list)
@@ -121,6 +125,8 @@ class SessionServer:
                 {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": "Session not found"}},
                 status_code=404,
             )
+        if method == "notifications/cancelled":
+            self.cancelled.set()
         if "id" not in message or "method" not in message:
             return Response(status_code=202)
         return await self.answer(message)
@@ -141,6 +147,8 @@ class SessionServer:
             return Response("<html>not json</html>", status_code=200, media_type="application/json")
         if name == "garble_sse":
             return StreamingResponse(iter([sse_event("not json at all")]), media_type="text/event-stream")
+        if name == "wait":
+            return StreamingResponse(self.wait_forever(message), media_type="text/event-stream")
         if name == "streamed":
             token = (message["params"].get("_meta") or {}).get("progressToken")
             events = []
@@ -151,11 +159,23 @@ class SessionServer:
             return StreamingResponse(iter(events), media_type="text/event-stream")
         return JSONResponse(ok(request_id, text_result(f"echo {arguments.get('text')}")))
 
+    async def wait_forever(self, message: dict[str, Any]) -> AsyncIterator[str]:
+        token = message["params"]["_meta"]["progressToken"]
+        progress = {"progressToken": token, "progress": 1}
+        yield sse_event({"jsonrpc": "2.0", "method": "notifications/progress", "params": progress})
+        self.waiting.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            self.wait_abandoned.set()
+
     def get_stream(self, request: Request) -> Response:
         """First connection: one priming event with an id and a short retry, then it ends.
 
         Later connections (which must carry Last-Event-ID) stay open and carry announcements.
         """
+        if not self.offer_get_stream:
+            return Response(status_code=405)
         self.get_headers.append(dict(request.headers))
         if request.headers.get("mcp-session-id") not in self.sessions:
             return Response(status_code=404)

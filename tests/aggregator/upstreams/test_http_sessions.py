@@ -12,6 +12,7 @@ import anyio
 import httpx2
 import mcp_types as types
 import pytest
+from anyio.abc import TaskStatus
 from mcp.shared.exceptions import MCPError
 
 from tests.aggregator.hubkit import MASTER_KEY, RunningHub, running_hub
@@ -146,3 +147,63 @@ async def test_a_tool_the_server_announces_on_its_get_stream_joins_the_catalog(
     assert server.get_headers[1]["last-event-id"] == "prime-1"
     assert server.get_headers[1]["mcp-session-id"] == "session-1"
     assert server.get_headers[1]["accept"] == "text/event-stream"
+
+
+async def test_cancelling_a_remote_call_tells_the_server_and_closes_the_call_stream(
+    tmp_path: Path, remote: tuple[SessionServer, str]
+) -> None:
+    server, url = remote
+    server.tools.append({"name": "wait", "inputSchema": {"type": "object"}})
+    started = anyio.Event()
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        started.set()
+
+    async with running_hub(tmp_path, {"remote": remote_entry(url)}) as hub, hub.client() as client:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(partial(client.call_tool, "remote-wait", {}, progress=on_progress))
+                await started.wait()
+                tg.cancel_scope.cancel()
+            await server.cancelled.wait()
+            await server.wait_abandoned.wait()
+        still = await client.call("remote-echo", text="after")
+
+    cancel = next(message for _, message in server.received if message.get("method") == "notifications/cancelled")
+    call = next(m for _, m in server.received if m.get("params", {}).get("name") == "wait")
+    assert cancel["params"]["requestId"] == call["id"]
+    assert still == [{"type": "text", "text": "echo after"}]
+
+
+async def test_a_remote_server_that_goes_away_gives_clear_errors_and_leaves_the_catalog(tmp_path: Path) -> None:
+    server = SessionServer(offer_get_stream=False)
+    stop, gone = anyio.Event(), anyio.Event()
+    changed = anyio.Event()
+
+    async def serve(*, task_status: TaskStatus[str]) -> None:
+        async with serve_asgi(server.app()) as base:
+            task_status.started(base)
+            await stop.wait()
+        gone.set()
+
+    async def on_message(message: object) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    async with anyio.create_task_group() as tg:
+        base = await tg.start(serve)
+        entry = {"url": f"{base}/mcp", "restart": {"initial_backoff": 5}}
+        async with running_hub(tmp_path, {"remote": entry}) as hub, hub.client(message_handler=on_message) as client:
+            assert await client.call("remote-echo", text="hello") == [{"type": "text", "text": "echo hello"}]
+            stop.set()
+            with anyio.fail_after(10):
+                await gone.wait()
+                with pytest.raises(MCPError) as caught:
+                    await client.call_tool("remote-echo", {"text": "anyone?"})
+                await changed.wait()
+            names = {tool.name for tool in await client.list_tools()}
+            reason = hub.hub.health(deep=True)["servers"]["remote"]["reason"]
+
+    assert "cannot connect" in caught.value.error.message
+    assert "remote-echo" not in names
+    assert "cannot connect" in reason

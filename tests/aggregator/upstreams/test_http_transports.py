@@ -71,7 +71,9 @@ async def test_stateless_requests_carry_method_name_and_version_headers_and_no_s
     server = StatelessServer()
     async with serve_asgi(server.app()) as base, open_http("modern", ServerEntry(url=f"{base}/mcp")) as channel:
         with anyio.fail_after(10):
-            await channel.send(modern_call(1, "plain_name"), headers={"Mcp-Param-Region": "eu"})
+            await channel.send(
+                modern_call(1, "plain_name"), headers={"Mcp-Param-Region": "eu", "Mcp-Param-City": "Zürich"}
+            )
             first = await channel.receive()
             await channel.send(modern_call(2, "wetter-zürich"))
             second = await channel.receive()
@@ -82,6 +84,7 @@ async def test_stateless_requests_carry_method_name_and_version_headers_and_no_s
     assert plain["mcp-method"] == "tools/call"
     assert plain["mcp-name"] == "plain_name"
     assert plain["mcp-param-region"] == "eu"
+    assert plain["mcp-param-city"] == "=?base64?" + base64.b64encode("Zürich".encode()).decode() + "?="
     assert "mcp-session-id" not in plain
     assert encoded["mcp-name"] == "=?base64?" + base64.b64encode("wetter-zürich".encode()).decode() + "?="
 
