@@ -41,7 +41,15 @@ def safe_url(url: httpx2.URL | str) -> str:
 
 def status_text(response: httpx2.Response) -> str:
     reason = response.reason_phrase or httpx2.codes.get_reason_phrase(response.status_code)
-    return f"HTTP {response.status_code} {reason}".rstrip()
+    text = f"HTTP {response.status_code} {reason}".rstrip()
+    location = response.headers.get("location") if response.is_redirect else None
+    if location:
+        try:
+            target = safe_url(response.request.url.join(location))
+        except httpx2.InvalidURL:
+            target = "an invalid location"
+        text += f" to {target} (not followed: only same-origin redirects that keep the method are)"
+    return text
 
 
 def auth_failure(name: str, response: httpx2.Response) -> ChannelClosed:

@@ -32,7 +32,7 @@ async def remote() -> AsyncIterator[tuple[SessionServer, str]]:
 
 
 def remote_entry(url: str, token: str = SECRET) -> dict[str, object]:
-    return {"url": url, "headers": {"Authorization": f"Bearer {token}"}, "restart": {"initial_backoff": 0.05}}
+    return {"url": url, "headers": {"Authorization": f"Bearer {token}"}, "restart": {"initial_backoff": 5}}
 
 
 async def started(hub: RunningHub) -> None:
@@ -107,7 +107,8 @@ async def test_wrong_credentials_show_the_server_down_with_the_status_and_no_sec
     _, url = remote
     caplog.set_level(logging.DEBUG)
     wrong = "wrong-token-also-secret"
-    async with running_hub(tmp_path, {"remote": remote_entry(url, wrong)}) as hub:
+    in_query = "query-secret-too"
+    async with running_hub(tmp_path, {"remote": remote_entry(f"{url}?key={in_query}", wrong)}) as hub:
         await started(hub)
         health = hub.hub.health(deep=True)
         async with httpx2.AsyncClient() as http:
@@ -119,6 +120,7 @@ async def test_wrong_credentials_show_the_server_down_with_the_status_and_no_sec
     assert "remote.headers" in remote_state["reason"]
     assert deep.json()["servers"]["remote"]["reason"] == remote_state["reason"]
     assert wrong not in json.dumps(health) + deep.text + caplog.text
+    assert in_query not in json.dumps(health) + deep.text  # (httpx2's own INFO request log shows full URLs)
 
 
 async def test_a_tool_the_server_announces_on_its_get_stream_joins_the_catalog(

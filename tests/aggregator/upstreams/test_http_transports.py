@@ -8,17 +8,27 @@ from typing import Any
 
 import anyio
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
 
 from aggregator.config import ServerEntry
 from aggregator.upstreams.channel import ChannelClosed
 from aggregator.upstreams.http import open_http
 from tests.aggregator.hubkit import running_hub
-from tests.aggregator.upstreams.fakes import LegacySseServer, StatelessServer
+from tests.aggregator.upstreams.fakes import LegacySseServer, SessionServer, StatelessServer
 from tests.support.asgi import serve_asgi
 
 pytestmark = pytest.mark.anyio
 
 MODERN = "2026-07-28"
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
 
 
 def modern_call(request_id: int, name: str, **meta: Any) -> dict[str, Any]:
@@ -104,3 +114,35 @@ async def test_cancelling_a_stateless_request_closes_its_stream_instead_of_posti
     assert progress["method"] == "notifications/progress"
     assert after["id"] == 8
     assert [message.get("method") for _, message in server.seen] == ["tools/call", "tools/call"]
+
+
+async def test_a_same_origin_redirect_is_followed_and_one_elsewhere_is_a_clear_error() -> None:
+    server = SessionServer()
+
+    async def moved(request: Request) -> Response:
+        return RedirectResponse("/mcp", status_code=307)
+
+    async def elsewhere(request: Request) -> Response:
+        return RedirectResponse("http://elsewhere.invalid/mcp?token=x", status_code=307)
+
+    app = Starlette(
+        routes=[
+            Route("/moved", moved, methods=["POST"]),
+            Route("/elsewhere", elsewhere, methods=["POST"]),
+            Route("/mcp", server.endpoint, methods=["GET", "POST", "DELETE"]),
+        ]
+    )
+    answers = {}
+    async with serve_asgi(app) as base:
+        for path in ("/moved", "/elsewhere"):
+            async with open_http("remote", ServerEntry(url=f"{base}{path}", transport="streamable-http")) as channel:
+                with anyio.fail_after(10):
+                    await channel.send(INITIALIZE)
+                    answers[path] = await channel.receive()
+
+    assert answers["/moved"]["result"]["serverInfo"]["name"] == "session-server"
+    message = answers["/elsewhere"]["error"]["message"]
+    assert "HTTP 307" in message
+    assert "http://elsewhere.invalid/mcp" in message
+    assert "token" not in message
+    assert len(server.initializes) == 1
