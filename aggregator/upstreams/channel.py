@@ -22,8 +22,12 @@ class SessionExpired(ChannelClosed):
 
 
 class Channel(Protocol):
-    async def send(self, message: dict[str, Any]) -> None:
-        """Send one message; raises ChannelClosed when the channel is gone."""
+    async def send(self, message: dict[str, Any], *, headers: dict[str, str] | None = None) -> None:
+        """Send one message; raises ChannelClosed when the channel is gone.
+
+        `headers` are extra HTTP request headers for this message (the stateless revision's
+        `Mcp-Param-*`); transports without headers ignore them.
+        """
         ...
 
     async def receive(self) -> dict[str, Any]:

@@ -95,7 +95,7 @@ class StdioChannel:
         ):
             return
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: dict[str, Any], *, headers: dict[str, str] | None = None) -> None:
         data = jsonrpc.dumps(message) + b"\n"
         try:
             async with self._write_lock:

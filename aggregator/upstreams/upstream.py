@@ -232,6 +232,7 @@ class Upstream:
                         tg.cancel_scope.cancel()
                         return True
                     self._peer = peer
+                    self.describe = channel.describe()  # a transport chosen during the handshake (HTTP auto)
                     self.state = "ready"
                     self.reason = None
                     self.ready_since = time.time()

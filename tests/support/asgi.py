@@ -33,7 +33,9 @@ async def serve_asgi(
     """
     sock = sock or bound_socket(host)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, loop="asyncio"))
+    # A bounded graceful shutdown: after a failing test a peer may still hold a stream open.
+    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, loop="asyncio", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
         try:
