@@ -398,4 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # The HTTP client logs every request line with its full URL at INFO: noise per call, and a
+    # query-string secret would land in the log. Its warnings still show.
+    for noisy in ("httpx2", "httpcore2"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     return int(args.func(args) or 0)

@@ -64,6 +64,7 @@ async def forward(
     *,
     route: CallRoute | None,
     on_progress: ProgressFn | None = None,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Send a request that may come back `input_required` (stateless upstreams).
 
@@ -74,7 +75,9 @@ async def forward(
     envelope = envelope_for(route)
     session = getattr(route, "session", None)
     for _ in range(MAX_INPUT_ROUNDS):
-        result = await upstream.request(method, params, route=route, on_progress=on_progress, envelope=envelope)
+        result = await upstream.request(
+            method, params, route=route, on_progress=on_progress, envelope=envelope, headers=headers
+        )
         if result.get("resultType") != "input_required" or (session is not None and session.modern):
             return result
         requests = result.get("inputRequests") or {}
@@ -94,6 +97,21 @@ async def forward(
         else:
             params.pop("requestState", None)
     raise RpcError(jsonrpc.INTERNAL_ERROR, f"{method} asked for client input more than {MAX_INPUT_ROUNDS} times")
+
+
+def param_headers(declared: dict[str, tuple[str, ...]], arguments: dict[str, Any]) -> dict[str, str] | None:
+    """`Mcp-Param-*` headers a stateless HTTP upstream expects for the tool's `x-mcp-header` parameters."""
+    if not declared:
+        return None
+    out: dict[str, str] = {}
+    for name, path in declared.items():
+        value: Any = arguments
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None:
+            continue
+        out[f"Mcp-Param-{name}"] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return out or None
 
 
 def strip_server_identity(result: dict[str, Any]) -> dict[str, Any]:
@@ -149,7 +167,10 @@ async def call_tool(
         params.update({k: v for k, v in retry_fields.items() if k in MRTR_FIELDS})
     outcome = "error"
     try:
-        result = await forward(entry.upstream, "tools/call", params, route=route, on_progress=on_progress)
+        headers = param_headers(entry.mcp_headers, arguments) if entry.upstream.modern else None
+        result = await forward(
+            entry.upstream, "tools/call", params, route=route, on_progress=on_progress, headers=headers
+        )
         outcome = "tool_error" if result.get("isError") else "ok"
         return strip_server_identity(result)
     except RpcError as exc:

@@ -17,10 +17,6 @@ class ChannelClosed(Exception):
         self.reason = reason
 
 
-class SessionExpired(ChannelClosed):
-    """A remote server forgot our session (HTTP 404): reconnect and initialize again."""
-
-
 class Channel(Protocol):
     async def send(self, message: dict[str, Any], *, headers: dict[str, str] | None = None) -> None:
         """Send one message; raises ChannelClosed when the channel is gone.

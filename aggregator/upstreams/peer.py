@@ -93,8 +93,10 @@ class RpcPeer:
         timeout: float,
         route: CallRoute | None = None,
         on_progress: ProgressFn | None = None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Send a request and return its result; error responses raise RpcError."""
+        """Send a request and return its result; error responses raise RpcError. `headers` reach an
+        HTTP transport (Mcp-Param-* of the stateless revision); other transports ignore them."""
         if self.closed_reason is not None:
             raise ChannelClosed(self.closed_reason)
         request_id = next(self._ids)
@@ -112,7 +114,7 @@ class RpcPeer:
         # costs a heap entry where a scope costs several task lookups on entry and exit.
         timer = asyncio.get_running_loop().call_later(timeout, pending.expire)
         try:
-            await self.channel.send(jsonrpc.request(request_id, method, params))
+            await self.channel.send(jsonrpc.request(request_id, method, params), headers=headers)
             written = True
             await pending.done.wait()
             if pending.timed_out:

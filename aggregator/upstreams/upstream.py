@@ -120,6 +120,7 @@ class Upstream:
         route: CallRoute | None = None,
         on_progress: ProgressFn | None = None,
         envelope: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Send one request; for a stateless upstream `envelope` supplies the caller's `_meta` fields
         (capabilities, log level) and the hub fills in the rest."""
@@ -132,7 +133,12 @@ class Upstream:
             params = with_envelope(params, envelope)
         try:
             return await peer.request(
-                method, params, timeout=timeout or self.entry.timeouts.call, route=route, on_progress=on_progress
+                method,
+                params,
+                timeout=timeout or self.entry.timeouts.call,
+                route=route,
+                on_progress=on_progress,
+                headers=headers,
             )
         except ChannelClosed as exc:
             raise RpcError(

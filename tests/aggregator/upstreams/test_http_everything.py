@@ -115,3 +115,12 @@ async def test_a_stateless_request_carries_the_routing_headers_the_server_checks
     assert "Mcp-Param-Region" in refused["error"]["message"]
     assert accepted["id"] == 2
     assert "eu-west-1" in accepted["result"]["content"][0]["text"]
+
+
+async def test_a_stateless_remote_gets_the_tool_parameter_headers_it_requires(tmp_path: Path, fixture_url: str) -> None:
+    async with running_hub(tmp_path, {"remote": {"url": fixture_url}}) as hub, hub.client() as client:
+        assert hub.hub.upstreams["remote"].modern
+        result = await client.call_tool("remote-test_x_mcp_header", {"region": "eu-west-1"})
+    # The fixture refuses a tools/call whose Mcp-Param-Region header is missing or differs.
+    assert not result.is_error
+    assert result.content[0].text == "region=eu-west-1"  # type: ignore[union-attr]

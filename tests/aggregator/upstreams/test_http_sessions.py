@@ -71,9 +71,12 @@ async def test_every_request_after_initialize_carries_the_session_and_negotiated
     async with running_hub(tmp_path, {"remote": remote_entry(url)}) as hub, hub.client() as client:
         await client.call("remote-echo", text="x")
 
-    initialize_headers, _ = server.received[0]
+    # The stateless probe (server/discover) and the initialize that follows it carry no session.
+    probe_headers, probe = server.received[0]
+    initialize_headers, _ = server.received[1]
+    assert probe["method"] == "server/discover" and "mcp-session-id" not in probe_headers
     assert "mcp-session-id" not in initialize_headers
-    for headers, message in server.received[1:]:
+    for headers, message in server.received[2:]:
         assert headers["mcp-session-id"] == "session-1", message
         assert headers["mcp-protocol-version"] == PROTOCOL
         assert headers["authorization"] == f"Bearer {SECRET}"

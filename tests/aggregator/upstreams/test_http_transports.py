@@ -50,7 +50,9 @@ async def test_a_legacy_sse_only_server_is_listed_and_called_through_the_hub(tmp
     assert "old-echo" in names
     assert answer == [{"type": "text", "text": "sse echo hi"}]
     assert health["transport"] == f"sse: {base}/sse"
-    assert [post["method"] for post in server.posts[:3]] == ["initialize", "notifications/initialized", "tools/list"]
+    # A dual-era client probes first; the legacy server's refusal sends the hub to the handshake.
+    methods = [post["method"] for post in server.posts[:4]]
+    assert methods == ["server/discover", "initialize", "notifications/initialized", "tools/list"]
 
 
 async def test_an_endpoint_on_another_origin_is_refused(tmp_path: Path) -> None:
