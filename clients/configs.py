@@ -15,8 +15,8 @@ KEY_PLACEHOLDER = "<your toolmux API key>"
 def claude_desktop(*, url: str, config_path: str | None, use_stdio: bool) -> str:
     """`mcpServers` JSON for claude_desktop_config.json.
 
-    stdio launches the hub itself (Claude Desktop's native mode); otherwise the entry connects to a
-    running hub over streamable HTTP.
+    stdio launches the hub itself (Claude Desktop's native mode). Claude Desktop's file accepts
+    only stdio entries, so for a running hub the entry is the `mcp-remote` stdio-to-HTTP bridge.
     """
     if use_stdio:
         command = shutil.which("toolmux") or sys.executable
@@ -25,7 +25,11 @@ def claude_desktop(*, url: str, config_path: str | None, use_stdio: bool) -> str
             args += ["--config", config_path]
         entry: dict[str, Any] = {"command": command, "args": args}
     else:
-        entry = {"type": "http", "url": url, "headers": {"Authorization": f"Bearer {KEY_PLACEHOLDER}"}}
+        entry = {
+            "command": "npx",
+            "args": ["-y", "mcp-remote", url, "--header", "Authorization:Bearer ${TOOLMUX_KEY}"],
+            "env": {"TOOLMUX_KEY": KEY_PLACEHOLDER},
+        }
     return json.dumps({"mcpServers": {"toolmux": entry}}, indent=2)
 
 
