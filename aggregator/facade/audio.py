@@ -21,11 +21,9 @@ Only these exact paths are mounted: the rest of /v1 belongs to other facades.
 from __future__ import annotations
 
 import binascii
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
 import orjson
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -35,7 +33,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message
 
-from aggregator.facade.base import FacadeContext, FacadeHTTPError, raise_for_result, request_id_of, status_for
+from aggregator.facade.base import FacadeContext, FacadeHTTPError, request_id_of
+from aggregator.facade.common import Handler, call_tool, guarded_endpoint, json_object, read_capped, structured_of
 from aggregator.principal import Principal
 from servers.kit import ToolError
 from servers.speech.formats import CONTENT_TYPES
@@ -46,6 +45,7 @@ MiB = 1024 * 1024
 MAX_UPLOAD_BYTES = 25 * MiB
 MULTIPART_OVERHEAD = 64 * 1024
 MAX_JSON_BYTES = 1 * MiB
+TOO_LARGE = "request body larger than {limit} bytes"
 CALL_TIMEOUT_SECONDS = 900.0
 LIST_TIMEOUT_SECONDS = 30.0
 
@@ -61,41 +61,21 @@ ERROR_TYPES = {
     429: "rate_limit_error",
 }
 
-Handler = Callable[[Principal, Request], Awaitable[Response]]
-
 
 def openai_error(
     status: int,
     message: str,
     *,
     code: str | None = None,
-    param: str | None = None,
-    headers: dict[str, str] | None = None,
+    field: str | None = None,
     request_id: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     kind = ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
-    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    body = {"error": {"message": message, "type": kind, "param": field, "code": code}}
     all_headers = {"x-request-id": request_id} if request_id else {}
     all_headers.update(headers or {})
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=all_headers)
-
-
-async def read_capped(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise FacadeHTTPError(400, "invalid Content-Length", code="invalid_request")
-        if int(declared) > limit:
-            raise FacadeHTTPError(413, f"request body larger than {limit} bytes", code="too_large")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise FacadeHTTPError(413, f"request body larger than {limit} bytes", code="too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _replaying(request: Request, body: bytes) -> Request:
@@ -143,45 +123,22 @@ def _choice(value: Any, allowed: tuple[str, ...], param: str, default: str) -> s
 
 def routes(ctx: FacadeContext) -> list[BaseRoute]:
     async def call(principal: Principal, request: Request, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        result = await ctx.call_tool(principal, f"{SERVER}-{tool}", arguments, request_id=request_id_of(request))
-        return raise_for_result(result)
-
-    def structured_of(result: dict[str, Any], tool: str) -> dict[str, Any]:
-        structured = result.get("structuredContent")
-        if not isinstance(structured, dict):
-            raise ToolError(f"{SERVER}-{tool} returned no structured result", code="upstream_error")
-        return structured
+        return await call_tool(ctx, principal, request, f"{SERVER}-{tool}", arguments)
 
     def endpoint(handler: Handler, timeout: float) -> Callable[[Request], Awaitable[Response]]:
-        async def respond(request: Request) -> Response:
-            request_id = request_id_of(request)
-            try:
-                principal = ctx.authenticate(request)
-                assert principal is not None
-                with anyio.fail_after(timeout):
-                    response = await handler(principal, request)
-                response.headers["x-request-id"] = request_id
-                return response
-            except FacadeHTTPError as exc:
-                return openai_error(
-                    exc.status, exc.message, code=exc.code, param=exc.param, headers=exc.headers, request_id=request_id
-                )
-            except ToolError as exc:
-                headers = {"retry-after": f"{exc.retry_after:g}"} if exc.retry_after is not None else None
-                return openai_error(
-                    status_for(exc), exc.message, code=exc.code, param=exc.field, headers=headers, request_id=request_id
-                )
-            except TimeoutError:
-                return openai_error(504, f"no answer within {timeout:g} s", code="timeout", request_id=request_id)
+        async def stamped(principal: Principal, request: Request) -> Response:
+            response = await handler(principal, request)
+            response.headers["x-request-id"] = request_id_of(request)
+            return response
 
-        return respond
+        return guarded_endpoint(ctx, stamped, timeout, render=openai_error)
 
     async def transcriptions(principal: Principal, request: Request) -> Response:
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise FacadeHTTPError(
                 400, "send the audio as multipart/form-data with a 'file' field", code="invalid_request"
             )
-        body = await read_capped(request, MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD)
+        body = await read_capped(request, MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD, too_large=TOO_LARGE)
         audio, fields, granularities = await _parse_upload(request, body)
         if not audio:
             raise FacadeHTTPError(400, "the uploaded file is empty (0 bytes)", code="empty_file", param="file")
@@ -203,7 +160,7 @@ def routes(ctx: FacadeContext) -> list[BaseRoute]:
             arguments["timestamp_granularities"] = sorted(set(granularities))
         if fields.get("diarize"):
             arguments["diarize"] = _choice(fields["diarize"], ("none", "channels"), "diarize", "none")
-        structured = structured_of(await call(principal, request, "transcribe", arguments), "transcribe")
+        structured = structured_of(await call(principal, request, "transcribe", arguments), "speech-transcribe")
         media_type = CONTENT_TYPES[response_format]
         if response_format in ("text", "srt", "vtt"):
             return Response(structured.get("formatted", ""), media_type=media_type)
@@ -222,13 +179,8 @@ def routes(ctx: FacadeContext) -> list[BaseRoute]:
         return Response(orjson.dumps(verbose), media_type=media_type)
 
     async def speech(principal: Principal, request: Request) -> Response:
-        raw = await read_capped(request, MAX_JSON_BYTES)
-        try:
-            data = json.loads(raw or b"null")
-        except ValueError as exc:
-            raise FacadeHTTPError(400, f"body is not valid JSON: {exc}", code="invalid_json") from None
-        if not isinstance(data, dict):
-            raise FacadeHTTPError(400, "body must be a JSON object", code="invalid_request")
+        raw = await read_capped(request, MAX_JSON_BYTES, too_large=TOO_LARGE)
+        data = json_object(raw, not_object="body must be a JSON object", code="invalid_json")
         text = data.get("input")
         if not isinstance(text, str) or not text:
             raise FacadeHTTPError(400, "'input' (the text to speak) is required", code="missing", param="input")
@@ -246,7 +198,7 @@ def routes(ctx: FacadeContext) -> list[BaseRoute]:
                 raise FacadeHTTPError(400, "'speed' must be a number", code="invalid_type", param="speed")
             arguments["speed"] = speed
         result = await call(principal, request, "speak", arguments)
-        structured = structured_of(result, "speak")
+        structured = structured_of(result, "speech-speak")
         block = next((c for c in result.get("content", []) if c.get("type") == "audio"), None)
         if block is None:
             raise ToolError("speech-speak returned no audio", code="upstream_error")
@@ -262,7 +214,7 @@ def routes(ctx: FacadeContext) -> list[BaseRoute]:
         for name in ("language", "engine"):
             if request.query_params.get(name):
                 arguments[name] = request.query_params[name]
-        structured = structured_of(await call(principal, request, "list_voices", arguments), "list_voices")
+        structured = structured_of(await call(principal, request, "list_voices", arguments), "speech-list_voices")
         body = {
             "object": "list",
             "data": [{"object": "voice", **v} for v in structured["voices"]],

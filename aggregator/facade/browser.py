@@ -15,23 +15,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 
-import anyio
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 import schemas
-from aggregator.facade.base import (
-    FacadeContext,
-    FacadeHTTPError,
-    json_error,
-    raise_for_result,
-    request_id_of,
-    status_for,
+from aggregator.facade.base import FacadeContext, FacadeHTTPError, request_id_of
+from aggregator.facade.common import (
+    call_structured,
+    call_tool,
+    guarded_endpoint,
+    json_object,
+    json_response,
+    read_capped,
 )
 from aggregator.principal import Principal
 from servers.kit import ToolError
@@ -47,30 +45,11 @@ def _actions() -> list[str]:
     return [tool["name"] for tool in schemas.load(SERVER)["tools"]]
 
 
-def _json(body: Any, request_id: str, status: int = 200) -> Response:
-    return Response(
-        orjson.dumps(body), status_code=status, media_type="application/json", headers={"x-request-id": request_id}
-    )
-
-
 async def _read_json(request: Request) -> dict[str, Any]:
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-        raise FacadeHTTPError(413, f"body larger than {MAX_BODY_BYTES} bytes", code="too_large")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise FacadeHTTPError(413, f"body larger than {MAX_BODY_BYTES} bytes", code="too_large")
-        chunks.append(chunk)
-    try:
-        data = json.loads(b"".join(chunks) or b"null")
-    except ValueError as exc:
-        raise FacadeHTTPError(400, f"body is not valid JSON: {exc}", code="invalid_request") from None
-    if not isinstance(data, dict):
-        raise FacadeHTTPError(400, 'body must be a JSON object: {"action": ..., ...arguments}', code="invalid_request")
-    return data
+    return json_object(
+        await read_capped(request, MAX_BODY_BYTES),
+        not_object='body must be a JSON object: {"action": ..., ...arguments}',
+    )
 
 
 def _screenshot_args(request: Request) -> dict[str, Any]:
@@ -99,65 +78,36 @@ def _screenshot_args(request: Request) -> dict[str, Any]:
 
 def routes(ctx: FacadeContext) -> list[BaseRoute]:
     async def call(principal: Principal, request: Request, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        result = await ctx.call_tool(principal, f"{SERVER}-{tool}", arguments, request_id=request_id_of(request))
-        return raise_for_result(result)
+        return await call_tool(ctx, principal, request, f"{SERVER}-{tool}", arguments)
 
-    async def guarded(request: Request, work: Any) -> Response:
-        request_id = request_id_of(request)
-        try:
-            principal = ctx.authenticate(request)
-            assert principal is not None
-            with anyio.fail_after(REQUEST_TIMEOUT_S):
-                return await work(principal)
-        except FacadeHTTPError as exc:
-            return json_error(
-                exc.status, exc.message, code=exc.code, field=exc.param, request_id=request_id, headers=exc.headers
+    async def act(principal: Principal, request: Request) -> Response:
+        body = await _read_json(request)
+        action = body.pop("action", None)
+        if not isinstance(action, str) or not action:
+            raise FacadeHTTPError(
+                400,
+                f"'action' is required: one of {', '.join(_actions())}",
+                code="invalid_argument",
+                param="action",
             )
-        except ToolError as exc:
-            headers = {"retry-after": f"{exc.retry_after:g}"} if exc.retry_after is not None else None
-            return json_error(
-                status_for(exc), exc.message, code=exc.code, field=exc.field, request_id=request_id, headers=headers
+        if action not in _actions():
+            raise FacadeHTTPError(
+                404,
+                f"unknown action {action!r}; actions: {', '.join(_actions())}",
+                code="not_found",
+                param="action",
             )
-        except TimeoutError:
-            return json_error(504, f"no answer within {REQUEST_TIMEOUT_S:g} s", code="timeout", request_id=request_id)
+        structured = await call_structured(ctx, principal, request, f"{SERVER}-{action}", body)
+        return json_response(structured, request_id_of(request))
 
-    async def act(request: Request) -> Response:
-        async def work(principal: Principal) -> Response:
-            body = await _read_json(request)
-            action = body.pop("action", None)
-            if not isinstance(action, str) or not action:
-                raise FacadeHTTPError(
-                    400,
-                    f"'action' is required: one of {', '.join(_actions())}",
-                    code="invalid_argument",
-                    param="action",
-                )
-            if action not in _actions():
-                raise FacadeHTTPError(
-                    404,
-                    f"unknown action {action!r}; actions: {', '.join(_actions())}",
-                    code="not_found",
-                    param="action",
-                )
-            result = await call(principal, request, action, body)
-            structured = result.get("structuredContent")
-            if not isinstance(structured, dict):
-                raise ToolError(f"{SERVER}-{action} returned no structured result", code="upstream_error")
-            return _json(structured, request_id_of(request))
-
-        return await guarded(request, work)
-
-    async def screenshot(request: Request) -> Response:
-        async def work(principal: Principal) -> Response:
-            result = await call(principal, request, "screenshot", _screenshot_args(request))
-            shot = (result.get("structuredContent") or {}).get("screenshot") or {}
-            png = await _png_of(principal, request, result, shot)
-            headers = {"x-request-id": request_id_of(request), "cache-control": "no-store"}
-            if shot.get("url"):
-                headers["x-screenshot-url"] = str(shot["url"])
-            return Response(png, media_type="image/png", headers=headers)
-
-        return await guarded(request, work)
+    async def screenshot(principal: Principal, request: Request) -> Response:
+        result = await call(principal, request, "screenshot", _screenshot_args(request))
+        shot = (result.get("structuredContent") or {}).get("screenshot") or {}
+        png = await _png_of(principal, request, result, shot)
+        headers = {"x-request-id": request_id_of(request), "cache-control": "no-store"}
+        if shot.get("url"):
+            headers["x-screenshot-url"] = str(shot["url"])
+        return Response(png, media_type="image/png", headers=headers)
 
     async def _png_of(principal: Principal, request: Request, result: dict[str, Any], shot: dict[str, Any]) -> bytes:
         encoded: Any = None
@@ -176,15 +126,12 @@ def routes(ctx: FacadeContext) -> list[BaseRoute]:
             raise ToolError("the screenshot came back garbled", code="upstream_error") from None
 
     async def _get_object(principal: Principal, request: Request, shot: dict[str, Any]) -> dict[str, Any]:
-        result = await ctx.call_tool(
-            principal,
-            "storage-get_object",
-            {"bucket": shot["bucket"], "key": shot["key"]},
-            request_id=request_id_of(request),
+        result = await call_tool(
+            ctx, principal, request, "storage-get_object", {"bucket": shot["bucket"], "key": shot["key"]}
         )
-        return raise_for_result(result).get("structuredContent") or {}
+        return result.get("structuredContent") or {}
 
     return [
-        Route("/browser/", act, methods=["POST"]),
-        Route("/browser/screenshot", screenshot, methods=["GET"]),
+        Route("/browser/", guarded_endpoint(ctx, act, REQUEST_TIMEOUT_S), methods=["POST"]),
+        Route("/browser/screenshot", guarded_endpoint(ctx, screenshot, REQUEST_TIMEOUT_S), methods=["GET"]),
     ]

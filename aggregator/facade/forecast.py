@@ -12,26 +12,16 @@ request_id}}` with the status the error code maps to (400 for bad input, 504 for
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from aggregator.facade.base import (
-    FacadeContext,
-    FacadeHTTPError,
-    json_error,
-    raise_for_result,
-    request_id_of,
-    status_for,
-)
+from aggregator.facade.base import FacadeContext, FacadeHTTPError, request_id_of
+from aggregator.facade.common import call_structured, guarded, json_object, json_response, read_capped
 from aggregator.principal import Principal
-from servers.kit import ToolError
 
 SERVER = "forecast"
 FORECAST_TYPES = ("univariate", "multivariate", "covariates", "samples")
@@ -44,10 +34,6 @@ LIST_TIMEOUT_S = 30.0
 Handler = Callable[[Principal, Request], Awaitable[Any]]
 
 
-def _json(body: Any, request_id: str) -> Response:
-    return Response(orjson.dumps(body), media_type="application/json", headers={"x-request-id": request_id})
-
-
 def _forecast_type(request: Request, allowed: tuple[str, ...]) -> str:
     forecast_type = str(request.path_params["type"])
     if forecast_type not in allowed:
@@ -58,57 +44,22 @@ def _forecast_type(request: Request, allowed: tuple[str, ...]) -> str:
 
 
 async def _read_json(request: Request) -> dict[str, Any]:
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise FacadeHTTPError(400, "invalid Content-Length", code="invalid_request")
-        if int(declared) > MAX_BODY_BYTES:
-            raise FacadeHTTPError(413, f"body larger than {MAX_BODY_BYTES} bytes", code="too_large")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise FacadeHTTPError(413, f"body larger than {MAX_BODY_BYTES} bytes", code="too_large")
-        chunks.append(chunk)
-    try:
-        # The stdlib parser accepts NaN/Infinity, so the tool can name the offending field.
-        data = json.loads(b"".join(chunks) or b"null")
-    except ValueError as exc:
-        raise FacadeHTTPError(400, f"body is not valid JSON: {exc}", code="invalid_request") from None
-    if not isinstance(data, dict):
-        raise FacadeHTTPError(400, "body must be a JSON object of tool arguments", code="invalid_request")
-    return data
+    # The stdlib parser accepts NaN/Infinity, so the tool can name the offending field.
+    body = await read_capped(request, MAX_BODY_BYTES)
+    return json_object(body, not_object="body must be a JSON object of tool arguments")
 
 
 def routes(ctx: FacadeContext) -> list[BaseRoute]:
     async def call(principal: Principal, request: Request, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        result = await ctx.call_tool(principal, f"{SERVER}-{tool}", arguments, request_id=request_id_of(request))
-        structured = raise_for_result(result).get("structuredContent")
-        if not isinstance(structured, dict):
-            raise ToolError(f"{SERVER}-{tool} returned no structured result", code="upstream_error")
-        return structured
+        return await call_structured(ctx, principal, request, f"{SERVER}-{tool}", arguments)
 
     def endpoint(handler: Handler, *, listing: bool = False) -> Callable[[Request], Awaitable[Response]]:
+        async def answer(principal: Principal, request: Request) -> Response:
+            return json_response(await handler(principal, request), request_id_of(request))
+
         async def respond(request: Request) -> Response:
-            request_id = request_id_of(request)
-            timeout_s = LIST_TIMEOUT_S if listing else FORECAST_TIMEOUT_S
-            try:
-                principal = ctx.authenticate(request)
-                assert principal is not None
-                with anyio.fail_after(timeout_s):
-                    return _json(await handler(principal, request), request_id)
-            except FacadeHTTPError as exc:
-                return json_error(
-                    exc.status, exc.message, code=exc.code, field=exc.param, request_id=request_id, headers=exc.headers
-                )
-            except ToolError as exc:
-                headers = {"retry-after": f"{exc.retry_after:g}"} if exc.retry_after is not None else None
-                return json_error(
-                    status_for(exc), exc.message, code=exc.code, field=exc.field, request_id=request_id, headers=headers
-                )
-            except TimeoutError:
-                return json_error(504, f"no answer within {timeout_s:g} s", code="timeout", request_id=request_id)
+            # Read per request: the timeouts are module settings (tests shorten them).
+            return await guarded(ctx, request, answer, LIST_TIMEOUT_S if listing else FORECAST_TIMEOUT_S)
 
         return respond
 

@@ -28,14 +28,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 import schemas
-from aggregator.facade.base import (
-    FacadeContext,
-    FacadeHTTPError,
-    json_error,
-    raise_for_result,
-    request_id_of,
-    status_for,
-)
+from aggregator.facade.base import FacadeContext, FacadeHTTPError, raise_for_result, request_id_of
+from aggregator.facade.common import guarded_endpoint, read_capped
+from aggregator.principal import Principal
 from servers.kit import ToolError
 
 SERVER = "mail"
@@ -94,18 +89,11 @@ def query_arguments(request: Request, tool: str) -> dict[str, Any]:
 
 
 async def json_body(request: Request, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise FacadeHTTPError(413, f"request body over {limit} bytes", code="too_large")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise FacadeHTTPError(413, f"request body over {limit} bytes", code="too_large")
+    body = await read_capped(request, limit, too_large="request body over {limit} bytes")
     if not body.strip():
         return {}
     try:
-        data = orjson.loads(bytes(body))
+        data = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise FacadeHTTPError(400, "request body is not valid JSON", code="invalid_argument") from None
     if not isinstance(data, dict):
@@ -117,29 +105,22 @@ def routes(ctx: FacadeContext) -> list[BaseRoute]:
     async def call(request: Request, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
         principal = ctx.authenticate(request)
         assert principal is not None
-        with anyio.fail_after(CALL_TIMEOUT):
-            result = await ctx.call_tool(principal, f"{SERVER}-{tool}", arguments, request_id=request_id_of(request))
+        try:
+            with anyio.fail_after(CALL_TIMEOUT):
+                result = await ctx.call_tool(
+                    principal, f"{SERVER}-{tool}", arguments, request_id=request_id_of(request)
+                )
+        except TimeoutError:
+            raise ToolError(f"the mail call took longer than {CALL_TIMEOUT:.0f} s", code="timeout") from None
         structured = raise_for_result(result).get("structuredContent")
         return structured if isinstance(structured, dict) else {}
 
     def endpoint(build: Callable[[Request], Awaitable[dict[str, Any]]]) -> Handler:
-        async def handle(request: Request) -> Response:
-            rid = request_id_of(request)
-            try:
-                ctx.authenticate(request)
-                return JSONResponse(await build(request))
-            except FacadeHTTPError as exc:
-                return json_error(
-                    exc.status, exc.message, code=exc.code, field=exc.param, request_id=rid, headers=exc.headers
-                )
-            except ToolError as exc:
-                return json_error(status_for(exc), exc.message, code=exc.code, field=exc.field, request_id=rid)
-            except TimeoutError:
-                return json_error(
-                    504, f"the mail call took longer than {CALL_TIMEOUT:.0f} s", code="timeout", request_id=rid
-                )
+        async def answer(principal: Principal, request: Request) -> Response:
+            return JSONResponse(await build(request))
 
-        return handle
+        # No timeout around the whole request: `call` bounds the tool call alone, not the upload.
+        return guarded_endpoint(ctx, answer, None)
 
     def path_args(request: Request) -> dict[str, Any]:
         return {k: v for k, v in request.path_params.items() if k in ("mailbox", "uid")}

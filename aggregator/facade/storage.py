@@ -29,9 +29,9 @@ from aggregator.facade.storage_auth import Access, authorize, is_s3_request, res
 from aggregator.facade.storage_http import BODY_DONE, StorageHTTPError, error_response, from_tool_error
 from aggregator.facade.storage_objects import ObjectHandlers
 from servers.kit import ToolError
+from servers.storage.answers import presigned_answer
 from servers.storage.names import check_key
 from servers.storage.presign import clamp_expiry
-from servers.storage.server import iso
 from servers.storage.service import StorageService
 
 _log = logging.getLogger("toolmux.facade.storage")
@@ -216,13 +216,4 @@ class StorageFace:
         url, expires_at = service.url(bucket, key, method=method, expires_in=expires_in)
         if url.startswith("/"):
             url = self.ctx.public_url.rstrip("/") + url
-        public = expires_at is None
-        return JSONResponse(
-            {
-                "url": url,
-                "method": method,
-                "public": public,
-                "expires_in": None if public else expires_in,
-                "expires_at": iso(expires_at),
-            }
-        )
+        return JSONResponse(presigned_answer(url, method, expires_in, expires_at))

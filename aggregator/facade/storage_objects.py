@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import IO, Any
@@ -27,13 +25,13 @@ from aggregator.facade.storage_sigv4 import (
     STREAMING_SIGNED,
     STREAMING_UNSIGNED_TRAILER,
     AwsChunkedDecoder,
+    b64_digest,
     crc32_base64,
     crc32_header,
 )
 from servers.kit import ToolError
-from servers.storage.metadata import ObjectRecord
+from servers.storage.answers import listing_answer, stored_object
 from servers.storage.names import check_key
-from servers.storage.server import iso
 from servers.storage.service import StorageService, iter_file
 
 SMALL_BODY_LIMIT = 4 * 1024 * 1024  # DeleteObjects and CompleteMultipartUpload documents
@@ -82,11 +80,8 @@ def content_md5(request: Request) -> str | None:
     value = request.headers.get("content-md5")
     if value is None:
         return None
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 16:
+    raw = b64_digest(value, 16)
+    if raw is None:
         raise StorageHTTPError(
             400, "Content-MD5 is not a base64 MD5 digest", s3_code="InvalidDigest", field="Content-MD5"
         )
@@ -167,24 +162,11 @@ class ObjectHandlers:
                 expected["expected_sha256"] = sigv4.payload_hash
         return body, expected
 
-    def _put_headers(self, record: ObjectRecord, crc32: int | None) -> dict[str, str]:
-        headers = {"ETag": s3xml.quoted_etag(record.etag)}
+    def _put_headers(self, etag: str, crc32: int | None) -> dict[str, str]:
+        headers = {"ETag": s3xml.quoted_etag(etag)}
         if crc32 is not None:
             headers["x-amz-checksum-crc32"] = crc32_base64(crc32)
         return headers
-
-    def _described(self, record: ObjectRecord) -> dict[str, Any]:
-        url, url_expires_at = self.service.url(record.bucket, record.key)
-        return {
-            "bucket": record.bucket,
-            "key": record.key,
-            "size": record.size,
-            "etag": record.etag,
-            "content_type": record.content_type,
-            "url": url,
-            "url_expires_at": iso(url_expires_at),
-            "expires_at": iso(record.expires_at),
-        }
 
     # --- objects --------------------------------------------------------------------------------
     async def get(self, bucket: str, key: str) -> Response:
@@ -234,10 +216,10 @@ class ObjectHandlers:
             metadata=user_metadata(self.request),
             **expected,
         )
-        headers = self._put_headers(record, expected.get("expected_crc32"))
+        headers = self._put_headers(record.etag, expected.get("expected_crc32"))
         if self.s3:
             return Response(status_code=200, headers=headers)
-        return JSONResponse(self._described(record), headers=headers)
+        return JSONResponse(stored_object(self.service, record), headers=headers)
 
     async def delete(self, bucket: str, key: str) -> Response:
         authorize(self.access, self.service, "delete", bucket, key)
@@ -259,7 +241,7 @@ class ObjectHandlers:
         )
         if self.s3:
             return Response(s3xml.copy_result(record), media_type=s3xml.XML_TYPE)
-        return JSONResponse(self._described(record))
+        return JSONResponse(stored_object(self.service, record))
 
     # --- bucket listings and batch deletes -------------------------------------------------------
     async def list_objects(self, bucket: str) -> Response:
@@ -291,26 +273,7 @@ class ObjectHandlers:
                 marker=start_after if not v2 else None,
             )
             return Response(body, media_type=s3xml.XML_TYPE)
-        return JSONResponse(
-            {
-                "bucket": bucket,
-                "prefix": prefix,
-                "delimiter": delimiter,
-                "objects": [
-                    {
-                        "key": r.key,
-                        "size": r.size,
-                        "etag": r.etag,
-                        "content_type": r.content_type,
-                        "last_modified": iso(r.modified),
-                    }
-                    for r in listing.objects
-                ],
-                "common_prefixes": listing.common_prefixes,
-                "is_truncated": listing.is_truncated,
-                "next_continuation_token": listing.next_token,
-            }
-        )
+        return JSONResponse(listing_answer(bucket, prefix, delimiter, listing))
 
     async def _document(self) -> bytes:
         body = await read_small_body(self.request, SMALL_BODY_LIMIT)
@@ -363,10 +326,7 @@ class ObjectHandlers:
         self._declared_size(target.max_object_size)
         body, expected = self._source()
         etag = await self.service.multipart.upload_part(bucket, key, self._upload_id(), part_number, body, **expected)
-        headers = {"ETag": s3xml.quoted_etag(etag)}
-        if expected.get("expected_crc32") is not None:
-            headers["x-amz-checksum-crc32"] = crc32_base64(expected["expected_crc32"])
-        return Response(status_code=200, headers=headers)
+        return Response(status_code=200, headers=self._put_headers(etag, expected.get("expected_crc32")))
 
     async def complete_upload(self, bucket: str, key: str) -> Response:
         authorize(self.access, self.service, "write", bucket, key)

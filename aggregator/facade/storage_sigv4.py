@@ -226,15 +226,21 @@ def check_payload_hash(payload_hash: str) -> None:
     )
 
 
+def b64_digest(value: str, size: int) -> bytes | None:
+    """The `size`-byte digest a base64 header carries, or None when it is not one."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if len(raw) == size else None
+
+
 def crc32_header(value: str | None, field: str = "x-amz-checksum-crc32") -> int | None:
     """Decode a base64 big-endian CRC32 checksum header (None when absent)."""
     if value is None:
         return None
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 4:
+    raw = b64_digest(value, 4)
+    if raw is None:
         raise ToolError(f"{field} is not a base64 CRC32", field=field, data={"s3_code": "InvalidRequest"})
     return int.from_bytes(raw, "big")
 

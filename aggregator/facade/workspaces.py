@@ -28,14 +28,21 @@ from typing import Any
 
 import anyio
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from aggregator.facade.base import FacadeContext, FacadeHTTPError, json_error, raise_for_result, request_id_of
+from aggregator.facade.base import FacadeContext, FacadeHTTPError, request_id_of
+from aggregator.facade.common import (
+    CLIENT_GONE,
+    Handler,
+    call_structured,
+    guarded_endpoint,
+    json_object,
+    json_response,
+    read_capped,
+)
 from aggregator.principal import Principal
-from servers.kit import ToolError
-from servers.kit.errors import HTTP_STATUS_BY_CODE
 
 SERVER = "workspaces"
 PREFIX = "/workspaces"
@@ -43,9 +50,6 @@ MAX_FILE_BODY = 64 * 1024 * 1024  # the server refuses files over its own max_fi
 MAX_JSON_BODY = 4 * 1024 * 1024
 FILE_TIMEOUT_S = 120.0
 RUN_TIMEOUT_S = 24 * 3600.0  # the server's run_timeout is the real bound
-CLIENT_GONE = 499
-
-Handler = Callable[[Principal, Request], Awaitable[Response]]
 
 
 def split_location(rest: str) -> tuple[str, str]:
@@ -66,29 +70,6 @@ def _flag(request: Request, name: str, default: bool) -> bool:
     if value.lower() in ("0", "false", "no"):
         return False
     raise FacadeHTTPError(400, f"query parameter {name!r} must be true or false", code="invalid_argument", param=name)
-
-
-def _json(body: Any, request_id: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        orjson.dumps(body),
-        status_code=status,
-        media_type="application/json",
-        headers={"x-request-id": request_id, **(headers or {})},
-    )
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise FacadeHTTPError(413, f"body larger than {limit} bytes", code="too_large")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise FacadeHTTPError(413, f"body larger than {limit} bytes", code="too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def until_disconnect(request: Request, call: Callable[[], Awaitable[Any]]) -> tuple[bool, Any]:
@@ -119,47 +100,25 @@ async def until_disconnect(request: Request, call: Callable[[], Awaitable[Any]])
 
 def routes(ctx: FacadeContext) -> list[BaseRoute]:
     async def call(principal: Principal, request: Request, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        result = await ctx.call_tool(principal, f"{SERVER}-{tool}", arguments, request_id=request_id_of(request))
-        structured = raise_for_result(result).get("structuredContent")
-        if not isinstance(structured, dict):
-            raise ToolError(f"{SERVER}-{tool} returned no structured result", code="upstream_error")
-        return structured
+        return await call_structured(ctx, principal, request, f"{SERVER}-{tool}", arguments)
 
     def endpoint(handler: Handler, timeout_s: float = FILE_TIMEOUT_S) -> Callable[[Request], Awaitable[Response]]:
-        async def respond(request: Request) -> Response:
-            request_id = request_id_of(request)
-            try:
-                principal = ctx.authenticate(request)
-                assert principal is not None
-                with anyio.fail_after(timeout_s):
-                    return await handler(principal, request)
-            except FacadeHTTPError as exc:
-                return json_error(
-                    exc.status, exc.message, code=exc.code, field=exc.param, request_id=request_id, headers=exc.headers
-                )
-            except ToolError as exc:
-                status = HTTP_STATUS_BY_CODE.get(exc.code, 400)
-                return json_error(status, exc.message, code=exc.code, field=exc.field, request_id=request_id)
-            except TimeoutError:
-                return json_error(504, f"no answer within {timeout_s:g} s", code="timeout", request_id=request_id)
-            except ClientDisconnect:
-                return Response(status_code=CLIENT_GONE)
-
-        return respond
+        # This face has never sent Retry-After with its tool errors (the other faces do).
+        return guarded_endpoint(ctx, handler, timeout_s, retry_after_header=False)
 
     async def list_workspaces(principal: Principal, request: Request) -> Response:
         args = {"prefix": request.query_params["prefix"]} if "prefix" in request.query_params else {}
-        return _json(await call(principal, request, "list_workspaces", args), request_id_of(request))
+        return json_response(await call(principal, request, "list_workspaces", args), request_id_of(request))
 
     async def status(principal: Principal, request: Request) -> Response:
-        return _json(await call(principal, request, "status", {}), request_id_of(request))
+        return json_response(await call(principal, request, "status", {}), request_id_of(request))
 
     async def get_file(principal: Principal, request: Request) -> Response:
         workspace, path = split_location(request.path_params["rest"])
         request_id = request_id_of(request)
         if not path or path.endswith("/"):
             args = {"workspace": workspace, "path": path, "recursive": _flag(request, "recursive", False)}
-            return _json(await call(principal, request, "list_files", args), request_id)
+            return json_response(await call(principal, request, "list_files", args), request_id)
         answer = await call(
             principal, request, "read_file", {"workspace": workspace, "path": path, "encoding": "base64"}
         )
@@ -173,7 +132,7 @@ def routes(ctx: FacadeContext) -> list[BaseRoute]:
 
     async def put_file(principal: Principal, request: Request) -> Response:
         workspace, path = split_location(request.path_params["rest"])
-        data = await read_body(request, MAX_FILE_BODY)
+        data = await read_capped(request, MAX_FILE_BODY)
         args = {
             "workspace": workspace,
             "path": path,
@@ -182,33 +141,28 @@ def routes(ctx: FacadeContext) -> list[BaseRoute]:
             "overwrite": _flag(request, "overwrite", True),
         }
         answer = await call(principal, request, "write_file", args)
-        return _json(answer, request_id_of(request), 201 if answer.get("created") else 200)
+        return json_response(answer, request_id_of(request), 201 if answer.get("created") else 200)
 
     async def delete_file(principal: Principal, request: Request) -> Response:
         workspace, path = split_location(request.path_params["rest"])
         args = {"workspace": workspace, "path": path, "recursive": _flag(request, "recursive", False)}
-        return _json(await call(principal, request, "delete_file", args), request_id_of(request))
+        return json_response(await call(principal, request, "delete_file", args), request_id_of(request))
 
     async def list_sessions(principal: Principal, request: Request) -> Response:
         args = {"workspace": request.path_params["workspace"]}
-        return _json(await call(principal, request, "list_sessions", args), request_id_of(request))
+        return json_response(await call(principal, request, "list_sessions", args), request_id_of(request))
 
     async def start_run(principal: Principal, request: Request) -> Response:
         request_id = request_id_of(request)
-        raw = await read_body(request, MAX_JSON_BODY)
-        try:
-            args = orjson.loads(raw or b"null")
-        except orjson.JSONDecodeError as exc:
-            raise FacadeHTTPError(400, f"body is not valid JSON: {exc}", code="invalid_request") from None
-        if not isinstance(args, dict):
-            raise FacadeHTTPError(400, "body must be a JSON object of run arguments", code="invalid_request")
+        raw = await read_capped(request, MAX_JSON_BODY)
+        args = json_object(raw, not_object="body must be a JSON object of run arguments", loads=orjson.loads)
         background = bool(args.get("async") or args.get("fire_and_forget"))
         if background:
-            return _json(await call(principal, request, "run", args), request_id, 202)
+            return json_response(await call(principal, request, "run", args), request_id, 202)
         finished, answer = await until_disconnect(request, lambda: call(principal, request, "run", args))
         if not finished:
             return Response(status_code=CLIENT_GONE)
-        return _json(answer, request_id)
+        return json_response(answer, request_id)
 
     async def run_result(principal: Principal, request: Request) -> Response:
         try:
@@ -218,11 +172,11 @@ def routes(ctx: FacadeContext) -> list[BaseRoute]:
                 400, "'wait' must be a number of seconds", code="invalid_argument", param="wait"
             ) from None
         args = {"run_id": request.path_params["run_id"], "wait_seconds": wait}
-        return _json(await call(principal, request, "run_result", args), request_id_of(request))
+        return json_response(await call(principal, request, "run_result", args), request_id_of(request))
 
     async def run_cancel(principal: Principal, request: Request) -> Response:
         args = {"run_id": request.path_params["run_id"]}
-        return _json(await call(principal, request, "run_cancel", args), request_id_of(request))
+        return json_response(await call(principal, request, "run_cancel", args), request_id_of(request))
 
     return [
         Route(PREFIX, endpoint(list_workspaces), methods=["GET"]),

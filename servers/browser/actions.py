@@ -12,7 +12,8 @@ import orjson
 from servers.browser.env import Env, page_state, settling, timeout_ms
 from servers.browser.pagemodel import SCROLL_STATE_JS, clip, target_locator
 from servers.browser.session import Session
-from servers.kit import ToolError, error_from_result
+from servers.kit import ToolError
+from servers.kit import storage_link as storage
 
 SCROLL_STEP_PX = 600
 
@@ -116,30 +117,14 @@ async def _file_bytes(env: Env, item: dict[str, Any], field: str) -> tuple[bytes
             raise ToolError("'base64' is not valid base64", field=f"{field}.base64") from None
     if "text" in item:
         return item["text"].encode("utf-8"), "text/plain"
-    if env.hub is None:
-        raise ToolError(
-            "files from storage ('bucket' + 'key') need the toolmux hub; this server runs alone",
-            code="unavailable",
-            field=field,
-        )
-    result = await env.hub.call_tool("storage-get_object", {"bucket": item["bucket"], "key": item["key"]}, timeout=120)
-    error = error_from_result(result)
-    if error is not None:
-        raise ToolError(
-            f"reading {item['bucket']}/{item['key']} from storage: {error.message}", code=error.code, field=field
-        )
-    stored = result.get("structuredContent") or {}
-    if isinstance(stored.get("base64"), str):
-        data = base64.b64decode(stored["base64"])
-    elif isinstance(stored.get("text"), str):
-        data = stored["text"].encode("utf-8")
-    else:
-        raise ToolError(
-            f"storage object {item['bucket']}/{item['key']} came back without content",
-            code="upstream_error",
-            field=field,
-        )
-    return data, str(stored.get("content_type") or "application/octet-stream")
+    hub = storage.require_hub(
+        env.hub, field, "files from storage ('bucket' + 'key') need the toolmux hub; this server runs alone"
+    )
+    bucket, key = item["bucket"], item["key"]
+    result = await storage.get_object(hub, bucket=bucket, key=key)
+    stored = storage.stored_result(result, f"reading {bucket}/{key} from storage", field)
+    content_type = str(stored.get("content_type") or "application/octet-stream")
+    return storage.object_bytes(stored, bucket, key, field), content_type
 
 
 async def scroll(env: Env, session: Session, args: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from servers.browser.env import Env, page_state, timeout_ms
@@ -67,16 +68,23 @@ async def get_interactive_elements(env: Env, session: Session, args: dict[str, A
     return state
 
 
+async def _latest(
+    session: Session, args: dict[str, Any], key: str, entries: list[dict[str, Any]], log: deque[dict[str, Any]]
+) -> dict[str, Any]:
+    """The page state with the last `limit` of `entries` under `key` and their total; `clear` empties `log`."""
+    limit = int(args.get("limit", 50))
+    state = await page_state(session)
+    state[key] = entries[-limit:]
+    state["total"] = len(entries)
+    if args.get("clear"):
+        log.clear()
+    return state
+
+
 async def console_messages(env: Env, session: Session, args: dict[str, Any]) -> dict[str, Any]:
     level = args.get("level")
     entries = [m for m in session.console if level is None or m["level"] == level]
-    limit = int(args.get("limit", 50))
-    state = await page_state(session)
-    state["messages"] = entries[-limit:]
-    state["total"] = len(entries)
-    if args.get("clear"):
-        session.console.clear()
-    return state
+    return await _latest(session, args, "messages", entries, session.console)
 
 
 async def network_requests(env: Env, session: Session, args: dict[str, Any]) -> dict[str, Any]:
@@ -88,10 +96,4 @@ async def network_requests(env: Env, session: Session, args: dict[str, Any]) -> 
         if (needle is None or needle in r["url"])
         and (not failed_only or "failure" in r or r.get("blocked") or int(r.get("status", 0)) >= 400)
     ]
-    limit = int(args.get("limit", 50))
-    state = await page_state(session)
-    state["requests"] = entries[-limit:]
-    state["total"] = len(entries)
-    if args.get("clear"):
-        session.network.clear()
-    return state
+    return await _latest(session, args, "requests", entries, session.network)

@@ -18,9 +18,9 @@ import anyio
 from servers.browser.env import Env, page_state, timeout_ms
 from servers.browser.pagemodel import target_locator
 from servers.browser.session import Session
-from servers.kit import ToolError, ToolResult, error_from_result
+from servers.kit import ToolResult
+from servers.kit import storage_link as storage
 
-PUT_TOOL = "storage-put_object"
 STORAGE_TIMEOUT_S = 60.0
 
 
@@ -81,21 +81,16 @@ async def screenshot(env: Env, session: Session, args: dict[str, Any]) -> ToolRe
         return ToolResult(structured=state, content=content)
     shots = env.config.screenshots
     key = f"{shots.prefix.strip('/')}/{time.strftime('%Y%m%d')}/{uuid.uuid4().hex}.png"
-    arguments: dict[str, Any] = {
-        "bucket": shots.bucket,
-        "key": key,
-        "base64": base64.b64encode(png).decode("ascii"),
-        "content_type": "image/png",
-    }
-    if shots.ttl_seconds is not None:
-        arguments["ttl_seconds"] = shots.ttl_seconds
-    result = await env.hub.call_tool(PUT_TOOL, arguments, timeout=STORAGE_TIMEOUT_S)
-    error = error_from_result(result)
-    if error is not None:
-        raise ToolError(
-            f"saving the screenshot to storage failed: {error.message}", code=error.code, retryable=error.retryable
-        )
-    stored = result.get("structuredContent") or {}
+    result = await storage.put_object(
+        env.hub,
+        bucket=shots.bucket,
+        key=key,
+        data=png,
+        content_type="image/png",
+        ttl_seconds=shots.ttl_seconds,
+        timeout=STORAGE_TIMEOUT_S,
+    )
+    stored = storage.stored_result(result, "saving the screenshot to storage failed")
     image.update(url=stored.get("url"), bucket=shots.bucket, key=key, url_expires_at=stored.get("url_expires_at"))
     thumb, thumb_type = await anyio.to_thread.run_sync(_thumbnail, png, shots.thumbnail_width)
     content = [

@@ -3,41 +3,27 @@
 `transcribe` reads its input from a storage object (`object`, or a /storage/... `url` on this
 hub) with `storage-get_object`; `speak` saves its audio with `storage-put_object` and answers
 with the URL storage gives back. Arbitrary URLs are never fetched: only this hub's storage.
+`servers.kit.storage_link` makes the calls.
 """
 
 from __future__ import annotations
 
-import binascii
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from servers.kit import HubCaller, ToolError, error_from_result
+from servers.kit import storage_link as storage
 
-PUT_TOOL = "storage-put_object"
-GET_TOOL = "storage-get_object"
-STORAGE_TIMEOUT_SECONDS = 120.0
 STORAGE_PATH_PREFIX = "/storage/"
 
 
 def require_hub(hub: HubCaller | None, field: str) -> HubCaller:
-    if hub is None:
-        raise ToolError(
-            f"'{field}' needs the storage server, reached through a toolmux hub; this speech server runs alone "
-            "(no hub): send the audio as 'audio_base64' instead",
-            code="unavailable",
-            field=field,
-        )
-    return hub
-
-
-def _structured(result: dict[str, Any], action: str, field: str) -> dict[str, Any]:
-    error = error_from_result(result)
-    if error is not None:
-        raise ToolError(f"{action}: {error.message}", code=error.code, field=field, retryable=error.retryable)
-    structured = result.get("structuredContent")
-    if not isinstance(structured, dict):
-        raise ToolError(f"{action}: the storage server returned no structured result", code="upstream_error")
-    return structured
+    return storage.require_hub(
+        hub,
+        field,
+        f"'{field}' needs the storage server, reached through a toolmux hub; this speech server runs alone "
+        "(no hub): send the audio as 'audio_base64' instead",
+    )
 
 
 def object_from_url(url: str, public_url: str | None) -> tuple[str, str]:
@@ -66,8 +52,7 @@ def object_from_url(url: str, public_url: str | None) -> tuple[str, str]:
 
 
 async def get_audio(hub: HubCaller, bucket: str, key: str, *, max_bytes: int, field: str) -> bytes:
-    arguments = {"bucket": bucket, "key": key, "max_bytes": max_bytes, "encoding": "base64"}
-    result = await hub.call_tool(GET_TOOL, arguments, timeout=STORAGE_TIMEOUT_SECONDS)
+    result = await storage.get_object(hub, bucket=bucket, key=key, max_bytes=max_bytes, encoding="base64")
     error = error_from_result(result)
     if error is not None and error.code == "too_large":
         raise ToolError(
@@ -75,14 +60,8 @@ async def get_audio(hub: HubCaller, bucket: str, key: str, *, max_bytes: int, fi
             code="too_large",
             field=field,
         )
-    stored = _structured(result, f"reading storage object {bucket}/{key} failed", field)
-    encoded = stored.get("base64")
-    if not isinstance(encoded, str):
-        raise ToolError(f"storage object {bucket}/{key} came back without content", code="upstream_error")
-    try:
-        return binascii.a2b_base64(encoded, strict_mode=True)
-    except (binascii.Error, ValueError):
-        raise ToolError(f"storage object {bucket}/{key} came back garbled", code="upstream_error") from None
+    stored = storage.stored_result(result, f"reading storage object {bucket}/{key} failed", field)
+    return storage.object_bytes(stored, bucket, key)
 
 
 async def put_audio(
@@ -96,16 +75,9 @@ async def put_audio(
     metadata: dict[str, str],
 ) -> dict[str, Any]:
     """Store `data`; storage's structured answer ({bucket, key, size, url, url_expires_at, ...})."""
-    arguments: dict[str, Any] = {
-        "bucket": bucket,
-        "key": key,
-        "base64": binascii.b2a_base64(data, newline=False).decode("ascii"),
-        "content_type": content_type,
-        "metadata": metadata,
-    }
-    if ttl_seconds is not None:
-        arguments["ttl_seconds"] = ttl_seconds
-    result = await hub.call_tool(PUT_TOOL, arguments, timeout=STORAGE_TIMEOUT_SECONDS)
+    result = await storage.put_object(
+        hub, bucket=bucket, key=key, data=data, content_type=content_type, metadata=metadata, ttl_seconds=ttl_seconds
+    )
     error = error_from_result(result)
     field = "bucket" if error is not None and error.code == "not_found" else "key"
-    return _structured(result, f"saving the audio to storage {bucket}/{key} failed", field)
+    return storage.stored_result(result, f"saving the audio to storage {bucket}/{key} failed", field)

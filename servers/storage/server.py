@@ -9,12 +9,19 @@ from __future__ import annotations
 import binascii
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 
 from servers.kit import Domain, ServerSettings, ToolContext, ToolError, ToolResult
+from servers.storage.answers import (
+    iso,
+    listing_answer,
+    object_info,
+    presigned_answer,
+    record_fields,
+    stored_object,
+)
 from servers.storage.config import StorageConfig
 from servers.storage.metadata import ObjectRecord
 from servers.storage.presign import clamp_expiry
@@ -26,25 +33,6 @@ INSTRUCTIONS = (
     "large or binary content. Read with get_object (text, or base64 for binary), find objects with "
     "list_objects (prefix, delimiter '/'), and make download or upload links with presign_url."
 )
-
-
-def iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def object_info(record: ObjectRecord) -> dict[str, Any]:
-    return {
-        "bucket": record.bucket,
-        "key": record.key,
-        "size": record.size,
-        "etag": record.etag,
-        "content_type": record.content_type,
-        "last_modified": iso(record.modified),
-        "expires_at": iso(record.expires_at),
-        "metadata": record.metadata,
-    }
 
 
 def resource_link(url: str, record: ObjectRecord) -> list[dict[str, Any]]:
@@ -92,19 +80,9 @@ def create(settings: ServerSettings) -> Domain:
             metadata=args.get("metadata"),
             ttl_seconds=args.get("ttl_seconds"),
         )
-        url, url_expires_at = service.url(record.bucket, record.key)
-        structured = {
-            "bucket": record.bucket,
-            "key": record.key,
-            "size": record.size,
-            "etag": record.etag,
-            "content_type": record.content_type,
-            "url": url,
-            "url_expires_at": iso(url_expires_at),
-            "expires_at": iso(record.expires_at),
-        }
+        structured = stored_object(service, record)
         binary = not is_textual(record.content_type)
-        return ToolResult(structured=structured, content=resource_link(url, record) if binary else [])
+        return ToolResult(structured=structured, content=resource_link(structured["url"], record) if binary else [])
 
     @domain.tool("get_object")
     async def get_object(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
@@ -121,15 +99,7 @@ def create(settings: ServerSettings) -> Domain:
                         "the object is not valid UTF-8 text; ask for encoding 'base64'", field="encoding"
                     ) from None
         url, _ = service.url(record.bucket, record.key)
-        structured: dict[str, Any] = {
-            "bucket": record.bucket,
-            "key": record.key,
-            "size": record.size,
-            "etag": record.etag,
-            "content_type": record.content_type,
-            "last_modified": iso(record.modified),
-            "url": url,
-        }
+        structured: dict[str, Any] = {**record_fields(record), "last_modified": iso(record.modified), "url": url}
         if text is not None:
             structured.update(encoding="text", text=text)
             return ToolResult(structured=structured)
@@ -150,24 +120,7 @@ def create(settings: ServerSettings) -> Domain:
             max_keys=args.get("max_keys", 100),
             continuation_token=args.get("continuation_token"),
         )
-        return {
-            "bucket": args["bucket"],
-            "prefix": prefix,
-            "delimiter": delimiter,
-            "objects": [
-                {
-                    "key": r.key,
-                    "size": r.size,
-                    "etag": r.etag,
-                    "content_type": r.content_type,
-                    "last_modified": iso(r.modified),
-                }
-                for r in listing.objects
-            ],
-            "common_prefixes": listing.common_prefixes,
-            "is_truncated": listing.is_truncated,
-            "next_continuation_token": listing.next_token,
-        }
+        return listing_answer(args["bucket"], prefix, delimiter, listing)
 
     @domain.tool("delete_object")
     async def delete_object(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
@@ -199,14 +152,7 @@ def create(settings: ServerSettings) -> Domain:
             await service.head(bucket.name, args["key"])  # a link to nothing helps nobody
         expires_in = clamp_expiry(args.get("expires_in", 3600))
         url, expires_at = service.url(bucket.name, args["key"], method=method, expires_in=expires_in)
-        public = expires_at is None
-        return {
-            "url": url,
-            "method": method,
-            "public": public,
-            "expires_in": None if public else expires_in,
-            "expires_at": iso(expires_at),
-        }
+        return presigned_answer(url, method, expires_in, expires_at)
 
     async def health() -> dict[str, Any]:
         try:

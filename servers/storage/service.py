@@ -285,13 +285,17 @@ class StorageService:
         )
 
     # --- reading --------------------------------------------------------------------------------
-    async def head(self, bucket: str, key: str) -> ObjectRecord:
-        self.bucket(bucket)
-        check_key(key)
+    async def _current(self, bucket: str, key: str) -> ObjectRecord:
+        """The object's live record; not_found when there is none (or it has expired)."""
         record = await self.meta.get(bucket, key, self.clock())
         if record is None:
             raise no_such_key(bucket, key)
         return record
+
+    async def head(self, bucket: str, key: str) -> ObjectRecord:
+        self.bucket(bucket)
+        check_key(key)
+        return await self._current(bucket, key)
 
     async def open(self, bucket: str, key: str) -> OpenedObject:
         """Look up and open the current version under the read lock; the caller closes the file."""
@@ -299,9 +303,7 @@ class StorageService:
         check_key(key)
         async with self.locks.read((bucket, key)):
             with anyio.CancelScope(shield=True):
-                record = await self.meta.get(bucket, key, self.clock())
-                if record is None:
-                    raise no_such_key(bucket, key)
+                record = await self._current(bucket, key)
                 file = await self.blobs.open(record.blob)
         return OpenedObject(record, file)
 
@@ -310,9 +312,7 @@ class StorageService:
         self.bucket(bucket)
         check_key(key)
         async with self.locks.read((bucket, key)):
-            record = await self.meta.get(bucket, key, self.clock())
-            if record is None:
-                raise no_such_key(bucket, key)
+            record = await self._current(bucket, key)
             if record.size > max_bytes:
                 raise ToolError(
                     f"object is {record.size} bytes, more than the {max_bytes} bytes returned inline; "

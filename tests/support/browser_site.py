@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -166,6 +167,27 @@ def browser_domain(data_dir: Path, config: dict[str, Any] | None = None, *, with
     settings: dict[str, Any] = {"navigation": {"allow_hosts": ["127.0.0.1"]}, **(config or {})}
     hub = DomainsHubCaller({"storage": make_domain(data_dir)}) if with_storage else None
     return create(ServerSettings(name="browser", config=settings, data_dir=data_dir, hub=hub))
+
+
+def require_chromium() -> None:
+    """Fail (not skip) the test that needs a real Chromium when the machine has none."""
+    reason = chromium_missing_reason()
+    if reason is not None:
+        pytest.fail(reason)
+
+
+@asynccontextmanager
+async def running_browser(
+    data_dir: Path, config: dict[str, Any] | None = None, *, with_storage: bool = True
+) -> AsyncIterator[Domain]:
+    """`browser_domain` for the block; its browsers (and its storage) closed afterwards."""
+    domain = browser_domain(data_dir, config, with_storage=with_storage)
+    try:
+        yield domain
+    finally:
+        await domain.service.aclose()
+        if with_storage:
+            domain.hub.domains["storage"].service.close()  # type: ignore[union-attr]
 
 
 async def call(domain: Domain, tool: str, args: dict[str, Any], *, caller: str = "tester") -> dict[str, Any]:

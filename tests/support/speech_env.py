@@ -12,7 +12,8 @@ from __future__ import annotations
 import base64
 import io
 import wave
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 
 from servers.kit import Domain, ServerSettings, ToolContext, ToolError, error_from_result
+from servers.speech.resources import ResourceManager
 from servers.speech.server import create
 from tests.support.hub import DomainsHubCaller
 from tests.support.storage import make_domain
@@ -103,6 +105,25 @@ def wav_samples(data: bytes) -> tuple[np.ndarray, int]:
 # One stack and one set of recordings per test process, however many conftests import the
 # fixtures (each import would otherwise make its own session fixture, loading engines again).
 _shared: dict[str, Any] = {}
+
+
+@asynccontextmanager
+async def slot_held(resources: ResourceManager, job: str, hardware: str = "cpu") -> AsyncIterator[None]:
+    """For the block, `hardware` is busy with another `job` (released when the block ends)."""
+    held, release = anyio.Event(), anyio.Event()
+
+    async def hold() -> None:
+        async with resources.slot(hardware, job=job):
+            held.set()
+            await release.wait()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hold)
+        await held.wait()
+        try:
+            yield
+        finally:
+            release.set()
 
 
 @pytest.fixture(scope="session")

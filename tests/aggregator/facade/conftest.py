@@ -18,6 +18,7 @@ from servers.models.cache import ResponseCache
 from servers.models.server import create
 from servers.models.service import ModelsService
 from tests.servers.models.fakes import FakeBackend, fake_backend
+from tests.servers.workspaces.fakes import scripted_openai_per_module  # noqa: F401 (fixture)
 from tests.support.asgi import serve_asgi
 
 MASTER_KEY = "test-master"

@@ -21,6 +21,7 @@ from tests.support.speech_env import (  # noqa: F401  (fixtures)
     SENTENCES,
     WER_BOUND,
     SpeechStack,
+    slot_held,
     speech_stack,
     spoken,
     wav_bytes,
@@ -192,23 +193,11 @@ async def test_a_busy_engine_answers_409_with_retry_after(
 ) -> None:
     resources = served.stack.speech.service.resources
     monkeypatch.setattr(resources, "busy_wait_seconds", 0.1)
-    held, release = anyio.Event(), anyio.Event()
-
-    async def hold() -> None:
-        async with resources.slot("cpu", job="another transcription"):
-            held.set()
-            await release.wait()
-
     with anyio.fail_after(60):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(hold)
-            await held.wait()
-            try:
-                response = await served.transcribe(fresh_audio(spoken[SENTENCES[0]]))
-                with pytest.raises(openai.ConflictError) as busy:
-                    await served.sdk.audio.speech.create(model="tts-1", voice="alloy", input="hi")
-            finally:
-                release.set()
+        async with slot_held(resources, job="another transcription"):
+            response = await served.transcribe(fresh_audio(spoken[SENTENCES[0]]))
+            with pytest.raises(openai.ConflictError) as busy:
+                await served.sdk.audio.speech.create(model="tts-1", voice="alloy", input="hi")
     assert response.status_code == 409 and int(response.headers["retry-after"]) >= 1
     assert response.json()["error"]["code"] == "busy"
     assert busy.value.response.headers["retry-after"]

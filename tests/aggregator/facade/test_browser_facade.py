@@ -16,17 +16,12 @@ from aggregator.facade.base import DirectFacadeContext
 from aggregator.facade.browser import routes
 from aggregator.principal import Principal
 from tests.support.asgi import serve_asgi
-from tests.support.browser_site import Site, browser_domain, chromium_missing_reason, serve_site
+from tests.support.browser_site import Site, require_chromium, running_browser, serve_site
 
 pytestmark = pytest.mark.anyio
 
 KEY = "test-master"
 OTHER_KEY = "other-key"
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"  # one browser server for the module: the loop must outlive single tests
 
 
 @dataclass
@@ -38,21 +33,16 @@ class Api:
 
 @pytest.fixture(scope="module")
 async def api(anyio_backend: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
-    reason = chromium_missing_reason()
-    if reason is not None:
-        pytest.fail(reason)
-    browser = browser_domain(Path(tmp_path_factory.mktemp("browser-facade")))
-    storage = browser.hub.domains["storage"]  # type: ignore[union-attr]
-    other = Principal(name="other", allowed_tools=("browser-*", "storage-get_object"))
-    ctx = DirectFacadeContext({"browser": browser, "storage": storage}, master_key=KEY, keys={OTHER_KEY: other})
-    try:
+    # One browser server for the module (the facade conftest's anyio_backend is module-scoped).
+    require_chromium()
+    async with running_browser(Path(tmp_path_factory.mktemp("browser-facade"))) as browser:
+        storage = browser.hub.domains["storage"]  # type: ignore[union-attr]
+        other = Principal(name="other", allowed_tools=("browser-*", "storage-get_object"))
+        ctx = DirectFacadeContext({"browser": browser, "storage": storage}, master_key=KEY, keys={OTHER_KEY: other})
         async with serve_site() as site, serve_asgi(Starlette(routes=routes(ctx))) as url:
             headers = {"authorization": f"Bearer {KEY}"}
             async with httpx2.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
                 yield Api(client, site, url)
-    finally:
-        await browser.service.aclose()
-        storage.service.close()
 
 
 async def act(api: Api, action: str, **arguments: object) -> httpx2.Response:

@@ -9,29 +9,16 @@ import anyio
 import httpx2
 import pytest
 
-from tests.aggregator.facade.workspaces_support import AUTH, CommandWatch, Face, long_or_count_policy, serve_workspaces
-from tests.servers.workspaces.fakes import ScriptedOpenAI, scripted_openai
+from tests.aggregator.facade.workspaces_support import AUTH, CommandWatch, Face, serve_scripted
+from tests.servers.workspaces.fakes import ScriptedOpenAI
 from tests.servers.workspaces.procs import group_members, wait_gone
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def _scripted(anyio_backend: str) -> AsyncIterator[ScriptedOpenAI]:
-    async with scripted_openai() as fake:
-        yield fake
-
-
 @pytest.fixture
 async def face(tmp_path: Path, _scripted: ScriptedOpenAI) -> AsyncIterator[Face]:
-    _scripted.reset()
-    _scripted.policy = long_or_count_policy
-    async with serve_workspaces(tmp_path, _scripted, max_file_bytes=1024 * 1024) as running:
+    async with serve_scripted(tmp_path, _scripted, max_file_bytes=1024 * 1024) as running:
         yield running
 
 

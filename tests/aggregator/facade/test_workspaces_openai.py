@@ -14,10 +14,9 @@ from tests.aggregator.facade.workspaces_support import (
     MASTER_KEY,
     CommandWatch,
     Face,
-    long_or_count_policy,
-    serve_workspaces,
+    serve_scripted,
 )
-from tests.servers.workspaces.fakes import ScriptedOpenAI, Turn, scripted_openai
+from tests.servers.workspaces.fakes import ScriptedOpenAI, Turn
 from tests.servers.workspaces.procs import group_members, wait_gone
 
 pytestmark = pytest.mark.anyio
@@ -25,22 +24,9 @@ pytestmark = pytest.mark.anyio
 PROMPT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "count"}]
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def _scripted(anyio_backend: str) -> AsyncIterator[ScriptedOpenAI]:
-    async with scripted_openai() as fake:
-        yield fake
-
-
 @pytest.fixture
 async def face(tmp_path: Path, _scripted: ScriptedOpenAI) -> AsyncIterator[Face]:
-    _scripted.reset()
-    _scripted.policy = long_or_count_policy
-    async with serve_workspaces(tmp_path, _scripted) as running:
+    async with serve_scripted(tmp_path, _scripted) as running:
         yield running
 
 

@@ -39,6 +39,15 @@ async def serve_workspaces(tmp_path: Path, fake: ScriptedOpenAI, **config: Any) 
             yield Face(url, env)
 
 
+@asynccontextmanager
+async def serve_scripted(tmp_path: Path, scripted: ScriptedOpenAI, **config: Any) -> AsyncIterator[Face]:
+    """`serve_workspaces` on the module's scripted fake, reset to answer with `long_or_count_policy`."""
+    scripted.reset()
+    scripted.policy = long_or_count_policy
+    async with serve_workspaces(tmp_path, scripted, **config) as running:
+        yield running
+
+
 def long_or_count_policy(body: dict[str, Any]) -> Turn:
     """The prompt "long" starts a command that runs until killed; other prompts count lines."""
     if prompt_of(body) != "long":

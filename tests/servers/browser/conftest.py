@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from servers.kit import Domain
-from tests.support.browser_site import Site, browser_domain, call, chromium_missing_reason, serve_site
+from tests.support.browser_site import Site, call, require_chromium, running_browser, serve_site
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +30,9 @@ async def site(anyio_backend: str) -> AsyncIterator[Site]:
 
 @pytest.fixture(scope="module")
 async def browser(anyio_backend: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Domain]:
-    reason = chromium_missing_reason()
-    if reason is not None:
-        pytest.fail(reason)
-    domain = browser_domain(Path(tmp_path_factory.mktemp("browser")))
-    try:
+    require_chromium()
+    async with running_browser(Path(tmp_path_factory.mktemp("browser"))) as domain:
         yield domain
-    finally:
-        await domain.service.aclose()
-        domain.hub.domains["storage"].service.close()  # type: ignore[union-attr]
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from servers.kit import Domain
-from tests.support.browser_site import Site, browser_domain, call, error_of, ok
+from tests.support.browser_site import Site, call, error_of, ok, running_browser
 
 pytestmark = pytest.mark.anyio
 
@@ -70,19 +70,16 @@ async def test_navigation_timeouts_are_retried_with_backoff_then_reported(
 
 
 async def test_a_missing_chromium_is_reported_as_unavailable(tmp_path: Path, site: Site) -> None:
-    domain = browser_domain(tmp_path, {"executable_path": str(tmp_path / "no-chromium")}, with_storage=False)
-    try:
+    config = {"executable_path": str(tmp_path / "no-chromium")}
+    async with running_browser(tmp_path, config, with_storage=False) as domain:
         error = error_of(await call(domain, "goto", {"url": f"{site.url}/form"}))
         assert error["code"] == "unavailable" and "cannot start Chromium" in error["message"]
         assert str(tmp_path / "no-chromium") in error["message"]
-    finally:
-        await domain.service.aclose()
 
 
 async def test_standalone_server_without_eval_js_returns_screenshots_inline(tmp_path: Path, site: Site) -> None:
     config = {"eval_js": False, "viewport_width": 640, "viewport_height": 480}
-    domain = browser_domain(tmp_path, config, with_storage=False)
-    try:
+    async with running_browser(tmp_path, config, with_storage=False) as domain:
         assert "eval_js" not in domain.visible_tools()
         assert error_of(await call(domain, "eval_js", {"expression": "1"}))["code"] == "not_found"
         script = await ok(domain, "run_script", {"steps": [{"action": "eval_js", "expression": "1"}]})
@@ -95,5 +92,3 @@ async def test_standalone_server_without_eval_js_returns_screenshots_inline(tmp_
         assert image_block["type"] == "image" and image_block["mimeType"] == "image/png"
         with Image.open(io.BytesIO(base64.b64decode(image_block["data"]))) as image:
             assert image.size == (640, 480)
-    finally:
-        await domain.service.aclose()

@@ -10,7 +10,7 @@ import pytest
 from servers.browser.config import NavigationConfig
 from servers.browser.policy import NavigationPolicy, PolicyRefusal
 from servers.kit import Domain, ToolError
-from tests.support.browser_site import Site, browser_domain, call, error_of, ok
+from tests.support.browser_site import Site, call, error_of, ok, running_browser
 
 pytestmark = pytest.mark.anyio
 
@@ -18,11 +18,8 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 async def default_policy_browser(tmp_path: Path) -> AsyncIterator[Domain]:
     """A browser server with the shipped defaults: nothing allow-listed."""
-    domain = browser_domain(tmp_path, {"navigation": {}}, with_storage=False)
-    try:
+    async with running_browser(tmp_path, {"navigation": {}}, with_storage=False) as domain:
         yield domain
-    finally:
-        await domain.service.aclose()
 
 
 @pytest.mark.parametrize(

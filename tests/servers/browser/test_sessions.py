@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from servers.kit import Domain
-from tests.support.browser_site import Site, browser_domain, call, error_of, ok
+from tests.support.browser_site import Site, call, error_of, ok, running_browser
 
 pytestmark = pytest.mark.anyio
 
@@ -20,21 +20,15 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 async def pool(tmp_path: Path) -> AsyncIterator[Domain]:
     """A browser server of its own (one browser process) with room for three sessions."""
-    domain = browser_domain(tmp_path, {"max_sessions": 3}, with_storage=False)
-    try:
+    async with running_browser(tmp_path, {"max_sessions": 3}, with_storage=False) as domain:
         yield domain
-    finally:
-        await domain.service.aclose()
 
 
 @pytest.fixture
 async def two_browsers(tmp_path: Path) -> AsyncIterator[Domain]:
     """A browser server of its own with two browser processes in its pool."""
-    domain = browser_domain(tmp_path, {"browsers": 2}, with_storage=False)
-    try:
+    async with running_browser(tmp_path, {"browsers": 2}, with_storage=False) as domain:
         yield domain
-    finally:
-        await domain.service.aclose()
 
 
 async def cookie_of(domain: Domain, site: Site, session: str, caller: str = "tester") -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from servers.kit import ServerSettings, ToolContext, error_from_result
 from servers.speech.server import create
-from tests.support.speech_env import SENTENCES, SpeechStack
+from tests.support.speech_env import SENTENCES, SpeechStack, slot_held
 
 pytestmark = pytest.mark.anyio
 
@@ -132,19 +132,9 @@ async def test_a_busy_engine_past_its_wait_answers_busy_with_a_retry_hint(
     domain = create(ServerSettings(name="speech", data_dir=tmp_path, config={"busy_wait_seconds": 0.2}))
     resources = domain.service.resources
     audio = base64.b64encode(spoken[SENTENCES[0]]).decode()
-    holding, release = anyio.Event(), anyio.Event()
-
-    async def long_job() -> None:
-        async with resources.slot("cpu", job="a long transcription"):
-            holding.set()
-            await release.wait()
-
     with anyio.fail_after(30):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(long_job)
-            await holding.wait()
+        async with slot_held(resources, job="a long transcription"):
             result = await domain.call("transcribe", {"audio_base64": audio}, ToolContext("transcribe", "t"))
-            release.set()
     error = error_from_result(result)
     assert error is not None and error.code == "busy" and error.retryable
     assert error.retry_after is not None and error.retry_after >= 1

@@ -10,6 +10,7 @@ import pytest
 
 from servers.kit import ToolError
 from servers.speech.resources import ResourceManager
+from tests.support.speech_env import slot_held
 
 pytestmark = pytest.mark.anyio
 
@@ -98,21 +99,11 @@ async def test_jobs_of_one_hardware_class_run_one_at_a_time() -> None:
 async def test_a_caller_waiting_past_the_bound_gets_a_retryable_busy_error() -> None:
     clock = Clock()
     manager = ResourceManager(busy_wait_seconds=0.05, clock=clock)
-    held, release = anyio.Event(), anyio.Event()
-
-    async def holder() -> None:
-        async with manager.slot("cpu", job="speak en_US-joe-medium"):
-            held.set()
-            await release.wait()
-
     with anyio.fail_after(10):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(holder)
-            await held.wait()
+        async with slot_held(manager, job="speak en_US-joe-medium"):
             assert manager.busy() == {"cpu": True}
             with pytest.raises(ToolError) as caught:
                 await manager.run("stt:x", "cpu", Engine, lambda e: e)
-            release.set()
     assert caught.value.code == "busy" and caught.value.retryable
     assert caught.value.retry_after == 5.0  # nothing measured yet: the first guess of a job's length
     assert "speak en_US-joe-medium" in caught.value.message

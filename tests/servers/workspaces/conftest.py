@@ -15,7 +15,7 @@ from servers.models.server import create as create_models
 from servers.workspaces.runs import RunEvent
 from servers.workspaces.server import create
 from servers.workspaces.service import WorkspacesService
-from tests.servers.workspaces.fakes import ScriptedOpenAI, scripted_openai
+from tests.servers.workspaces.fakes import ScriptedOpenAI, scripted_openai_per_module  # noqa: F401 (fixture)
 from tests.support.hub import DomainsHubCaller
 
 SCRIPTED_AGENT = Path(__file__).with_name("scripted_agent.py")
@@ -97,12 +97,6 @@ async def workspaces_env(data_dir: Path, fake: ScriptedOpenAI, **config: Any) ->
 @pytest.fixture(scope="module")
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def _scripted(anyio_backend: str) -> AsyncIterator[ScriptedOpenAI]:
-    async with scripted_openai() as fake:
-        yield fake
 
 
 @pytest.fixture

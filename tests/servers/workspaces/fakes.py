@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import orjson
+import pytest
 
 from tests.servers.models.fakes import COMPLETION_TOKENS, PROMPT_TOKENS, FakeBackend, SeenRequest
 from tests.support.asgi import serve_asgi
@@ -139,3 +140,13 @@ async def scripted_openai() -> AsyncIterator[ScriptedOpenAI]:
             yield fake
         finally:
             fake.release.set()
+
+
+@pytest.fixture(scope="module", name="_scripted")
+async def scripted_openai_per_module(anyio_backend: str) -> AsyncIterator[ScriptedOpenAI]:
+    """One scripted fake per test module (starting servers costs); tests reset it before use.
+
+    A fixture shared by the workspaces server tests and the workspaces facade tests: their
+    conftests import it."""
+    async with scripted_openai() as fake:
+        yield fake
