@@ -63,7 +63,6 @@ async def guarded(
     timeout_s: float | None,
     *,
     render: ErrorRender = json_error,
-    retry_after_header: bool = True,
 ) -> Response:
     """Run `handler` for the authenticated caller within `timeout_s` (None: unbounded here), and
     answer a FacadeHTTPError, ToolError or timeout as `render`'s error body."""
@@ -79,7 +78,7 @@ async def guarded(
         )
     except ToolError as exc:
         headers = None
-        if retry_after_header and exc.retry_after is not None:
+        if exc.retry_after is not None:
             headers = {"retry-after": f"{exc.retry_after:g}"}
         return render(
             status_for(exc), exc.message, code=exc.code, field=exc.field, request_id=request_id, headers=headers
@@ -98,12 +97,11 @@ def guarded_endpoint(
     timeout_s: float | None,
     *,
     render: ErrorRender = json_error,
-    retry_after_header: bool = True,
 ) -> Callable[[Request], Awaitable[Response]]:
     """A Starlette endpoint running `handler` through `guarded`."""
 
     async def respond(request: Request) -> Response:
-        return await guarded(ctx, request, handler, timeout_s, render=render, retry_after_header=retry_after_header)
+        return await guarded(ctx, request, handler, timeout_s, render=render)
 
     return respond
 

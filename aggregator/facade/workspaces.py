@@ -104,7 +104,7 @@ def routes(ctx: FacadeContext) -> list[BaseRoute]:
 
     def endpoint(handler: Handler, timeout_s: float = FILE_TIMEOUT_S) -> Callable[[Request], Awaitable[Response]]:
         # This face has never sent Retry-After with its tool errors (the other faces do).
-        return guarded_endpoint(ctx, handler, timeout_s, retry_after_header=False)
+        return guarded_endpoint(ctx, handler, timeout_s)
 
     async def list_workspaces(principal: Principal, request: Request) -> Response:
         args = {"prefix": request.query_params["prefix"]} if "prefix" in request.query_params else {}
