@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+import base64
+import itertools
+import json
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -123,19 +126,77 @@ class HubClient:
 
 
 class HttpHubCaller:
-    """`HubCaller` for a domain server running as a child of a hub: calls back over HTTP."""
+    """`HubCaller` for a domain server running as a child of a hub: calls back over HTTP.
+
+    Each call is one stateless (2026-07-28) request on a pooled keep-alive connection: no
+    handshake and no session, so an agent calling the hub every turn pays one round trip.
+    """
 
     def __init__(self, url: str, key: str | None) -> None:
         self._url = url
         self._key = key
+        self._http: httpx2.AsyncClient | None = None
+        self._ids = itertools.count(1)
+
+    def _client(self) -> httpx2.AsyncClient:
+        if self._http is None:
+            headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": STATELESS_VERSION}
+            if self._key:
+                headers["Authorization"] = f"Bearer {self._key}"
+            self._http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(60.0, read=None))
+        return self._http
 
     async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
-        # A fresh short session per call keeps a child free of connection state it cannot own;
-        # callbacks to the hub are rare (storing an artifact), not a hot path.
+        request_id = next(self._ids)
+        body = {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "method": "tools/call",
+            "params": {
+                "name": name,
+                "arguments": arguments,
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": STATELESS_VERSION,
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                    "io.modelcontextprotocol/clientInfo": {"name": "toolmux-child", "version": "0.1.0"},
+                },
+            },
+        }
+        headers = {"Mcp-Method": "tools/call", "Mcp-Name": header_value(name)}
         try:
-            async with HubClient.http(self._url, self._key, timeout=timeout or 60.0) as hub:
-                return _wire(await hub.call_tool(name, arguments, timeout=timeout))
-        except ToolError:
-            raise
-        except Exception as exc:
+            response = await self._client().post(self._url, json=body, headers=headers, timeout=timeout or 300.0)
+            message = _final_message(response, request_id)
+        except (httpx2.HTTPError, ValueError) as exc:
             raise ToolError(f"could not reach the hub to call {name}: {exc}", code="unavailable") from None
+        if "error" in message:
+            error = message["error"] if isinstance(message["error"], dict) else {}
+            raise ToolError(f"{name}: {error.get('message', 'error')}", code="upstream_error")
+        result = message.get("result")
+        if not isinstance(result, dict):
+            raise ToolError(f"{name}: the hub answered without a result", code="upstream_error")
+        return result
+
+
+STATELESS_VERSION = "2026-07-28"
+
+
+def header_value(value: str) -> str:
+    """A header-safe value: as is when plain ASCII, else the Base64 sentinel form."""
+    if value.isascii() and value.isprintable() and value == value.strip() and not value.startswith("=?base64?"):
+        return value
+    return "=?base64?" + base64.b64encode(value.encode()).decode() + "?="
+
+
+def _final_message(response: httpx2.Response, request_id: int) -> dict[str, Any]:
+    """The JSON-RPC response in a JSON body or at the end of an SSE body."""
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        for line in reversed(response.text.splitlines()):
+            if line.startswith("data:"):
+                message = json.loads(line[5:])
+                if isinstance(message, dict) and message.get("id") == request_id:
+                    return message
+        raise ValueError(f"no response in the event stream (HTTP {response.status_code})")
+    message = response.json()
+    if not isinstance(message, dict):
+        raise ValueError(f"unexpected body (HTTP {response.status_code})")
+    return message
