@@ -57,6 +57,8 @@ class StdioChannel:
         self._stdin = process.stdin
         self._stdout = BufferedByteReceiveStream(process.stdout)
         self._write_lock = anyio.Lock(fast_acquire=True)
+        # The child's last stderr line: why it exited, more often than not.
+        self.last_stderr: str | None = None
 
     @classmethod
     async def spawn(
@@ -85,7 +87,9 @@ class StdioChannel:
             while True:
                 line = await stream.receive_until(b"\n", 1 << 20)
                 if line:
-                    logger.info("%s", line.decode("utf-8", "replace"))
+                    text = line.decode("utf-8", "replace")
+                    self.last_stderr = text[:500]
+                    logger.info("%s", text)
         except (
             anyio.EndOfStream,
             anyio.IncompleteRead,
@@ -128,7 +132,10 @@ class StdioChannel:
             code = await self.process.wait()
             if code < 0:
                 return f"process {self._command!r} was killed by signal {signal.Signals(-code).name}"
-            return f"process {self._command!r} exited with status {code}"
+            # Give the stderr pump a moment to read the child's last words.
+            await anyio.sleep(0.05)
+            said = f": {self.last_stderr}" if self.last_stderr else ""
+            return f"process {self._command!r} exited with status {code}{said}"
         return f"process {self._command!r} closed its stdout"
 
     async def aclose(self) -> None:

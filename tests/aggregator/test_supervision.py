@@ -164,3 +164,11 @@ async def test_a_call_past_its_timeout_fails_clearly_and_the_child_is_told_to_st
                 await anyio.sleep(0.02)
         assert await anyio.Path(markers / "cancelled-t1").exists()
         assert (await hub.call("alpha-echo", text="next"))["text"] == "next"
+
+
+async def test_a_child_that_exits_at_start_is_reported_with_what_it_said(tmp_path: Path) -> None:
+    bad = {"mode": "stdio", "config": {"buckets": [{"name": "x"}]}, "restart": {"policy": "never"}}
+    async with running_hub(tmp_path, {"storage": bad}, builtins=["storage"]) as running:
+        reason = running.hub.health(deep=False)["servers"]["storage"]["reason"]
+    assert "exited with status 2" in reason
+    assert "invalid config: servers.storage.config.buckets" in reason
