@@ -7,7 +7,6 @@ An adapter speaks one backend's real wire protocol and exposes OpenAI shapes onl
 
 from __future__ import annotations
 
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +17,7 @@ from typing import Any
 import httpx2
 import orjson
 
+from servers.models.adapters.httpclient import HTTPClient, Response, Timeouts
 from servers.models.config import BackendConfig
 from servers.models.errors import (
     UnsupportedOperation,
@@ -26,13 +26,15 @@ from servers.models.errors import (
     translate_transport_errors,
 )
 
-_NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+_JSON = {"content-type": "application/json"}
 
 
 @cache
 def _tls_context() -> ssl.SSLContext:
     """One verifying TLS context for every https backend (loading the CA store takes ~0.1 s)."""
-    return httpx2.create_ssl_context()
+    context = httpx2.create_ssl_context()  # the same trust store (certifi) as the rest of toolmux
+    context.set_alpn_protocols(["http/1.1"])  # this client speaks HTTP/1.1 only
+    return context
 
 
 class Adapter:
@@ -40,24 +42,16 @@ class Adapter:
 
     kind = "base"
 
-    def __init__(self, name: str, config: BackendConfig, *, transport: httpx2.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, name: str, config: BackendConfig) -> None:
         self.name = name
         self.config = config
-        timeout = httpx2.Timeout(config.read_timeout, connect=config.connect_timeout, pool=config.connect_timeout)
-        limits = httpx2.Limits(max_connections=config.max_connections, max_keepalive_connections=config.max_connections)
-        if transport is None:
-            transport = httpx2.AsyncHTTPTransport(
-                verify=_tls_context() if config.base_url.startswith("https://") else False,
-                limits=limits,
-                socket_options=_NODELAY,
-                retries=0,
-            )
-        self.client = httpx2.AsyncClient(
-            timeout=timeout,
-            transport=transport,
-            verify=False,  # the transport above decides; this only skips building an unused CA store
+        https = config.base_url.startswith("https://")
+        self.client = HTTPClient(
+            config.base_url,
             headers={**self.auth_headers(), **config.headers},
-            trust_env=False,
+            timeouts=Timeouts(connect=config.connect_timeout, read=config.read_timeout, pool=config.connect_timeout),
+            max_connections=config.max_connections,
+            ssl_context=_tls_context() if https else None,
         )
 
     def auth_headers(self) -> dict[str, str]:
@@ -72,11 +66,8 @@ class Adapter:
     # --- plumbing -------------------------------------------------------------------------------
     async def post_json(self, path: str, body: dict[str, Any], *, timeout: float | None = None) -> Any:
         with translate_transport_errors(self.name):
-            response = await self.client.post(
-                self.url(path),
-                content=orjson.dumps(body),
-                headers={"content-type": "application/json"},
-                timeout=timeout if timeout is not None else httpx2.USE_CLIENT_DEFAULT,
+            response = await self.client.request(
+                "POST", self.url(path), content=orjson.dumps(body), headers=_JSON, timeout=timeout
             )
         if response.status_code >= 400:
             raise status_error(self.name, response.status_code, response.text, response.headers.get("retry-after"))
@@ -84,9 +75,7 @@ class Adapter:
 
     async def get_json(self, path: str, *, timeout: float | None = None) -> Any:
         with translate_transport_errors(self.name):
-            response = await self.client.get(
-                self.url(path), timeout=timeout if timeout is not None else httpx2.USE_CLIENT_DEFAULT
-            )
+            response = await self.client.request("GET", self.url(path), timeout=timeout)
         if response.status_code >= 400:
             raise status_error(self.name, response.status_code, response.text, response.headers.get("retry-after"))
         return self.decode(response.content)
@@ -98,12 +87,11 @@ class Adapter:
             raise UpstreamProtocolError(f"backend {self.name!r} answered with malformed JSON") from None
 
     @asynccontextmanager
-    async def open_stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[httpx2.Response]:
+    async def open_stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[Response]:
         """POST and yield the response once its status is known to be a success."""
         with translate_transport_errors(self.name):
-            async with self.client.stream(
-                "POST", self.url(path), content=orjson.dumps(body), headers={"content-type": "application/json"}
-            ) as response:
+            content = orjson.dumps(body)
+            async with self.client.stream("POST", self.url(path), content=content, headers=_JSON) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise status_error(
@@ -111,7 +99,7 @@ class Adapter:
                     )
                 yield response
 
-    async def sse_events(self, response: httpx2.Response) -> AsyncIterator[tuple[str, str]]:
+    async def sse_events(self, response: Response) -> AsyncIterator[tuple[str, str]]:
         """(event, data) pairs of a server-sent event stream; transport errors translated."""
         event = ""
         data: list[str] = []
@@ -128,7 +116,7 @@ class Adapter:
             if data:
                 yield event or "message", "\n".join(data)
 
-    async def ndjson_lines(self, response: httpx2.Response) -> AsyncIterator[Any]:
+    async def ndjson_lines(self, response: Response) -> AsyncIterator[Any]:
         with translate_transport_errors(self.name):
             async for line in response.aiter_lines():
                 if line.strip():
