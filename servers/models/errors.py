@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from servers.kit import ToolError
-from servers.models.adapters.httpclient import (
+from servers.models.httpclient import (
     BadResponse,
     ConnectFailed,
     ConnectionLost,

@@ -17,7 +17,6 @@ from typing import Any
 import httpx2
 import orjson
 
-from servers.models.adapters.httpclient import HTTPClient, Response, Timeouts
 from servers.models.config import BackendConfig
 from servers.models.errors import (
     UnsupportedOperation,
@@ -25,6 +24,7 @@ from servers.models.errors import (
     status_error,
     translate_transport_errors,
 )
+from servers.models.httpclient import HTTPClient, Response, Timeouts
 
 _JSON = {"content-type": "application/json"}
 

@@ -6,14 +6,6 @@ import random
 
 import pytest
 
-from servers.models.adapters.httpclient import (
-    BadResponse,
-    ConnectFailed,
-    ConnectionLost,
-    TimedOut,
-    TransportFailure,
-    UndecodableBody,
-)
 from servers.models.breaker import CircuitBreaker
 from servers.models.config import CircuitBreakerConfig, ModelsConfig
 from servers.models.errors import (
@@ -24,6 +16,14 @@ from servers.models.errors import (
     parse_retry_after,
     status_error,
     translate_transport_errors,
+)
+from servers.models.httpclient import (
+    BadResponse,
+    ConnectFailed,
+    ConnectionLost,
+    TimedOut,
+    TransportFailure,
+    UndecodableBody,
 )
 from servers.models.router import DeploymentState, Router
 from tests.servers.models.conftest import FakeClock
