@@ -26,8 +26,6 @@ from servers.models.errors import (
 )
 from servers.models.httpclient import HTTPClient, Response, Timeouts
 
-_JSON = {"content-type": "application/json"}
-
 
 @cache
 def _tls_context() -> ssl.SSLContext:
@@ -48,7 +46,8 @@ class Adapter:
         https = config.base_url.startswith("https://")
         self.client = HTTPClient(
             config.base_url,
-            headers={**self.auth_headers(), **config.headers},
+            # Every body an adapter sends is JSON: the header is written once, not per request.
+            headers={"content-type": "application/json", **self.auth_headers(), **config.headers},
             timeouts=Timeouts(connect=config.connect_timeout, read=config.read_timeout, pool=config.connect_timeout),
             max_connections=config.max_connections,
             ssl_context=_tls_context() if https else None,
@@ -66,9 +65,7 @@ class Adapter:
     # --- plumbing -------------------------------------------------------------------------------
     async def post_json(self, path: str, body: dict[str, Any], *, timeout: float | None = None) -> Any:
         with translate_transport_errors(self.name):
-            response = await self.client.request(
-                "POST", self.url(path), content=orjson.dumps(body), headers=_JSON, timeout=timeout
-            )
+            response = await self.client.request("POST", self.url(path), content=orjson.dumps(body), timeout=timeout)
         if response.status_code >= 400:
             raise status_error(self.name, response.status_code, response.text, response.headers.get("retry-after"))
         return self.decode(response.content)
@@ -91,7 +88,7 @@ class Adapter:
         """POST and yield the response once its status is known to be a success."""
         with translate_transport_errors(self.name):
             content = orjson.dumps(body)
-            async with self.client.stream("POST", self.url(path), content=content, headers=_JSON) as response:
+            async with self.client.stream("POST", self.url(path), content=content) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise status_error(
@@ -100,21 +97,30 @@ class Adapter:
                 yield response
 
     async def sse_events(self, response: Response) -> AsyncIterator[tuple[str, str]]:
-        """(event, data) pairs of a server-sent event stream; transport errors translated."""
-        event = ""
-        data: list[str] = []
+        """(event, data) pairs of a server-sent event stream; transport errors translated.
+
+        Parsed from the body's pieces as they arrive (a piece mostly holds whole events), not
+        line by line: this runs once per streamed token.
+        """
+        pending = b""
         with translate_transport_errors(self.name):
-            async for line in response.aiter_lines():
-                if not line:
-                    if data:
-                        yield event or "message", "\n".join(data)
-                    event, data = "", []
-                elif line.startswith("data:"):
-                    data.append(line[5:].removeprefix(" "))
-                elif line.startswith("event:"):
-                    event = line[6:].strip()
-            if data:
-                yield event or "message", "\n".join(data)
+            async for piece in response.aiter_bytes():
+                pending += piece
+                if b"\r" in pending:
+                    # CRLF and lone CR end lines too; a CR last in the buffer may be half of a CRLF.
+                    held = pending.endswith(b"\r")
+                    pending = pending[:-1] if held else pending
+                    pending = pending.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + (b"\r" if held else b"")
+                if b"\n\n" not in pending:
+                    continue
+                *blocks, pending = pending.split(b"\n\n")
+                for block in blocks:
+                    event = _sse_event(block)
+                    if event is not None:
+                        yield event
+            event = _sse_event(pending.rstrip(b"\r\n"))
+            if event is not None:
+                yield event
 
     async def ndjson_lines(self, response: Response) -> AsyncIterator[Any]:
         with translate_transport_errors(self.name):
@@ -139,6 +145,20 @@ class Adapter:
     async def probe(self, timeout: float) -> set[str] | None:
         """The models the backend serves (None: it cannot say); an UpstreamError when it is down."""
         raise NotImplementedError
+
+
+def _sse_event(block: bytes) -> tuple[str, str] | None:
+    """One event block's (event, data), or None when it carries no data (comments, retry: only)."""
+    event = ""
+    data: list[str] = []
+    for raw in block.split(b"\n"):
+        if raw.startswith(b"data:"):
+            data.append(raw[5:].removeprefix(b" ").decode("utf-8", "replace"))
+        elif raw.startswith(b"event:"):
+            event = raw[6:].strip().decode("utf-8", "replace")
+    if not data:
+        return None
+    return event or "message", "\n".join(data)
 
 
 def require_choices(name: str, data: Any) -> dict[str, Any]:
