@@ -242,21 +242,23 @@ class ToolStream:
             await self._body(send, self.encode_end(outcome["answer"]), more=False)
             return
         await self._start(send)
+        first = True
         while True:
-            # Chunks that queued up while the last write was going out leave in one write.
-            pending = chunks.take()
-            if pending:
-                encoded = b"".join(filter(None, map(self.encode_chunk, pending)))
-                if encoded:
-                    await self._body(send, encoded)
-            elif chunks.ended:
-                break
+            if not first and not chunks.ended:
+                # The first chunk leaves at once (time to first token); later ones first let
+                # chunks already on their way (ready tasks) join them, so a burst from the
+                # backend leaves in one write rather than one per token.
+                await asyncio.sleep(0)
+            first = False
+            encoded = b"".join(filter(None, map(self.encode_chunk, chunks.take())))
+            if chunks.ended and not chunks.items:  # the call is over: the end goes in the same write
+                error = outcome.get("error")
+                tail = self.encode_error(status_of(error), error) if error is not None else None
+                await self._body(send, encoded + (tail or self.encode_end(outcome["answer"])), more=False)
+                return
+            if encoded:
+                await self._body(send, encoded)
             await chunks.wait()
-        error = outcome.get("error")
-        if error is not None:
-            await self._body(send, self.encode_error(status_of(error), error), more=False)
-        else:
-            await self._body(send, self.encode_end(outcome["answer"]), more=False)
 
     async def _start(self, send: Send) -> None:
         headers = [
