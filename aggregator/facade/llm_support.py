@@ -9,14 +9,15 @@ face's framing (SSE or NDJSON) and ends with the face's closing lines.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import anyio.abc
 import orjson
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
@@ -107,6 +108,55 @@ def meta_headers(answer: dict[str, Any], started: float, request_id: str) -> dic
 
 
 ErrorBody = Callable[[int, ToolError | FacadeHTTPError], bytes]
+MAX_QUEUED_CHUNKS = 1024
+
+
+class _ChunkQueue:
+    """Chunks from the tool call's progress handler to the response writer.
+
+    A deque and one loop future: this runs once per streamed token, where an anyio memory
+    stream costs a checkpoint and several task lookups on each side. A producer more than
+    MAX_QUEUED_CHUNKS ahead of a slow client waits until the writer takes them.
+    """
+
+    def __init__(self) -> None:
+        self.items: deque[str] = deque()
+        self.ended = False
+        self._ready: asyncio.Future[None] | None = None
+        self._drained: asyncio.Future[None] | None = None
+
+    async def put(self, item: str) -> None:
+        self.items.append(item)
+        _wake(self._ready)
+        if len(self.items) > MAX_QUEUED_CHUNKS and not self.ended:
+            if self._drained is None or self._drained.done():
+                self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
+
+    def end(self) -> None:
+        self.ended = True
+        _wake(self._ready)
+        _wake(self._drained)
+
+    def take(self) -> list[str]:
+        taken = list(self.items)
+        self.items.clear()
+        _wake(self._drained)
+        return taken
+
+    async def wait(self) -> None:
+        """Until a chunk is queued or the call is over."""
+        while not self.items and not self.ended:
+            self._ready = asyncio.get_running_loop().create_future()
+            try:
+                await self._ready
+            finally:
+                self._ready = None
+
+
+def _wake(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 class ToolStream:
@@ -140,28 +190,29 @@ class ToolStream:
         self.error_response = error_response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        chunks_in, chunks_out = anyio.create_memory_object_stream[str](max_buffer_size=512)
+        chunks = _ChunkQueue()
         outcome: dict[str, Any] = {}
 
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
             if message:
-                await chunks_in.send(message)
+                await chunks.put(message)
 
         async def run_call() -> None:
-            async with chunks_in:  # closing it tells the writer the call is over
-                try:
-                    with anyio.fail_after(self.timeout):
-                        result = await self.ctx.call_tool(
-                            self.principal, self.tool, self.args, progress=on_progress, request_id=self.request_id
-                        )
-                    outcome["answer"] = structured(result)
-                except TimeoutError:
-                    outcome["error"] = ToolError(f"no complete answer within {self.timeout:g} s", code="timeout")
-                except ToolError as exc:
-                    outcome["error"] = exc
-                except Exception:
-                    _log.exception("streaming %s failed (request id %s)", self.tool, self.request_id)
-                    outcome["error"] = ToolError(f"internal error (request id {self.request_id})", code="internal")
+            try:
+                with anyio.fail_after(self.timeout):
+                    result = await self.ctx.call_tool(
+                        self.principal, self.tool, self.args, progress=on_progress, request_id=self.request_id
+                    )
+                outcome["answer"] = structured(result)
+            except TimeoutError:
+                outcome["error"] = ToolError(f"no complete answer within {self.timeout:g} s", code="timeout")
+            except ToolError as exc:
+                outcome["error"] = exc
+            except Exception:
+                _log.exception("streaming %s failed (request id %s)", self.tool, self.request_id)
+                outcome["error"] = ToolError(f"internal error (request id {self.request_id})", code="internal")
+            finally:
+                chunks.end()  # tells the writer the call is over
 
         async def watch_disconnect(scope_to_cancel: anyio.CancelScope) -> None:
             while True:
@@ -174,23 +225,15 @@ class ToolStream:
             tg.start_soon(run_call)
             tg.start_soon(watch_disconnect, tg.cancel_scope)
             try:
-                await self._respond(chunks_out, outcome, scope, receive, send)
+                await self._respond(chunks, outcome, scope, receive, send)
             finally:
                 tg.cancel_scope.cancel()
 
     async def _respond(
-        self,
-        chunks: anyio.abc.ObjectReceiveStream[str],
-        outcome: dict[str, Any],
-        scope: Scope,
-        receive: Receive,
-        send: Send,
+        self, chunks: _ChunkQueue, outcome: dict[str, Any], scope: Scope, receive: Receive, send: Send
     ) -> None:
-        try:
-            first: str | None = await chunks.receive()
-        except anyio.EndOfStream:
-            first = None
-        if first is None:
+        await chunks.wait()
+        if not chunks.items:  # the call ended before its first chunk
             error = outcome.get("error")
             if error is not None:
                 await self.error_response(error, self.request_id)(scope, receive, send)
@@ -199,31 +242,23 @@ class ToolStream:
             await self._body(send, self.encode_end(outcome["answer"]), more=False)
             return
         await self._start(send)
-        pending: list[str] = [first]
-        ended = False
-        while not ended:
-            # Chunks that queued up while the last write was going out leave in one write.
-            while True:
-                try:
-                    pending.append(chunks.receive_nowait())
-                except anyio.WouldBlock:
-                    break
-                except anyio.EndOfStream:
-                    ended = True
-                    break
-            encoded = b"".join(filter(None, map(self.encode_chunk, pending)))
+        first = True
+        while True:
+            if not first and not chunks.ended:
+                # The first chunk leaves at once (time to first token); later ones first let
+                # chunks already on their way (ready tasks) join them, so a burst from the
+                # backend leaves in one write rather than one per token.
+                await asyncio.sleep(0)
+            first = False
+            encoded = b"".join(filter(None, map(self.encode_chunk, chunks.take())))
+            if chunks.ended and not chunks.items:  # the call is over: the end goes in the same write
+                error = outcome.get("error")
+                tail = self.encode_error(status_of(error), error) if error is not None else None
+                await self._body(send, encoded + (tail or self.encode_end(outcome["answer"])), more=False)
+                return
             if encoded:
                 await self._body(send, encoded)
-            if not ended:
-                try:
-                    pending = [await chunks.receive()]
-                except anyio.EndOfStream:
-                    ended = True
-        error = outcome.get("error")
-        if error is not None:
-            await self._body(send, self.encode_error(status_of(error), error), more=False)
-        else:
-            await self._body(send, self.encode_end(outcome["answer"]), more=False)
+            await chunks.wait()
 
     async def _start(self, send: Send) -> None:
         headers = [

@@ -1,4 +1,10 @@
-"""A tool's contract (from `schemas/`) with compiled validators and field-naming error messages."""
+"""A tool's contract (from `schemas/`) with compiled validators and field-naming error messages.
+
+Validation has two stages: a compiled yes/no check (`servers.kit.fastcheck`, tens of times
+faster than jsonschema on large arguments) answers for conforming values; only a value it
+rejects, or a schema it cannot compile, goes through jsonschema, which finds and words the
+error. A valid value is thus accepted at a fraction of the cost, and every error reads as before.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 
 from servers.kit.errors import ToolError
+from servers.kit.fastcheck import Check, Unsupported, compile_check
 
 
 def _field_of(error: ValidationError) -> str:
@@ -38,6 +45,13 @@ def describe_validation_error(error: ValidationError) -> tuple[str, str]:
     return name, message
 
 
+def _fast_check(schema: dict[str, Any], *, assert_formats: bool) -> Check | None:
+    try:
+        return compile_check(schema, assert_formats=assert_formats)
+    except Unsupported:
+        return None
+
+
 @dataclass
 class ToolContract:
     name: str
@@ -49,14 +63,19 @@ class ToolContract:
     meta: dict[str, Any] | None = None
     _input_validator: Draft202012Validator = field(init=False, repr=False)
     _output_validator: Draft202012Validator | None = field(init=False, repr=False)
+    _input_check: Check | None = field(init=False, repr=False)
+    _output_check: Check | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         Draft202012Validator.check_schema(self.input_schema)
         self._input_validator = Draft202012Validator(self.input_schema, format_checker=FormatChecker())
+        self._input_check = _fast_check(self.input_schema, assert_formats=True)
         self._output_validator = None
+        self._output_check = None
         if self.output_schema is not None:
             Draft202012Validator.check_schema(self.output_schema)
             self._output_validator = Draft202012Validator(self.output_schema)
+            self._output_check = _fast_check(self.output_schema, assert_formats=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ToolContract:
@@ -72,6 +91,8 @@ class ToolContract:
 
     def validate_input(self, arguments: dict[str, Any]) -> None:
         """Raise `ToolError(code="invalid_argument")` naming the first offending field."""
+        if self._input_check is not None and self._input_check(arguments):
+            return
         error = best_match(self._input_validator.iter_errors(arguments))
         if error is not None:
             name, message = describe_validation_error(error)
@@ -79,10 +100,15 @@ class ToolContract:
 
     def output_problem(self, structured: Any) -> str | None:
         """Why `structured` breaks the output schema, or None when it conforms."""
-        if self._output_validator is None:
+        if self._output_validator is None or (self._output_check is not None and self._output_check(structured)):
             return None
         error = best_match(self._output_validator.iter_errors(structured))
         return None if error is None else describe_validation_error(error)[1]
+
+    @property
+    def fast_path(self) -> tuple[bool, bool]:
+        """Whether the input and output schemas have a compiled check (else jsonschema alone)."""
+        return self._input_check is not None, self._output_check is not None
 
     def to_wire(self, name: str | None = None) -> dict[str, Any]:
         tool: dict[str, Any] = {"name": name or self.name, "description": self.description}

@@ -8,7 +8,7 @@
      +-- UpstreamProtocolError    the backend answered something that is not its protocol (502)
      +-- UnsupportedOperation     the backend's protocol cannot do this (embeddings on Anthropic)
 
-`translate_transport_errors()` is the one place where httpx2 exceptions become this tree;
+`translate_transport_errors()` is the one place where HTTP client failures become this tree;
 `to_tool_error()` is the one place where this tree becomes what callers see.
 """
 
@@ -19,9 +19,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import httpx2
-
 from servers.kit import ToolError
+from servers.models.httpclient import (
+    BadResponse,
+    ConnectFailed,
+    ConnectionLost,
+    TimedOut,
+    TransportFailure,
+    UndecodableBody,
+)
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529})
 
@@ -102,17 +108,20 @@ def status_error(backend: str, status: int, body: str, retry_after: str | None =
 
 @contextmanager
 def translate_transport_errors(backend: str) -> Iterator[None]:
-    """Turn every httpx2 failure into the UpstreamError tree (the only place that knows httpx2's)."""
+    """Turn every HTTP client failure into the UpstreamError tree (the only place that knows them)."""
     try:
         yield
-    except httpx2.TimeoutException:
+    except TimedOut:
         raise UpstreamTimeout(f"backend {backend!r} did not answer in time") from None
-    except (httpx2.ConnectError, httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.WriteError) as exc:
-        raise UpstreamConnectError(f"backend {backend!r}: connection failed ({type(exc).__name__})") from None
-    except (httpx2.DecodingError, httpx2.SSEError) as exc:
-        raise UpstreamProtocolError(f"backend {backend!r} sent an unreadable answer ({type(exc).__name__})") from None
-    except httpx2.TransportError as exc:
-        raise UpstreamConnectError(f"backend {backend!r}: transport error ({type(exc).__name__})") from None
+    except (ConnectFailed, ConnectionLost) as exc:
+        raise UpstreamConnectError(f"backend {backend!r}: connection failed ({exc.message})") from None
+    except UndecodableBody as exc:
+        raise UpstreamProtocolError(f"backend {backend!r} sent an unreadable answer ({exc.message})") from None
+    except BadResponse as exc:
+        # As a dropped connection: garbled HTTP is most often a proxy or server cut short.
+        raise UpstreamConnectError(f"backend {backend!r} sent invalid HTTP ({exc.message})") from None
+    except TransportFailure as exc:
+        raise UpstreamConnectError(f"backend {backend!r}: transport error ({exc.message})") from None
 
 
 def to_tool_error(exc: UpstreamError, *, attempts: int, path: list[str]) -> ToolError:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import orjson
 
 from servers.kit import ToolError
@@ -45,7 +44,6 @@ class ModelsService:
         config: ModelsConfig,
         *,
         data_dir: Path | None = None,
-        transports: dict[str, httpx2.AsyncBaseTransport] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = anyio.sleep,
         rng: random.Random | None = None,
@@ -53,8 +51,7 @@ class ModelsService:
         self.config = config
         self.sleep = sleep
         self.adapters: dict[str, Adapter] = {
-            name: create_adapter(name, backend, transport=(transports or {}).get(name))
-            for name, backend in config.backends.items()
+            name: create_adapter(name, backend) for name, backend in config.backends.items()
         }
         self.states: dict[str, DeploymentState] = {
             dep_id: DeploymentState(dep_id, CircuitBreaker(config.circuit_breaker, clock))

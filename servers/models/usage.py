@@ -10,7 +10,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,9 @@ class UsageRecord:
     prompt: str | None = None
     response: str | None = None
     ts: float = field(default_factory=time.time)
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(UsageRecord))
 
 
 def day_of(ts: float) -> str:
@@ -251,7 +254,7 @@ class UsageStore:
             return
         rows = []
         for r in batch:
-            data = asdict(r)
+            data = {name: getattr(r, name) for name in _RECORD_FIELDS}  # asdict() deep-copies: needless here
             data["day"] = day_of(r.ts)
             data["failover_path"] = orjson.dumps(r.failover_path).decode() if r.failover_path else None
             data["cache_hit"] = int(r.cache_hit)

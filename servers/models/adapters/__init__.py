@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import httpx2
-
 from servers.models.adapters.anthropic import AnthropicAdapter
 from servers.models.adapters.base import Adapter, UnsupportedOperation
 from servers.models.adapters.ollama import OllamaAdapter
@@ -13,8 +11,8 @@ from servers.models.config import BackendConfig
 ADAPTERS: dict[str, type[Adapter]] = {"openai": OpenAIAdapter, "ollama": OllamaAdapter, "anthropic": AnthropicAdapter}
 
 
-def create_adapter(name: str, config: BackendConfig, *, transport: httpx2.AsyncBaseTransport | None = None) -> Adapter:
-    return ADAPTERS[config.type](name, config, transport=transport)
+def create_adapter(name: str, config: BackendConfig) -> Adapter:
+    return ADAPTERS[config.type](name, config)
 
 
 __all__ = ["ADAPTERS", "Adapter", "UnsupportedOperation", "create_adapter"]

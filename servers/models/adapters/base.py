@@ -7,7 +7,6 @@ An adapter speaks one backend's real wire protocol and exposes OpenAI shapes onl
 
 from __future__ import annotations
 
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -25,14 +24,15 @@ from servers.models.errors import (
     status_error,
     translate_transport_errors,
 )
-
-_NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+from servers.models.httpclient import HTTPClient, Response, Timeouts
 
 
 @cache
 def _tls_context() -> ssl.SSLContext:
     """One verifying TLS context for every https backend (loading the CA store takes ~0.1 s)."""
-    return httpx2.create_ssl_context()
+    context = httpx2.create_ssl_context()  # the same trust store (certifi) as the rest of toolmux
+    context.set_alpn_protocols(["http/1.1"])  # this client speaks HTTP/1.1 only
+    return context
 
 
 class Adapter:
@@ -40,24 +40,17 @@ class Adapter:
 
     kind = "base"
 
-    def __init__(self, name: str, config: BackendConfig, *, transport: httpx2.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, name: str, config: BackendConfig) -> None:
         self.name = name
         self.config = config
-        timeout = httpx2.Timeout(config.read_timeout, connect=config.connect_timeout, pool=config.connect_timeout)
-        limits = httpx2.Limits(max_connections=config.max_connections, max_keepalive_connections=config.max_connections)
-        if transport is None:
-            transport = httpx2.AsyncHTTPTransport(
-                verify=_tls_context() if config.base_url.startswith("https://") else False,
-                limits=limits,
-                socket_options=_NODELAY,
-                retries=0,
-            )
-        self.client = httpx2.AsyncClient(
-            timeout=timeout,
-            transport=transport,
-            verify=False,  # the transport above decides; this only skips building an unused CA store
-            headers={**self.auth_headers(), **config.headers},
-            trust_env=False,
+        https = config.base_url.startswith("https://")
+        self.client = HTTPClient(
+            config.base_url,
+            # Every body an adapter sends is JSON: the header is written once, not per request.
+            headers={"content-type": "application/json", **self.auth_headers(), **config.headers},
+            timeouts=Timeouts(connect=config.connect_timeout, read=config.read_timeout, pool=config.connect_timeout),
+            max_connections=config.max_connections,
+            ssl_context=_tls_context() if https else None,
         )
 
     def auth_headers(self) -> dict[str, str]:
@@ -72,21 +65,14 @@ class Adapter:
     # --- plumbing -------------------------------------------------------------------------------
     async def post_json(self, path: str, body: dict[str, Any], *, timeout: float | None = None) -> Any:
         with translate_transport_errors(self.name):
-            response = await self.client.post(
-                self.url(path),
-                content=orjson.dumps(body),
-                headers={"content-type": "application/json"},
-                timeout=timeout if timeout is not None else httpx2.USE_CLIENT_DEFAULT,
-            )
+            response = await self.client.request("POST", self.url(path), content=orjson.dumps(body), timeout=timeout)
         if response.status_code >= 400:
             raise status_error(self.name, response.status_code, response.text, response.headers.get("retry-after"))
         return self.decode(response.content)
 
     async def get_json(self, path: str, *, timeout: float | None = None) -> Any:
         with translate_transport_errors(self.name):
-            response = await self.client.get(
-                self.url(path), timeout=timeout if timeout is not None else httpx2.USE_CLIENT_DEFAULT
-            )
+            response = await self.client.request("GET", self.url(path), timeout=timeout)
         if response.status_code >= 400:
             raise status_error(self.name, response.status_code, response.text, response.headers.get("retry-after"))
         return self.decode(response.content)
@@ -98,12 +84,11 @@ class Adapter:
             raise UpstreamProtocolError(f"backend {self.name!r} answered with malformed JSON") from None
 
     @asynccontextmanager
-    async def open_stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[httpx2.Response]:
+    async def open_stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[Response]:
         """POST and yield the response once its status is known to be a success."""
         with translate_transport_errors(self.name):
-            async with self.client.stream(
-                "POST", self.url(path), content=orjson.dumps(body), headers={"content-type": "application/json"}
-            ) as response:
+            content = orjson.dumps(body)
+            async with self.client.stream("POST", self.url(path), content=content) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise status_error(
@@ -111,24 +96,33 @@ class Adapter:
                     )
                 yield response
 
-    async def sse_events(self, response: httpx2.Response) -> AsyncIterator[tuple[str, str]]:
-        """(event, data) pairs of a server-sent event stream; transport errors translated."""
-        event = ""
-        data: list[str] = []
-        with translate_transport_errors(self.name):
-            async for line in response.aiter_lines():
-                if not line:
-                    if data:
-                        yield event or "message", "\n".join(data)
-                    event, data = "", []
-                elif line.startswith("data:"):
-                    data.append(line[5:].removeprefix(" "))
-                elif line.startswith("event:"):
-                    event = line[6:].strip()
-            if data:
-                yield event or "message", "\n".join(data)
+    async def sse_events(self, response: Response) -> AsyncIterator[tuple[str, str]]:
+        """(event, data) pairs of a server-sent event stream; transport errors translated.
 
-    async def ndjson_lines(self, response: httpx2.Response) -> AsyncIterator[Any]:
+        Parsed from the body's pieces as they arrive (a piece mostly holds whole events), not
+        line by line: this runs once per streamed token.
+        """
+        pending = b""
+        with translate_transport_errors(self.name):
+            async for piece in response.aiter_bytes():
+                pending += piece
+                if b"\r" in pending:
+                    # CRLF and lone CR end lines too; a CR last in the buffer may be half of a CRLF.
+                    held = pending.endswith(b"\r")
+                    pending = pending[:-1] if held else pending
+                    pending = pending.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + (b"\r" if held else b"")
+                if b"\n\n" not in pending:
+                    continue
+                *blocks, pending = pending.split(b"\n\n")
+                for block in blocks:
+                    event = _sse_event(block)
+                    if event is not None:
+                        yield event
+            event = _sse_event(pending.rstrip(b"\r\n"))
+            if event is not None:
+                yield event
+
+    async def ndjson_lines(self, response: Response) -> AsyncIterator[Any]:
         with translate_transport_errors(self.name):
             async for line in response.aiter_lines():
                 if line.strip():
@@ -151,6 +145,20 @@ class Adapter:
     async def probe(self, timeout: float) -> set[str] | None:
         """The models the backend serves (None: it cannot say); an UpstreamError when it is down."""
         raise NotImplementedError
+
+
+def _sse_event(block: bytes) -> tuple[str, str] | None:
+    """One event block's (event, data), or None when it carries no data (comments, retry: only)."""
+    event = ""
+    data: list[str] = []
+    for raw in block.split(b"\n"):
+        if raw.startswith(b"data:"):
+            data.append(raw[5:].removeprefix(b" ").decode("utf-8", "replace"))
+        elif raw.startswith(b"event:"):
+            event = raw[6:].strip().decode("utf-8", "replace")
+    if not data:
+        return None
+    return event or "message", "\n".join(data)
 
 
 def require_choices(name: str, data: Any) -> dict[str, Any]:
