@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -58,6 +59,9 @@ class _Pending:
     response: dict[str, Any] | None = None
     closed_reason: str | None = None
     timed_out: bool = False
+    progress_backlog: deque[tuple[Any, Any, Any]] = field(default_factory=deque)
+    draining: bool = False
+    drained: asyncio.Event | None = None
 
     def expire(self) -> None:
         if not self.done.is_set():
@@ -117,6 +121,9 @@ class RpcPeer:
             await self.channel.send(jsonrpc.request(request_id, method, params), headers=headers)
             written = True
             await pending.done.wait()
+            if pending.draining and pending.drained is not None:
+                # Progress the server sent before its result reaches the caller before the result.
+                await pending.drained.wait()
             if pending.timed_out:
                 await self._cancel_upstream(request_id, "timed out")
                 raise RpcError(
@@ -190,17 +197,43 @@ class RpcPeer:
         elif method == "notifications/progress" and params is not None:
             target = self._by_token.get(str(params.get("progressToken")))
             if target is not None and target.on_progress is not None:
-                self._tg.start_soon(
-                    target.on_progress, params.get("progress", 0), params.get("total"), params.get("message")
-                )
+                target.progress_backlog.append((params.get("progress", 0), params.get("total"), params.get("message")))
+                if not target.draining:
+                    # One drainer per call, not a task per notification: cheaper for a stream of
+                    # chunks, and the client sees them in the order the server sent them.
+                    target.draining = True
+                    target.drained = asyncio.Event()
+                    self._tg.start_soon(self._drain_progress, target)
         elif method == "notifications/message":
             route = self._current_route()
             if route is not None:
-                self._tg.start_soon(route.relay_notification, method, params)
+                self._tg.start_soon(self._guarded, route.relay_notification, method, params)
             else:
-                self._tg.start_soon(self._on_notification, method, params)
+                self._tg.start_soon(self._guarded, self._on_notification, method, params)
         else:
-            self._tg.start_soon(self._on_notification, method, params)
+            self._tg.start_soon(self._guarded, self._on_notification, method, params)
+
+    async def _drain_progress(self, pending: _Pending) -> None:
+        assert pending.on_progress is not None
+        try:
+            while pending.progress_backlog:
+                progress, total, message = pending.progress_backlog.popleft()
+                await pending.on_progress(progress, total, message)
+        except Exception as exc:
+            # The caller went away (its stream closed): drop its progress, keep the session.
+            pending.progress_backlog.clear()
+            _log.debug("%s: progress could not be delivered: %r", self.name, exc)
+        finally:
+            pending.draining = False
+            if pending.drained is not None:
+                pending.drained.set()
+
+    async def _guarded(self, deliver: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Deliver a notification; a client that went away must not take the upstream session down."""
+        try:
+            await deliver(*args)
+        except Exception as exc:
+            _log.debug("%s: a notification could not be delivered: %r", self.name, exc)
 
     def _current_route(self) -> CallRoute | None:
         routed = [p.route for p in self._pending.values() if p.route is not None]

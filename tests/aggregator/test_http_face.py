@@ -268,3 +268,35 @@ async def test_a_body_that_trickles_in_too_slowly_gets_408_and_the_hub_moves_on(
         async with running.client() as hub:
             assert await hub.list_tools() == []
     assert reply.startswith(b"HTTP/1.1 408")
+
+
+async def test_a_client_that_drops_its_stream_mid_progress_leaves_the_upstream_session_intact(
+    two_probes: RunningHub,
+) -> None:
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "progressToken": "p1",
+    }
+    body = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "tools/call",
+        "params": {"name": "alpha-slow", "arguments": {"steps": 200, "interval": 0.02}, "_meta": meta},
+    }
+    headers = {
+        "Authorization": f"Bearer {MASTER_KEY}",
+        "MCP-Protocol-Version": "2026-07-28",
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": "alpha-slow",
+        "Accept": "application/json, text/event-stream",
+    }
+    async with httpx2.AsyncClient() as http:
+        with anyio.fail_after(20):
+            async with http.stream("POST", two_probes.mcp_url, json=body, headers=headers) as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("data:") and "notifications/progress" in line:
+                        break  # drop the connection while progress is still flowing
+    async with two_probes.client() as hub:
+        assert (await hub.call("alpha-echo", text="still here"))["text"] == "still here"
+    assert two_probes.hub.upstreams["alpha"].restarts == 0
