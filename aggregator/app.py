@@ -156,6 +156,7 @@ class HubApp:
         if scope["type"] != "http":
             return
         headers = header_map(scope)
+        scope["toolmux.headers"] = headers
         rid = headers.get("x-request-id", "")
         if not _REQUEST_ID_RE.match(rid):
             rid = new_id()

@@ -21,11 +21,10 @@ from fnmatch import fnmatchcase
 from functools import cached_property
 from typing import Any
 
-from jsonschema import Draft202012Validator, FormatChecker
-
 from aggregator.front.headers import x_mcp_headers
 from aggregator.principal import Principal
 from aggregator.upstreams.upstream import Upstream
+from servers.kit.contract import ToolContract
 
 MAX_NAME = 64
 RESOURCE_SCHEME = "toolmux://"
@@ -62,27 +61,20 @@ class ToolEntry:
     upstream: Upstream
     original: str
     wire: dict[str, Any]
-    _validator: Draft202012Validator | None = field(default=None, repr=False)
-    _validator_ready: bool = field(default=False, repr=False)
 
     @cached_property
     def mcp_headers(self) -> dict[str, tuple[str, ...]]:
         """The input schema's `x-mcp-header` parameters (what 2026-07-28 HTTP requests must mirror)."""
         return x_mcp_headers(self.wire.get("inputSchema"))
 
-    @property
-    def validator(self) -> Draft202012Validator | None:
-        """A compiled validator for the input schema (None when the schema cannot be compiled)."""
-        if not self._validator_ready:
-            self._validator_ready = True
-            schema = self.wire.get("inputSchema")
-            if isinstance(schema, dict):
-                try:
-                    Draft202012Validator.check_schema(schema)
-                    self._validator = Draft202012Validator(schema, format_checker=FormatChecker())
-                except Exception:
-                    self._validator = None
-        return self._validator
+    @cached_property
+    def contract(self) -> ToolContract | None:
+        """The tool's input contract, compiled once (None when the upstream's schema is not valid
+        JSON Schema: then the upstream alone judges the arguments)."""
+        try:
+            return ToolContract.from_dict(self.wire)
+        except Exception:
+            return None
 
 
 @dataclass

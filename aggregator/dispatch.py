@@ -9,7 +9,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from jsonschema.exceptions import best_match
 
 from aggregator import jsonrpc
 from aggregator.front.eras import META_CLIENT_CAPABILITIES, META_LOG_LEVEL, META_SERVER_INFO
@@ -19,7 +18,6 @@ from aggregator.principal import Principal
 from aggregator.upstreams.peer import CallRoute, ProgressFn
 from aggregator.upstreams.upstream import Upstream
 from servers.kit.context import CALLER_META_KEY, REQUEST_ID_META_KEY
-from servers.kit.contract import describe_validation_error
 from servers.kit.errors import ToolError, error_result
 
 if TYPE_CHECKING:
@@ -154,13 +152,13 @@ async def call_tool(
         raise RpcError(jsonrpc.INVALID_PARAMS, "tools/call: 'arguments' must be an object")
     started = time.perf_counter()
     # An in-process built-in validates against the same contract itself; checking twice costs time.
-    validator = entry.validator if entry.upstream.kind != "builtin-inprocess" else None
-    if validator is not None:
-        violation = best_match(validator.iter_errors(arguments))
-        if violation is not None:
-            field, message = describe_validation_error(violation)
+    contract = entry.contract if entry.upstream.kind != "builtin-inprocess" else None
+    if contract is not None:
+        try:
+            contract.validate_input(arguments)
+        except ToolError as invalid:
             hub.metrics.record_call(name, "invalid", time.perf_counter() - started)
-            return error_result(ToolError(f"invalid arguments for {name}: {message}", field=field or None))
+            return error_result(ToolError(f"{name}: {invalid.message}", field=invalid.field))
     rid = request_id or new_id()
     params = {"name": entry.original, "arguments": arguments, "_meta": forward_meta(client_meta, rid, principal.name)}
     if retry_fields and entry.upstream.modern:

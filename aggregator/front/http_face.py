@@ -135,7 +135,8 @@ class McpHttpEndpoint:
 
     # --- ASGI ---------------------------------------------------------------------------------------------
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        headers = header_map(scope)
+        # Parsed once per request by the app when it routes here.
+        headers = scope.get("toolmux.headers") or header_map(scope)
         principal = self.authenticate(headers, scope)
         if principal is None:
             await send_rpc_error(
