@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -58,10 +58,21 @@ class DirectChannel:
         self._tg = tg
         self._inbox_send, self._inbox = anyio.create_memory_object_stream[dict[str, Any]](1000)
         self._running: dict[Any, anyio.CancelScope] = {}
+        self._handler: Callable[[dict[str, Any]], None] | None = None
         self.closed = False
 
+    def attach(self, handler: Callable[[dict[str, Any]], None]) -> None:
+        """Hand messages straight to the peer's (synchronous) dispatcher instead of queueing them:
+        a streamed chat completion sends one message per chunk, and the queue hop cost more than
+        the rest of the relay."""
+        self._handler = handler
+
     async def deliver(self, message: dict[str, Any]) -> None:
-        if not self.closed:
+        if self.closed:
+            return
+        if self._handler is not None:
+            self._handler(message)
+        else:
             await self._inbox_send.send(message)
 
     async def receive(self) -> dict[str, Any]:

@@ -165,6 +165,10 @@ class RpcPeer:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                attach = getattr(self.channel, "attach", None)
+                if attach is not None:
+                    # An in-process channel pushes its messages to us; receive() then only ends.
+                    attach(self._dispatch)
                 try:
                     while True:
                         message = await self.channel.receive()
