@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 
+from aggregator.config import FacadesConfig
 from aggregator.facade import ollama as ollama_facade
 from aggregator.facade import openai as openai_facade
-from aggregator.config import FacadesConfig
 from aggregator.facade.base import DirectFacadeContext
 from aggregator.principal import Principal
 from servers.kit import ServerSettings
