@@ -254,7 +254,7 @@ class HubApp:
             else:
                 await send_body(send_with_id, 200, self.hub.metrics.render(), content_type=b"text/plain; version=0.0.4")
         else:
-            await self.facades(scope, receive, send_with_id)
+            await self.facades(scope, receive, send_with_id)  # type: ignore[arg-type]  # front's Send is dict-typed
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         started = False

@@ -35,7 +35,8 @@ _ACTIONS = {"seen": "mark_seen", "flag": "flag", "move": "move", "delete": "dele
 
 
 def _schema(tool: str) -> dict[str, Any]:
-    return schemas.tool(SERVER, tool)["inputSchema"]
+    schema: dict[str, Any] = schemas.tool(SERVER, tool)["inputSchema"]
+    return schema
 
 
 def _convert(name: str, raw: list[str], prop: dict[str, Any]) -> Any:
