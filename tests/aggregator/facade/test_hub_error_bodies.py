@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
 import httpx2
 import pytest
+from starlette.applications import Starlette
 
+from aggregator.facade import audio, browser, forecast, workspaces
+from aggregator.facade.base import DirectFacadeContext
 from tests.aggregator.hubkit import MASTER_KEY, running_hub
+from tests.support.asgi import serve_asgi
 
 pytestmark = pytest.mark.anyio
 
@@ -63,3 +68,22 @@ async def test_health_metrics_and_unknown_routes_answer_json_errors_with_the_req
     assert metrics.json()["error"]["request_id"] == "mine-1"
     assert_plain_error(unknown, 404, "not_found")
     assert_plain_error(wrong_method, 405, "method_not_allowed")
+
+
+@pytest.mark.parametrize(
+    ("module", "path"),
+    [
+        (forecast, "/forecast/v1/univariate/forecast"),
+        (browser, "/browser/"),
+        (audio, "/v1/audio/speech"),
+        (workspaces, "/workspaces/runs"),
+    ],
+)
+async def test_json_nested_thousands_of_levels_deep_is_a_400_on_every_json_route(module: ModuleType, path: str) -> None:
+    app = Starlette(routes=module.routes(DirectFacadeContext({})))
+    deep = b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    headers = {"authorization": "Bearer test-master", "content-type": "application/json"}
+    async with serve_asgi(app) as url, httpx2.AsyncClient(base_url=url) as http:
+        response = await http.post(path, content=deep, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.headers["x-request-id"] and "error" in response.json()
