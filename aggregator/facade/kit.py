@@ -36,7 +36,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from aggregator.config import FacadeLimit
+from aggregator.config import FacadeLimit, FacadesConfig
 from aggregator.facade.base import FacadeContext, ProgressFn, request_id_of
 from aggregator.principal import Principal
 from aggregator.protocol.errors import (
@@ -128,6 +128,8 @@ def mount(ctx: FacadeContext, table: Sequence[tuple[str, str, Endpoint]]) -> lis
     """Starlette routes for `(method, path, endpoint)` rows; one route per path, methods merged."""
     by_path: dict[str, dict[str, Endpoint]] = {}
     for method, path, spec in table:
+        if spec.limit not in FacadesConfig.model_fields:  # a typo fails at start-up, not per request
+            raise ValueError(f"endpoint {spec.name}: no facades.{spec.limit} in the config")
         by_path.setdefault(path, {})[method] = spec
     routes: list[BaseRoute] = []
     for path, specs in by_path.items():
