@@ -17,16 +17,22 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import orjson
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from aggregator.facade import FACADE_MODULES
+from aggregator.facade.base import request_id_of
 from aggregator.facade.context import HubFacadeContext
+from aggregator.facade.kit import render_plain
 from aggregator.front.core import McpCore
 from aggregator.front.http_face import McpHttpEndpoint
 from aggregator.front.http_stream import Receive, Send, header_map, send_body
 from aggregator.hub import Hub
 from aggregator.ids import new_id
 from aggregator.principal import Principal
+from aggregator.protocol.errors import ErrorCode, ToolmuxError, code_for_status, internal_error
 
 _log = logging.getLogger("toolmux.app")
 
@@ -51,7 +57,9 @@ class OriginPolicy:
 
     def problem(self, headers: dict[str, str]) -> str | None:
         origin = headers.get("origin")
-        if origin and origin != "null":
+        if origin == "null":  # sandboxed iframes, file: pages, some redirects: a page of unknown origin
+            return "Origin 'null' is not allowed"
+        if origin:
             parsed = urlsplit(origin)
             host = (parsed.hostname or "").lower()
             if origin.rstrip("/").lower() not in self.allowed_origins and host not in LOOPBACK_NAMES:
@@ -62,6 +70,31 @@ class OriginPolicy:
             if name not in LOOPBACK_NAMES and host_header not in self.allowed_hosts and name not in self.allowed_hosts:
                 return f"Host {host_header!r} is not allowed"
         return None
+
+
+async def send_error(send: Send, error: ToolmuxError, request_id: str) -> None:
+    """toolmux's plain JSON error body (with the request id) for the app's own routes."""
+    response = render_plain(error, request_id)
+    # send_body writes the content headers; send_with_id adds the request id to every response.
+    skip = {b"content-type", b"content-length", b"x-request-id"}
+    extra = [(k, v) for k, v in response.headers.raw if k not in skip]
+    await send_body(send, response.status_code, bytes(response.body), extra)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 / 405 for paths no facade serves, as JSON with the request id."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    message = f"no route for {request.method} {request.url.path}" if status == 404 else str(getattr(exc, "detail", ""))
+    response = render_plain(ToolmuxError(message, code=code_for_status(status)), request_id_of(request))
+    if isinstance(exc, HTTPException) and exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # Starlette re-raises after answering: HubApp.__call__ logs it, with the request id.
+    request_id = request_id_of(request)
+    return render_plain(internal_error(request_id), request_id)
 
 
 class HubApp:
@@ -80,7 +113,10 @@ class HubApp:
             max_sessions=http.max_sessions,
         )
         self.facade_context = HubFacadeContext(hub)
-        self.facades = Starlette(routes=self._facade_routes())
+        self.facades = Starlette(
+            routes=self._facade_routes(),
+            exception_handlers={HTTPException: _http_exception, Exception: _unexpected},
+        )
         self.ready = False
         self.started = anyio.Event()
 
@@ -169,7 +205,9 @@ class HubApp:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message = {**message, "headers": [*message.get("headers", []), rid_header]}
+                headers = message.get("headers", [])
+                if not any(name == b"x-request-id" for name, _ in headers):  # facades set their own
+                    message = {**message, "headers": [*headers, rid_header]}
             await send(message)
 
         try:
@@ -179,11 +217,7 @@ class HubApp:
             # id, never a traceback on the wire.
             _log.exception("unhandled error (request id %s)", rid)
             if not started:
-                await send_body(
-                    send_with_id,
-                    500,
-                    orjson.dumps({"error": {"code": "internal", "message": f"internal error (request id {rid})"}}),
-                )
+                await send_error(send_with_id, internal_error(rid), rid)
 
     async def _route(
         self, scope: dict[str, Any], receive: Receive, send_with_id: Send, headers: dict[str, str]
@@ -201,31 +235,26 @@ class HubApp:
             return
         problem = self.policy.problem(headers)
         if problem is not None:
-            await send_body(
-                send_with_id,
-                403,
-                orjson.dumps(
-                    {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": f"Forbidden: {problem}"}}
-                ),
-            )
+            if path in ("/mcp", "/mcp/"):  # MCP clients read a JSON-RPC error
+                body = {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": f"Forbidden: {problem}"}}
+                await send_body(send_with_id, 403, orjson.dumps(body))
+            else:
+                error = ToolmuxError(f"Forbidden: {problem}", code=ErrorCode.FORBIDDEN, field="origin")
+                await send_error(send_with_id, error, scope["toolmux.request_id"])
             return
         if path in ("/mcp", "/mcp/"):
             await self.mcp(scope, receive, send_with_id)
         elif path in ("/health", "/metrics"):
             if self.authenticate(headers, scope) is None:
-                await send_body(
-                    send_with_id,
-                    401,
-                    b'{"error":"missing or invalid API key"}',
-                    [(b"www-authenticate", b'Bearer realm="toolmux"')],
-                )
+                error = ToolmuxError("missing or invalid API key", code=ErrorCode.UNAUTHENTICATED)
+                await send_error(send_with_id, error, scope["toolmux.request_id"])
             elif path == "/health":
                 health = await self.hub.deep_health()
                 await send_body(send_with_id, 200 if health["status"] != "down" else 503, orjson.dumps(health))
             else:
                 await send_body(send_with_id, 200, self.hub.metrics.render(), content_type=b"text/plain; version=0.0.4")
         else:
-            await self.facades(scope, receive, send_with_id)
+            await self.facades(scope, receive, send_with_id)  # type: ignore[arg-type]  # front's Send is dict-typed
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         started = False

@@ -3,6 +3,7 @@
     builtins: auto                 # enable every built-in server whose dependencies are present
     server: {host: 127.0.0.1, port: 4000, data_dir: ./toolmux-data, public_url: null}
     http: {allowed_origins: [], allowed_hosts: [], max_request_bytes: 10485760}
+    facades: {llm: {timeout: 600, max_body_bytes: 16777216}, mail: {...}, ...}   # see FacadesConfig
     auth:
       master_key: ${TOOLMUX_MASTER_KEY}
       keys: [{name: librechat, key: ${LIBRECHAT_KEY}, tools: ["storage-*"]}]
@@ -156,6 +157,39 @@ class ServerSection(_Model):
     startup_timeout: float = Field(30.0, gt=0, description="seconds to wait for upstreams before serving")
 
 
+_MiB = 1024 * 1024
+
+
+class FacadeLimit(_Model):
+    """What one kind of facade request may take: wall-clock seconds and request-body bytes."""
+
+    timeout: float = Field(gt=0, description="seconds the whole request may take (a streamed answer included)")
+    max_body_bytes: int = Field(gt=0, description="largest request body accepted (413 beyond)")
+
+
+def _limit(timeout: float, max_body_bytes: int) -> Any:
+    return Field(default_factory=lambda: FacadeLimit(timeout=timeout, max_body_bytes=max_body_bytes))
+
+
+class FacadesConfig(_Model):
+    """Timeouts and body limits of the HTTP facades (/v1, /api, /mail, ...), one entry per kind of
+    request. The domain servers enforce their own limits too; these bound the HTTP request."""
+
+    llm: FacadeLimit = _limit(600.0, 16 * _MiB)  # /v1 chat, completions, embeddings, models; Ollama /api
+    audio_transcription: FacadeLimit = _limit(900.0, 25 * _MiB)  # the audio file (OpenAI's upload limit)
+    audio_speech: FacadeLimit = _limit(900.0, 1 * _MiB)
+    audio_voices: FacadeLimit = _limit(30.0, 64 * 1024)
+    mail: FacadeLimit = _limit(300.0, 256 * 1024)
+    mail_send: FacadeLimit = _limit(300.0, 48 * _MiB)  # inline base64 attachments
+    workspaces_files: FacadeLimit = _limit(120.0, 64 * _MiB)
+    workspaces_runs: FacadeLimit = _limit(24 * 3600.0, 4 * _MiB)  # the server's run_timeout is the real bound
+    workspaces_run_result: FacadeLimit = _limit(330.0, 64 * 1024)  # ?wait= may hold it up to 300 s
+    workspaces_run_cancel: FacadeLimit = _limit(60.0, 64 * 1024)
+    browser: FacadeLimit = _limit(660.0, 32 * _MiB)  # run_script may run 600 s; upload_file carries base64
+    forecast: FacadeLimit = _limit(900.0, 32 * _MiB)
+    forecast_models: FacadeLimit = _limit(30.0, 64 * 1024)
+
+
 class CatalogConfig(_Model):
     separator: Literal["-", "_", "."] = "-"
 
@@ -165,6 +199,7 @@ class HubConfig(_Model):
     http: HttpConfig = Field(default_factory=HttpConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+    facades: FacadesConfig = Field(default_factory=FacadesConfig)
     builtins: Literal["auto"] | list[str] = "auto"
     servers: dict[str, ServerEntry] = Field(default_factory=dict, alias="mcpServers")
 

@@ -158,7 +158,7 @@ async def call_tool(
             contract.validate_input(arguments)
         except ToolError as invalid:
             hub.metrics.record_call(name, "invalid", time.perf_counter() - started)
-            return error_result(ToolError(f"{name}: {invalid.message}", field=invalid.field))
+            return error_result(ToolError(f"{name}: {invalid.message}", field=invalid.field, reason=invalid.reason))
     rid = request_id or new_id()
     params = {"name": entry.original, "arguments": arguments, "_meta": forward_meta(client_meta, rid, principal.name)}
     if retry_fields and entry.upstream.modern:

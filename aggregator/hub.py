@@ -48,20 +48,14 @@ class InProcessHubCaller:
         self._hub = hub
 
     async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        from aggregator.protocol.errors import from_rpc_error
         from servers.kit.errors import ToolError
 
         try:
             with anyio.fail_after(timeout or 300):
                 return await dispatch.call_tool(self._hub, INTERNAL, name, arguments)
         except jsonrpc.RpcError as exc:
-            raise ToolError(
-                exc.message,
-                code="unavailable"
-                if exc.code == jsonrpc.UPSTREAM_UNAVAILABLE
-                else "not_found"
-                if exc.code == jsonrpc.INVALID_PARAMS
-                else "upstream_error",
-            ) from None
+            raise ToolError.from_dict(from_rpc_error(exc.code, exc.message, exc.data).to_dict()) from None
         except TimeoutError:
             raise ToolError(f"{name} did not finish in time", code="timeout") from None
 

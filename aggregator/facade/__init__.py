@@ -1,8 +1,9 @@
 """HTTP faces other than MCP (OpenAI-compatible `/v1`, storage, forecast, mail, ...).
 
-Each facade module defines `routes(ctx: FacadeContext) -> list[BaseRoute]`; the hub mounts them
-all on its HTTP app. Facades translate HTTP onto tool calls through `ctx.call_tool`, so auth,
-scopes, validation, timeouts and metrics are the same as on the MCP face.
+Each facade module defines its endpoints as plain functions on the facade kit (`kit.py`: auth,
+body rules, limits, timeouts and error rendering, once) and `routes(ctx: FacadeContext) ->
+list[BaseRoute]`; the hub mounts them all on its HTTP app. Facades translate HTTP onto tool
+calls through dispatch, so scopes, validation and metrics are the same as on the MCP face.
 """
 
 # Module paths of every facade the hub mounts, in order (first match wins for a path).

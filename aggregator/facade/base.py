@@ -14,19 +14,20 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from starlette.requests import HTTPConnection
-from starlette.responses import JSONResponse
 
+from aggregator.config import FacadesConfig
 from aggregator.principal import MASTER, Principal
+from aggregator.protocol.errors import ErrorCode, RequestError, code_for_status
 from servers.kit import Domain, ToolContext, ToolError
-from servers.kit.errors import HTTP_STATUS_BY_CODE, error_from_result
 
 ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
 
 REQUEST_ID_HEADER = "x-request-id"
 
 
-class FacadeHTTPError(Exception):
-    """An HTTP error a facade answers with (the facade chooses the body format)."""
+class FacadeHTTPError(RequestError):
+    """A `RequestError` built status-first (the storage face's form; the kit's facades raise
+    `RequestError` with a code). `code` here is the wire name the face shows (its `reason`)."""
 
     def __init__(
         self,
@@ -37,10 +38,13 @@ class FacadeHTTPError(Exception):
         param: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
+        known = {c.value for c in ErrorCode}
+        super().__init__(
+            message,
+            code=code if code in known else code_for_status(status),
+            field=param,
+            reason=None if code in known or code == "error" else code,
+        )
         self.param = param
         self.headers = headers or {}
 
@@ -53,11 +57,16 @@ class FacadeContext(Protocol):
         """Base URL clients reach the hub at, e.g. http://127.0.0.1:4000 (no trailing slash)."""
         ...
 
+    @property
+    def facades(self) -> FacadesConfig:
+        """The `facades:` config section: timeouts and body limits per kind of request."""
+        ...
+
     def authenticate(self, request: HTTPConnection, *, required: bool = True) -> Principal | None:
         """The caller behind the request's key (Bearer header, or ?api_key=).
 
-        Raises FacadeHTTPError(401) when `required` and the key is missing or wrong; returns None
-        when not required and no key was presented (a wrong key is always 401).
+        Raises a 401 (code unauthenticated) when `required` and the key is missing or wrong;
+        returns None when not required and no key was presented (a wrong key is always 401).
         """
         ...
 
@@ -97,42 +106,17 @@ def request_id_of(request: HTTPConnection) -> str:
     return str(rid) if rid else uuid.uuid4().hex[:16]
 
 
+def unauthenticated(message: str) -> FacadeHTTPError:
+    """The 401 every face answers a missing or wrong key with."""
+    return FacadeHTTPError(401, message, code=ErrorCode.UNAUTHENTICATED.value)
+
+
 def presented_key(request: HTTPConnection) -> str | None:
     """The API key a request carries: `Authorization: Bearer`, `x-api-key`, or `?api_key=`."""
     auth = request.headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip()
     return request.headers.get("x-api-key") or request.query_params.get("api_key")
-
-
-def raise_for_result(result: dict[str, Any]) -> dict[str, Any]:
-    """Return the result, or raise its ToolError when it is an `isError` result."""
-    error = error_from_result(result)
-    if error is not None:
-        raise error
-    return result
-
-
-def status_for(error: ToolError) -> int:
-    return HTTP_STATUS_BY_CODE.get(error.code, 400)
-
-
-def json_error(
-    status: int,
-    message: str,
-    *,
-    code: str = "error",
-    field: str | None = None,
-    request_id: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    """toolmux's plain JSON error body for non-OpenAI facades."""
-    body: dict[str, Any] = {"error": {"code": code, "message": message}}
-    if field:
-        body["error"]["field"] = field
-    if request_id:
-        body["error"]["request_id"] = request_id
-    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class DirectFacadeContext:
@@ -145,8 +129,10 @@ class DirectFacadeContext:
         master_key: str = "test-master",
         keys: dict[str, Principal] | None = None,
         public_url: str = "http://testserver",
+        facades: FacadesConfig | None = None,
     ) -> None:
         self.domains = domains
+        self.facades = facades or FacadesConfig()
         self.master_key = master_key
         self.keys = keys or {}
         self._public_url = public_url
@@ -159,14 +145,14 @@ class DirectFacadeContext:
         key = presented_key(request)
         if key is None:
             if required:
-                raise FacadeHTTPError(401, "missing API key", code="unauthorized")
+                raise unauthenticated("missing API key")
             return None
         if hmac.compare_digest(key.encode(), self.master_key.encode()):
             return MASTER
         for secret, principal in self.keys.items():
             if hmac.compare_digest(key.encode(), secret.encode()):
                 return principal
-        raise FacadeHTTPError(401, "invalid API key", code="unauthorized")
+        raise unauthenticated("invalid API key")
 
     async def call_tool(
         self,

@@ -6,21 +6,17 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection
 
-from aggregator import dispatch, jsonrpc
-from aggregator.facade.base import FacadeHTTPError, ProgressFn, presented_key
+from aggregator import dispatch
+from aggregator.config import FacadesConfig
+from aggregator.facade.base import ProgressFn, presented_key, unauthenticated
 from aggregator.ids import new_id
 from aggregator.jsonrpc import RpcError
 from aggregator.principal import Principal
+from aggregator.protocol.errors import ErrorCode, from_rpc_error
 from servers.kit import Domain, ToolError
 
 if TYPE_CHECKING:
     from aggregator.hub import Hub
-
-_CODE_FOR_RPC = {
-    jsonrpc.INVALID_PARAMS: "not_found",
-    jsonrpc.UPSTREAM_UNAVAILABLE: "unavailable",
-    jsonrpc.UPSTREAM_TIMEOUT: "timeout",
-}
 
 
 class HubFacadeContext:
@@ -31,17 +27,21 @@ class HubFacadeContext:
     def public_url(self) -> str:
         return self.hub.public_url or ""
 
+    @property
+    def facades(self) -> FacadesConfig:
+        return self.hub.config.facades
+
     def authenticate(self, request: HTTPConnection, *, required: bool = True) -> Principal | None:
         key = presented_key(request)
         if key is None and self.hub.keys.anonymous is not None:
             return self.hub.keys.anonymous
         if key is None:
             if required:
-                raise FacadeHTTPError(401, "missing API key (Authorization: Bearer <key>)", code="unauthorized")
+                raise unauthenticated("missing API key (Authorization: Bearer <key>)")
             return None
         principal = self.hub.keys.principal_for(key)
         if principal is None:
-            raise FacadeHTTPError(401, "invalid API key", code="unauthorized")
+            raise unauthenticated("invalid API key")
         return principal
 
     async def call_tool(
@@ -63,9 +63,10 @@ class HubFacadeContext:
                 request_id=request_id or new_id(),
             )
         except RpcError as exc:
-            code = _CODE_FOR_RPC.get(exc.code, "upstream_error")
-            message = exc.message if code != "not_found" else f"unknown tool {name!r}"
-            raise ToolError(message, code=code, retryable=code in ("unavailable", "timeout")) from None
+            error = from_rpc_error(exc.code, exc.message, exc.data)
+            # Unknown and out-of-scope tools read the same, so scopes do not leak which tools exist.
+            message = f"unknown tool {name!r}" if error.code is ErrorCode.NOT_FOUND else error.message
+            raise ToolError(message, code=error.code, retryable=error.retryable) from None
 
     def local_domain(self, server: str) -> Domain | None:
         upstream = self.hub.upstreams.get(server)

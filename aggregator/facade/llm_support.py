@@ -1,4 +1,4 @@
-"""What the OpenAI- and Ollama-compatible faces share: body limits, error bodies, streamed tool calls.
+"""What the OpenAI- and Ollama-compatible faces share: answer headers and streamed tool calls.
 
 A streaming chat is ONE tool call (`models-chat` with stream=true) whose chunks arrive as
 progress notifications (message = the JSON of one chat.completion.chunk). `ToolStream` is the
@@ -13,82 +13,17 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import anyio
-import orjson
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from aggregator.facade.base import FacadeContext, FacadeHTTPError, request_id_of
-from aggregator.principal import Principal
-from servers.kit import ToolError
-from servers.kit.errors import HTTP_STATUS_BY_CODE, error_from_result
+from aggregator.facade.kit import Call, structured_of
+from aggregator.protocol.errors import ToolmuxError, internal_error, timeout_error
 
 _log = logging.getLogger("toolmux.facade")
-
-
-@dataclass(frozen=True)
-class LLMFacadeLimits:
-    max_body_bytes: int = 16 * 1024 * 1024
-    timeout: float = 600.0  # a whole answer, streamed or not
-
-
-async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
-    """The request's JSON object, refusing bodies over `limit` bytes without reading them whole."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise FacadeHTTPError(413, f"request body is larger than {limit} bytes", code="request_too_large")
-    body = bytearray()
-    async for piece in request.stream():
-        body += piece
-        if len(body) > limit:
-            raise FacadeHTTPError(413, f"request body is larger than {limit} bytes", code="request_too_large")
-    if not body:
-        raise FacadeHTTPError(400, "request body is empty; send a JSON object", code="invalid_json")
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise FacadeHTTPError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(data, dict):
-        raise FacadeHTTPError(400, "request body must be a JSON object", code="invalid_json")
-    return data
-
-
-def status_of(error: ToolError) -> int:
-    return HTTP_STATUS_BY_CODE.get(error.code, 400)
-
-
-def structured(result: dict[str, Any]) -> dict[str, Any]:
-    """The structured answer of a successful tool result (or its ToolError raised)."""
-    error = error_from_result(result)
-    if error is not None:
-        raise error
-    data = result.get("structuredContent")
-    if isinstance(data, dict):
-        return data
-    for block in result.get("content") or []:  # an upstream that sent only the JSON text block
-        if isinstance(block, dict) and block.get("type") == "text":
-            try:
-                parsed = orjson.loads(block["text"])
-            except orjson.JSONDecodeError:
-                break
-            if isinstance(parsed, dict):
-                return parsed
-    raise ToolError("the models server answered without a structured result", code="upstream_error")
-
-
-async def call_structured(
-    ctx: FacadeContext, principal: Principal, tool: str, args: dict[str, Any], *, request_id: str, timeout: float
-) -> dict[str, Any]:
-    try:
-        with anyio.fail_after(timeout):
-            result = await ctx.call_tool(principal, tool, args, request_id=request_id)
-    except TimeoutError:
-        raise ToolError(f"no answer within {timeout:g} s", code="timeout") from None
-    return structured(result)
 
 
 def meta_headers(answer: dict[str, Any], started: float, request_id: str) -> dict[str, str]:
@@ -107,7 +42,7 @@ def meta_headers(answer: dict[str, Any], started: float, request_id: str) -> dic
     return headers
 
 
-ErrorBody = Callable[[int, ToolError | FacadeHTTPError], bytes]
+ErrorChunk = Callable[[ToolmuxError], bytes]
 MAX_QUEUED_CHUNKS = 1024
 
 
@@ -164,30 +99,26 @@ class ToolStream:
 
     def __init__(
         self,
-        ctx: FacadeContext,
-        principal: Principal,
+        call: Call,
         tool: str,
         args: dict[str, Any],
         *,
-        request_id: str,
-        timeout: float,
         media_type: str,
         encode_chunk: Callable[[str], bytes | None],
         encode_end: Callable[[dict[str, Any]], bytes],
-        encode_error: ErrorBody,
-        error_response: Callable[[ToolError | FacadeHTTPError, str], Any],
+        encode_error: ErrorChunk,
+        timeout: float | None = None,
     ) -> None:
-        self.ctx = ctx
-        self.principal = principal
+        self.call = call
         self.tool = tool
         self.args = args
-        self.request_id = request_id
-        self.timeout = timeout
+        self.request_id = call.request_id
+        self.timeout = timeout or call.limit.timeout
         self.media_type = media_type
         self.encode_chunk = encode_chunk
         self.encode_end = encode_end
         self.encode_error = encode_error
-        self.error_response = error_response
+        self.error_response = call.spec.render
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         chunks = _ChunkQueue()
@@ -200,17 +131,15 @@ class ToolStream:
         async def run_call() -> None:
             try:
                 with anyio.fail_after(self.timeout):
-                    result = await self.ctx.call_tool(
-                        self.principal, self.tool, self.args, progress=on_progress, request_id=self.request_id
-                    )
-                outcome["answer"] = structured(result)
+                    result = await self.call.tool(self.tool, self.args, progress=on_progress)
+                outcome["answer"] = structured_of(result, self.tool)
             except TimeoutError:
-                outcome["error"] = ToolError(f"no complete answer within {self.timeout:g} s", code="timeout")
-            except ToolError as exc:
+                outcome["error"] = timeout_error(self.timeout, "complete answer")
+            except ToolmuxError as exc:
                 outcome["error"] = exc
             except Exception:
                 _log.exception("streaming %s failed (request id %s)", self.tool, self.request_id)
-                outcome["error"] = ToolError(f"internal error (request id {self.request_id})", code="internal")
+                outcome["error"] = internal_error(self.request_id)
             finally:
                 chunks.end()  # tells the writer the call is over
 
@@ -253,7 +182,7 @@ class ToolStream:
             encoded = b"".join(filter(None, map(self.encode_chunk, chunks.take())))
             if chunks.ended and not chunks.items:  # the call is over: the end goes in the same write
                 error = outcome.get("error")
-                tail = self.encode_error(status_of(error), error) if error is not None else None
+                tail = self.encode_error(error) if error is not None else None
                 await self._body(send, encoded + (tail or self.encode_end(outcome["answer"])), more=False)
                 return
             if encoded:
@@ -279,19 +208,4 @@ def no_store(request: Request) -> bool:
     return "no-store" in value or "no-cache" in value
 
 
-def started_at() -> float:
-    return time.perf_counter()
-
-
-RequestHandler = Callable[[Request], Awaitable[Any]]
-__all__ = [
-    "LLMFacadeLimits",
-    "ToolStream",
-    "call_structured",
-    "meta_headers",
-    "no_store",
-    "read_json_body",
-    "request_id_of",
-    "status_of",
-    "structured",
-]
+__all__ = ["ToolStream", "meta_headers", "no_store"]

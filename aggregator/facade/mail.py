@@ -12,39 +12,31 @@
     POST   /mail/{mailbox}/messages/seen|flag|move|delete    the same tools over {"uids": [...]} (batch)
     POST   /mail/{mailbox}/send                              mail-send
 
-Every route authenticates, caps the request body, bounds the call with a timeout and answers
-tool errors as `{"error": {code, message, field}}` with the status the error code maps to.
+Every route is a facade-kit endpoint (`facades.mail` / `facades.mail_send` limits); errors are
+toolmux's plain JSON body with the status the error code maps to.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
-import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import Response
+from starlette.routing import BaseRoute
 
 import schemas
-from aggregator.facade.base import FacadeContext, FacadeHTTPError, raise_for_result, request_id_of
-from aggregator.facade.common import guarded_endpoint, read_capped
-from aggregator.principal import Principal
-from servers.kit import ToolError
+from aggregator.facade.base import FacadeContext
+from aggregator.facade.kit import Call, endpoint, mount
+from aggregator.protocol.errors import ErrorCode, RequestError
 
 SERVER = "mail"
-MAX_JSON_BODY = 256 * 1024
-MAX_SEND_BODY = 48 * 1024 * 1024  # inline base64 attachments
-CALL_TIMEOUT = 300.0
 _RESERVED_QUERY = {"api_key"}
 _ACTIONS = {"seen": "mark_seen", "flag": "flag", "move": "move", "delete": "delete"}
 
-Handler = Callable[[Request], Awaitable[Response]]
-
 
 def _schema(tool: str) -> dict[str, Any]:
-    return schemas.tool(SERVER, tool)["inputSchema"]
+    schema: dict[str, Any] = schemas.tool(SERVER, tool)["inputSchema"]
+    return schema
 
 
 def _convert(name: str, raw: list[str], prop: dict[str, Any]) -> Any:
@@ -58,18 +50,14 @@ def _convert(name: str, raw: list[str], prop: dict[str, Any]) -> Any:
         try:
             return int(value)
         except ValueError:
-            raise FacadeHTTPError(
-                400, f"query parameter '{name}' must be an integer", code="invalid_argument", param=name
-            ) from None
+            raise RequestError(f"query parameter '{name}' must be an integer", field=name) from None
     if kind == "boolean":
         lowered = value.lower()
         if lowered in ("true", "1", "yes", ""):
             return True
         if lowered in ("false", "0", "no"):
             return False
-        raise FacadeHTTPError(
-            400, f"query parameter '{name}' must be true or false", code="invalid_argument", param=name
-        )
+        raise RequestError(f"query parameter '{name}' must be true or false", field=name)
     return value
 
 
@@ -81,126 +69,123 @@ def query_arguments(request: Request, tool: str) -> dict[str, Any]:
         if name in _RESERVED_QUERY:
             continue
         if name not in properties:
-            raise FacadeHTTPError(
-                400, f"unknown query parameter '{name}' for {tool}", code="invalid_argument", param=name
-            )
+            raise RequestError(f"unknown query parameter '{name}' for {tool}", field=name)
         out[name] = _convert(name, request.query_params.getlist(name), properties[name])
     return out
 
 
-async def json_body(request: Request, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
-    body = await read_capped(request, limit, too_large="request body over {limit} bytes")
-    if not body.strip():
-        return {}
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise FacadeHTTPError(400, "request body is not valid JSON", code="invalid_argument") from None
-    if not isinstance(data, dict):
-        raise FacadeHTTPError(400, "request body must be a JSON object", code="invalid_argument")
-    return data
+async def _answer(call: Call, tool: str, arguments: dict[str, Any]) -> Response:
+    result = await call.tool(f"{SERVER}-{tool}", arguments)
+    structured = result.get("structuredContent")
+    return call.json_response(structured if isinstance(structured, dict) else {})
+
+
+def _path(call: Call) -> dict[str, Any]:
+    return {k: v for k, v in call.request.path_params.items() if k in ("mailbox", "uid")}
+
+
+def _query(call: Call, tool: str) -> dict[str, Any]:
+    return {**query_arguments(call.request, tool), **_path(call)}
+
+
+def _action(call: Call, *, batch: bool) -> str:
+    tool = _ACTIONS.get(call.request.path_params["action"])
+    if tool is None or (tool == "delete" and not batch):
+        known = "seen, flag, move or delete" if batch else "seen, flag or move"
+        raise RequestError(f"no action {call.request.path_params['action']!r}; use {known}", code=ErrorCode.NOT_FOUND)
+    return tool
+
+
+@endpoint(limit="mail")
+async def mailboxes(call: Call) -> Response:
+    return await _answer(call, "mailboxes", query_arguments(call.request, "mailboxes"))
+
+
+@endpoint(limit="mail")
+async def inbox(call: Call) -> Response:
+    return await _answer(call, "inbox", query_arguments(call.request, "inbox"))
+
+
+@endpoint(limit="mail")
+async def folders(call: Call) -> Response:
+    return await _answer(call, "list_folders", _query(call, "list_folders"))
+
+
+@endpoint(limit="mail")
+async def messages(call: Call) -> Response:
+    return await _answer(call, "list_messages", _query(call, "list_messages"))
+
+
+@endpoint(limit="mail", body="json")
+async def search(call: Call) -> Response:
+    given = await call.json(empty={}) if call.request.method == "POST" else query_arguments(call.request, "search")
+    return await _answer(call, "search", {**given, **_path(call)})
+
+
+@endpoint(limit="mail")
+async def get_message(call: Call) -> Response:
+    return await _answer(call, "get_message", _query(call, "get_message"))
+
+
+@endpoint(limit="mail")
+async def delete_message(call: Call) -> Response:
+    args = query_arguments(call.request, "delete")
+    args.pop("uids", None)
+    path = _path(call)
+    return await _answer(call, "delete", {**args, "mailbox": path["mailbox"], "uids": [path["uid"]]})
+
+
+@endpoint(limit="mail", body="json")
+async def message_action(call: Call) -> Response:
+    tool = _action(call, batch=False)
+    body = await call.json(empty={})
+    body.pop("uids", None)
+    path = _path(call)
+    return await _answer(call, tool, {**body, "mailbox": path["mailbox"], "uids": [path["uid"]]})
+
+
+@endpoint(limit="mail", body="json")
+async def batch_action(call: Call) -> Response:
+    tool = _action(call, batch=True)
+    return await _answer(call, tool, {**await call.json(empty={}), **_path(call)})
+
+
+@endpoint(limit="mail", body="json")
+async def save_attachment(call: Call) -> Response:
+    body = await call.json(empty={})
+    index = call.request.path_params["index"]
+    request_args: dict[str, Any] = {"index": index, "bucket": body.pop("bucket", None)}
+    if request_args["bucket"] is None:
+        raise RequestError("missing required field 'bucket'", field="bucket")
+    if "key" in body:
+        request_args["key"] = body.pop("key")
+    args = {**body, **_path(call), "save_attachments": [request_args]}
+    message = await call.structured(f"{SERVER}-get_message", args)
+    return call.json_response(dict(message["attachments"][index]))
+
+
+@endpoint(limit="mail_send", body="json")
+async def send(call: Call) -> Response:
+    return await _answer(call, "send", {**await call.json(empty={}), **_path(call)})
 
 
 def routes(ctx: FacadeContext) -> list[BaseRoute]:
-    async def call(request: Request, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        principal = ctx.authenticate(request)
-        assert principal is not None
-        try:
-            with anyio.fail_after(CALL_TIMEOUT):
-                result = await ctx.call_tool(
-                    principal, f"{SERVER}-{tool}", arguments, request_id=request_id_of(request)
-                )
-        except TimeoutError:
-            raise ToolError(f"the mail call took longer than {CALL_TIMEOUT:.0f} s", code="timeout") from None
-        structured = raise_for_result(result).get("structuredContent")
-        return structured if isinstance(structured, dict) else {}
-
-    def endpoint(build: Callable[[Request], Awaitable[dict[str, Any]]]) -> Handler:
-        async def answer(principal: Principal, request: Request) -> Response:
-            return JSONResponse(await build(request))
-
-        # No timeout around the whole request: `call` bounds the tool call alone, not the upload.
-        return guarded_endpoint(ctx, answer, None)
-
-    def path_args(request: Request) -> dict[str, Any]:
-        return {k: v for k, v in request.path_params.items() if k in ("mailbox", "uid")}
-
-    async def mailboxes(request: Request) -> dict[str, Any]:
-        return await call(request, "mailboxes", query_arguments(request, "mailboxes"))
-
-    async def inbox(request: Request) -> dict[str, Any]:
-        return await call(request, "inbox", query_arguments(request, "inbox"))
-
-    async def folders(request: Request) -> dict[str, Any]:
-        return await call(request, "list_folders", {**query_arguments(request, "list_folders"), **path_args(request)})
-
-    async def messages(request: Request) -> dict[str, Any]:
-        return await call(request, "list_messages", {**query_arguments(request, "list_messages"), **path_args(request)})
-
-    async def search(request: Request) -> dict[str, Any]:
-        given = await json_body(request) if request.method == "POST" else query_arguments(request, "search")
-        return await call(request, "search", {**given, **path_args(request)})
-
-    async def get_message(request: Request) -> dict[str, Any]:
-        return await call(request, "get_message", {**query_arguments(request, "get_message"), **path_args(request)})
-
-    async def delete_message(request: Request) -> dict[str, Any]:
-        args = query_arguments(request, "delete")
-        args.pop("uids", None)
-        path = path_args(request)
-        return await call(request, "delete", {**args, "mailbox": path["mailbox"], "uids": [path["uid"]]})
-
-    async def message_action(request: Request) -> dict[str, Any]:
-        tool = _ACTIONS.get(request.path_params["action"])
-        if tool is None or tool == "delete":
-            raise FacadeHTTPError(
-                404, f"no action {request.path_params['action']!r}; use seen, flag or move", code="not_found"
-            )
-        body = await json_body(request)
-        body.pop("uids", None)
-        path = path_args(request)
-        return await call(request, tool, {**body, "mailbox": path["mailbox"], "uids": [path["uid"]]})
-
-    async def batch_action(request: Request) -> dict[str, Any]:
-        tool = _ACTIONS.get(request.path_params["action"])
-        if tool is None:
-            raise FacadeHTTPError(
-                404, f"no action {request.path_params['action']!r}; use seen, flag, move or delete", code="not_found"
-            )
-        body = await json_body(request)
-        return await call(request, tool, {**body, **path_args(request)})
-
-    async def save_attachment(request: Request) -> dict[str, Any]:
-        body = await json_body(request)
-        index = request.path_params["index"]
-        request_args: dict[str, Any] = {"index": index, "bucket": body.pop("bucket", None)}
-        if request_args["bucket"] is None:
-            raise FacadeHTTPError(400, "missing required field 'bucket'", code="invalid_argument", param="bucket")
-        if "key" in body:
-            request_args["key"] = body.pop("key")
-        args = {**body, **path_args(request), "save_attachments": [request_args]}
-        message = await call(request, "get_message", args)
-        return dict(message["attachments"][index])
-
-    async def send(request: Request) -> dict[str, Any]:
-        body = await json_body(request, MAX_SEND_BODY)
-        return await call(request, "send", {**body, **path_args(request)})
-
     prefix = "/mail"
-    return [
-        Route(f"{prefix}/mailboxes", endpoint(mailboxes), methods=["GET"]),
-        Route(f"{prefix}/inbox", endpoint(inbox), methods=["GET"]),
-        Route(f"{prefix}/{{mailbox}}/folders", endpoint(folders), methods=["GET"]),
-        Route(f"{prefix}/{{mailbox}}/messages", endpoint(messages), methods=["GET"]),
-        Route(f"{prefix}/{{mailbox}}/search", endpoint(search), methods=["GET", "POST"]),
-        Route(f"{prefix}/{{mailbox}}/send", endpoint(send), methods=["POST"]),
-        Route(f"{prefix}/{{mailbox}}/messages/{{uid:int}}", endpoint(get_message), methods=["GET"]),
-        Route(f"{prefix}/{{mailbox}}/messages/{{uid:int}}", endpoint(delete_message), methods=["DELETE"]),
-        Route(
-            f"{prefix}/{{mailbox}}/messages/{{uid:int}}/attachments/{{index:int}}/save",
-            endpoint(save_attachment),
-            methods=["POST"],
-        ),
-        Route(f"{prefix}/{{mailbox}}/messages/{{uid:int}}/{{action}}", endpoint(message_action), methods=["POST"]),
-        Route(f"{prefix}/{{mailbox}}/messages/{{action}}", endpoint(batch_action), methods=["POST"]),
-    ]
+    message = f"{prefix}/{{mailbox}}/messages/{{uid:int}}"
+    return mount(
+        ctx,
+        [
+            ("GET", f"{prefix}/mailboxes", mailboxes),
+            ("GET", f"{prefix}/inbox", inbox),
+            ("GET", f"{prefix}/{{mailbox}}/folders", folders),
+            ("GET", f"{prefix}/{{mailbox}}/messages", messages),
+            ("GET", f"{prefix}/{{mailbox}}/search", search),
+            ("POST", f"{prefix}/{{mailbox}}/search", search),
+            ("POST", f"{prefix}/{{mailbox}}/send", send),
+            ("GET", message, get_message),
+            ("DELETE", message, delete_message),
+            ("POST", f"{message}/attachments/{{index:int}}/save", save_attachment),
+            ("POST", f"{message}/{{action}}", message_action),
+            ("POST", f"{prefix}/{{mailbox}}/messages/{{action}}", batch_action),
+        ],
+    )

@@ -27,29 +27,16 @@ from email.utils import format_datetime
 from typing import Any
 
 import anyio
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
-from aggregator.facade.base import FacadeContext, FacadeHTTPError, request_id_of
-from aggregator.facade.common import (
-    CLIENT_GONE,
-    Handler,
-    call_structured,
-    guarded_endpoint,
-    json_object,
-    json_response,
-    read_capped,
-)
-from aggregator.principal import Principal
+from aggregator.facade.base import FacadeContext
+from aggregator.facade.kit import CLIENT_GONE, Call, endpoint, mount, query_flag
+from aggregator.protocol.errors import RequestError
 
 SERVER = "workspaces"
 PREFIX = "/workspaces"
-MAX_FILE_BODY = 64 * 1024 * 1024  # the server refuses files over its own max_file_bytes (413)
-MAX_JSON_BODY = 4 * 1024 * 1024
-FILE_TIMEOUT_S = 120.0
-RUN_TIMEOUT_S = 24 * 3600.0  # the server's run_timeout is the real bound
 
 
 def split_location(rest: str) -> tuple[str, str]:
@@ -59,17 +46,6 @@ def split_location(rest: str) -> tuple[str, str]:
         cut = segments.index("-")
         return "/".join(segments[:cut]), "/".join(segments[cut + 1 :])
     return segments[0], "/".join(segments[1:])
-
-
-def _flag(request: Request, name: str, default: bool) -> bool:
-    value = request.query_params.get(name)
-    if value is None:
-        return default
-    if value.lower() in ("1", "true", "yes"):
-        return True
-    if value.lower() in ("0", "false", "no"):
-        return False
-    raise FacadeHTTPError(400, f"query parameter {name!r} must be true or false", code="invalid_argument", param=name)
 
 
 async def until_disconnect(request: Request, call: Callable[[], Awaitable[Any]]) -> tuple[bool, Any]:
@@ -98,94 +74,106 @@ async def until_disconnect(request: Request, call: Callable[[], Awaitable[Any]])
     return ("result" in outcome), outcome.get("result")
 
 
+async def _answer(call: Call, tool: str, arguments: dict[str, Any], status: int = 200) -> Response:
+    return call.json_response(await call.structured(f"{SERVER}-{tool}", arguments), status)
+
+
+def _location(call: Call) -> tuple[str, str]:
+    return split_location(call.request.path_params["rest"])
+
+
+@endpoint(limit="workspaces_files")
+async def list_workspaces(call: Call) -> Response:
+    query = call.request.query_params
+    return await _answer(call, "list_workspaces", {"prefix": query["prefix"]} if "prefix" in query else {})
+
+
+@endpoint(limit="workspaces_files")
+async def status(call: Call) -> Response:
+    return await _answer(call, "status", {})
+
+
+@endpoint(limit="workspaces_files")
+async def get_file(call: Call) -> Response:
+    workspace, path = _location(call)
+    if not path or path.endswith("/"):
+        recursive = query_flag(call.request, "recursive", False)
+        return await _answer(call, "list_files", {"workspace": workspace, "path": path, "recursive": recursive})
+    args = {"workspace": workspace, "path": path, "encoding": "base64"}
+    answer = await call.structured(f"{SERVER}-read_file", args)
+    data = base64.b64decode(answer.get("base64", ""))
+    media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    headers = {"x-request-id": call.request_id}
+    if answer.get("modified"):
+        modified = datetime.fromisoformat(str(answer["modified"]).replace("Z", "+00:00"))
+        headers["last-modified"] = format_datetime(modified, usegmt=True)
+    return Response(data, media_type=media_type, headers=headers)
+
+
+@endpoint(limit="workspaces_files", body="raw")
+async def put_file(call: Call) -> Response:
+    workspace, path = _location(call)
+    data = await call.body()
+    args = {
+        "workspace": workspace,
+        "path": path,
+        "base64": base64.b64encode(data).decode("ascii"),
+        "make_parents": query_flag(call.request, "make_parents", True),
+        "overwrite": query_flag(call.request, "overwrite", True),
+    }
+    answer = await call.structured(f"{SERVER}-write_file", args)
+    return call.json_response(answer, 201 if answer.get("created") else 200)
+
+
+@endpoint(limit="workspaces_files")
+async def delete_file(call: Call) -> Response:
+    workspace, path = _location(call)
+    recursive = query_flag(call.request, "recursive", False)
+    return await _answer(call, "delete_file", {"workspace": workspace, "path": path, "recursive": recursive})
+
+
+@endpoint(limit="workspaces_files")
+async def list_sessions(call: Call) -> Response:
+    return await _answer(call, "list_sessions", {"workspace": call.request.path_params["workspace"]})
+
+
+@endpoint(limit="workspaces_runs", body="json")
+async def start_run(call: Call) -> Response:
+    args = await call.json()
+    if args.get("async") or args.get("fire_and_forget"):
+        return await _answer(call, "run", args, 202)
+    finished, answer = await until_disconnect(call.request, lambda: call.structured(f"{SERVER}-run", args))
+    if not finished:
+        return Response(status_code=CLIENT_GONE)
+    return call.json_response(answer)
+
+
+@endpoint(limit="workspaces_run_result")
+async def run_result(call: Call) -> Response:
+    try:
+        wait = float(call.request.query_params.get("wait", "0"))
+    except ValueError:
+        raise RequestError("'wait' must be a number of seconds", field="wait") from None
+    return await _answer(call, "run_result", {"run_id": call.request.path_params["run_id"], "wait_seconds": wait})
+
+
+@endpoint(limit="workspaces_run_cancel")
+async def run_cancel(call: Call) -> Response:
+    return await _answer(call, "run_cancel", {"run_id": call.request.path_params["run_id"]})
+
+
 def routes(ctx: FacadeContext) -> list[BaseRoute]:
-    async def call(principal: Principal, request: Request, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        return await call_structured(ctx, principal, request, f"{SERVER}-{tool}", arguments)
-
-    def endpoint(handler: Handler, timeout_s: float = FILE_TIMEOUT_S) -> Callable[[Request], Awaitable[Response]]:
-        # This face has never sent Retry-After with its tool errors (the other faces do).
-        return guarded_endpoint(ctx, handler, timeout_s)
-
-    async def list_workspaces(principal: Principal, request: Request) -> Response:
-        args = {"prefix": request.query_params["prefix"]} if "prefix" in request.query_params else {}
-        return json_response(await call(principal, request, "list_workspaces", args), request_id_of(request))
-
-    async def status(principal: Principal, request: Request) -> Response:
-        return json_response(await call(principal, request, "status", {}), request_id_of(request))
-
-    async def get_file(principal: Principal, request: Request) -> Response:
-        workspace, path = split_location(request.path_params["rest"])
-        request_id = request_id_of(request)
-        if not path or path.endswith("/"):
-            args = {"workspace": workspace, "path": path, "recursive": _flag(request, "recursive", False)}
-            return json_response(await call(principal, request, "list_files", args), request_id)
-        answer = await call(
-            principal, request, "read_file", {"workspace": workspace, "path": path, "encoding": "base64"}
-        )
-        data = base64.b64decode(answer.get("base64", ""))
-        media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        headers = {"x-request-id": request_id}
-        if answer.get("modified"):
-            modified = datetime.fromisoformat(str(answer["modified"]).replace("Z", "+00:00"))
-            headers["last-modified"] = format_datetime(modified, usegmt=True)
-        return Response(data, media_type=media_type, headers=headers)
-
-    async def put_file(principal: Principal, request: Request) -> Response:
-        workspace, path = split_location(request.path_params["rest"])
-        data = await read_capped(request, MAX_FILE_BODY)
-        args = {
-            "workspace": workspace,
-            "path": path,
-            "base64": base64.b64encode(data).decode("ascii"),
-            "make_parents": _flag(request, "make_parents", True),
-            "overwrite": _flag(request, "overwrite", True),
-        }
-        answer = await call(principal, request, "write_file", args)
-        return json_response(answer, request_id_of(request), 201 if answer.get("created") else 200)
-
-    async def delete_file(principal: Principal, request: Request) -> Response:
-        workspace, path = split_location(request.path_params["rest"])
-        args = {"workspace": workspace, "path": path, "recursive": _flag(request, "recursive", False)}
-        return json_response(await call(principal, request, "delete_file", args), request_id_of(request))
-
-    async def list_sessions(principal: Principal, request: Request) -> Response:
-        args = {"workspace": request.path_params["workspace"]}
-        return json_response(await call(principal, request, "list_sessions", args), request_id_of(request))
-
-    async def start_run(principal: Principal, request: Request) -> Response:
-        request_id = request_id_of(request)
-        raw = await read_capped(request, MAX_JSON_BODY)
-        args = json_object(raw, not_object="body must be a JSON object of run arguments", loads=orjson.loads)
-        background = bool(args.get("async") or args.get("fire_and_forget"))
-        if background:
-            return json_response(await call(principal, request, "run", args), request_id, 202)
-        finished, answer = await until_disconnect(request, lambda: call(principal, request, "run", args))
-        if not finished:
-            return Response(status_code=CLIENT_GONE)
-        return json_response(answer, request_id)
-
-    async def run_result(principal: Principal, request: Request) -> Response:
-        try:
-            wait = float(request.query_params.get("wait", "0"))
-        except ValueError:
-            raise FacadeHTTPError(
-                400, "'wait' must be a number of seconds", code="invalid_argument", param="wait"
-            ) from None
-        args = {"run_id": request.path_params["run_id"], "wait_seconds": wait}
-        return json_response(await call(principal, request, "run_result", args), request_id_of(request))
-
-    async def run_cancel(principal: Principal, request: Request) -> Response:
-        args = {"run_id": request.path_params["run_id"]}
-        return json_response(await call(principal, request, "run_cancel", args), request_id_of(request))
-
-    return [
-        Route(PREFIX, endpoint(list_workspaces), methods=["GET"]),
-        Route(PREFIX + "/status", endpoint(status), methods=["GET"]),
-        Route(PREFIX + "/files/{rest:path}", endpoint(get_file), methods=["GET"]),
-        Route(PREFIX + "/files/{rest:path}", endpoint(put_file), methods=["PUT"]),
-        Route(PREFIX + "/files/{rest:path}", endpoint(delete_file), methods=["DELETE"]),
-        Route(PREFIX + "/sessions/{workspace:path}", endpoint(list_sessions), methods=["GET"]),
-        Route(PREFIX + "/runs", endpoint(start_run, RUN_TIMEOUT_S), methods=["POST"]),
-        Route(PREFIX + "/runs/{run_id}", endpoint(run_result, 330.0), methods=["GET"]),
-        Route(PREFIX + "/runs/{run_id}", endpoint(run_cancel, 60.0), methods=["DELETE"]),
-    ]
+    return mount(
+        ctx,
+        [
+            ("GET", PREFIX, list_workspaces),
+            ("GET", PREFIX + "/status", status),
+            ("GET", PREFIX + "/files/{rest:path}", get_file),
+            ("PUT", PREFIX + "/files/{rest:path}", put_file),
+            ("DELETE", PREFIX + "/files/{rest:path}", delete_file),
+            ("GET", PREFIX + "/sessions/{workspace:path}", list_sessions),
+            ("POST", PREFIX + "/runs", start_run),
+            ("GET", PREFIX + "/runs/{run_id}", run_result),
+            ("DELETE", PREFIX + "/runs/{run_id}", run_cancel),
+        ],
+    )

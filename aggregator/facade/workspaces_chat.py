@@ -25,20 +25,17 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from aggregator.facade.base import FacadeContext, FacadeHTTPError
-from aggregator.facade.llm_support import ToolStream, structured
-from aggregator.facade.workspaces import CLIENT_GONE, RUN_TIMEOUT_S, until_disconnect
-from aggregator.principal import Principal
-from servers.kit import ToolError
-from servers.kit.errors import HTTP_STATUS_BY_CODE
+from aggregator.facade.kit import CLIENT_GONE, Call
+from aggregator.facade.llm_support import ToolStream
+from aggregator.facade.workspaces import until_disconnect
+from aggregator.protocol.errors import RequestError, ToolmuxError, as_code
 
 WORKSPACE_MODEL_PREFIX = "workspace:"
 RUN_TOOL = "workspaces-run"
 WORKSPACE_HEADER = "x-toolmux-workspace"
 CONTINUE_HEADER = "x-toolmux-continue"
 
-ErrorResponse = Callable[[ToolError | FacadeHTTPError, str], Response]
-ErrorChunk = Callable[[int, ToolError | FacadeHTTPError], bytes]
+ErrorChunk = Callable[[ToolmuxError], bytes]
 
 
 def is_workspace_model(body: dict[str, Any]) -> bool:
@@ -58,21 +55,20 @@ def run_arguments(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     """The `workspaces-run` arguments for a chat request."""
     workspace = request.headers.get(WORKSPACE_HEADER)
     if not workspace:
-        raise FacadeHTTPError(
-            400,
+        raise RequestError(
             "a workspace model needs the X-Toolmux-Workspace header naming the workspace",
-            code="missing_required_parameter",
-            param=WORKSPACE_HEADER,
+            field=WORKSPACE_HEADER,
+            reason="missing_required_parameter",
         )
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise FacadeHTTPError(
-            400, "missing required parameter: 'messages'", code="missing_required_parameter", param="messages"
+        raise RequestError(
+            "missing required parameter: 'messages'", field="messages", reason="missing_required_parameter"
         )
     users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
     prompt = _text(users[-1].get("content")) if users else ""
     if not prompt.strip():
-        raise FacadeHTTPError(400, "the last user message must have text: it is the task", param="messages")
+        raise RequestError("the last user message must have text: it is the task", field="messages")
     args: dict[str, Any] = {"prompt": prompt, "workspace": workspace}
     target = str(body["model"])[len(WORKSPACE_MODEL_PREFIX) :]
     if target.startswith("agent:"):
@@ -110,11 +106,10 @@ def _headers(answer: dict[str, Any], request_id: str) -> dict[str, str]:
     }
 
 
-def _run_error(answer: dict[str, Any]) -> ToolError:
-    code = str(answer.get("error_code") or "upstream_error")
-    return ToolError(
+def _run_error(answer: dict[str, Any]) -> ToolmuxError:
+    return ToolmuxError(
         f"the workspace run {answer.get('run_id')} ended with {answer.get('status')}: {answer.get('result')}",
-        code=code if code in HTTP_STATUS_BY_CODE else "upstream_error",
+        code=as_code(str(answer.get("error_code") or "upstream_error")),
     )
 
 
@@ -131,48 +126,33 @@ def _completion(answer: dict[str, Any], model: str) -> dict[str, Any]:
     }
 
 
-async def chat_completion(
-    ctx: FacadeContext,
-    request: Request,
-    principal: Principal,
-    body: dict[str, Any],
-    *,
-    request_id: str,
-    error_response: ErrorResponse,
-    error_chunk: ErrorChunk,
-) -> Any:
-    """Answer a `workspace:` chat request (raises FacadeHTTPError / ToolError for the caller to map)."""
-    args = run_arguments(request, body)
+async def chat_completion(call: Call, body: dict[str, Any], *, error_chunk: ErrorChunk) -> Any:
+    """Answer a `workspace:` chat request (errors raised for the endpoint to render)."""
+    args = run_arguments(call.request, body)
     model = str(body["model"])
     if body.get("stream"):
-        return _stream(ctx, principal, args, model, body, request_id, error_response, error_chunk)
+        return _stream(call, args, model, body, error_chunk)
 
     async def run() -> dict[str, Any]:
-        return structured(await ctx.call_tool(principal, RUN_TOOL, args, request_id=request_id))
+        return await call.structured(RUN_TOOL, args)
 
-    finished, answer = await until_disconnect(request, run)
+    call.extend(call.ctx.facades.workspaces_runs.timeout)  # the server's run_timeout is the real bound
+    finished, answer = await until_disconnect(call.request, run)
     if not finished:
         return Response(status_code=CLIENT_GONE)
     if answer.get("is_error"):
-        response = error_response(_run_error(answer), request_id)
-        response.headers.update(_headers(answer, request_id))
+        response = call.spec.render(_run_error(answer), call.request_id)
+        response.headers.update(_headers(answer, call.request_id))
         return response
     return Response(
-        orjson.dumps(_completion(answer, model)), media_type="application/json", headers=_headers(answer, request_id)
+        orjson.dumps(_completion(answer, model)),
+        media_type="application/json",
+        headers=_headers(answer, call.request_id),
     )
 
 
-def _stream(
-    ctx: FacadeContext,
-    principal: Principal,
-    args: dict[str, Any],
-    model: str,
-    body: dict[str, Any],
-    request_id: str,
-    error_response: ErrorResponse,
-    error_chunk: ErrorChunk,
-) -> ToolStream:
-    completion_id = f"chatcmpl-{request_id}"
+def _stream(call: Call, args: dict[str, Any], model: str, body: dict[str, Any], error_chunk: ErrorChunk) -> ToolStream:
+    completion_id = f"chatcmpl-{call.request_id}"
     created = int(time.time())
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
@@ -208,7 +188,7 @@ def _stream(
     def end(answer: dict[str, Any]) -> bytes:
         if answer.get("is_error"):
             error = _run_error(answer)
-            return error_chunk(HTTP_STATUS_BY_CODE.get(error.code, 502), error) + b"data: [DONE]\n\n"
+            return error_chunk(error) + b"data: [DONE]\n\n"
         out = chunk({"content": answer.get("result", "")}) + chunk({}, "stop")
         if include_usage:
             usage = answer.get("usage") or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
@@ -217,15 +197,12 @@ def _stream(
         return out + b"data: [DONE]\n\n"
 
     return ToolStream(
-        ctx,
-        principal,
+        call,
         RUN_TOOL,
         args,
-        request_id=request_id,
-        timeout=RUN_TIMEOUT_S,  # the server's run_timeout is the real bound
         media_type="text/event-stream",
         encode_chunk=on_event,
         encode_end=end,
         encode_error=error_chunk,
-        error_response=error_response,
+        timeout=call.ctx.facades.workspaces_runs.timeout,  # the server's run_timeout is the real bound
     )

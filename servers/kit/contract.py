@@ -96,7 +96,8 @@ class ToolContract:
         error = best_match(self._input_validator.iter_errors(arguments))
         if error is not None:
             name, message = describe_validation_error(error)
-            raise ToolError(f"invalid arguments: {message}", field=name or None)
+            reason = "missing_required_parameter" if error.validator == "required" else None
+            raise ToolError(f"invalid arguments: {message}", field=name or None, reason=reason)
 
     def output_problem(self, structured: Any) -> str | None:
         """Why `structured` breaks the output schema, or None when it conforms."""

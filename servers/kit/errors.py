@@ -1,80 +1,44 @@
 """Errors a tool handler raises to give the caller a clear, machine-readable answer.
 
-`ToolError` becomes an `isError` tool result whose text is the message and whose
-`_meta["toolmux/error"]` carries `{code, message, field?, retryable, retry_after?}` so the
-hub's HTTP facades can pick the right status code without parsing text.
-
-Error codes and the HTTP status each face maps them to:
-
-    invalid_argument  400    not_found       404    forbidden       403
-    too_large         413    conflict        409    busy            409
-    unavailable       503    rate_limited    429    timeout         504
-    upstream_error    502    internal        500    unsupported     415
+`ToolError` is the tool branch of toolmux's one error tree (`aggregator.protocol.errors`, where
+the tree, the codes and every face's mapping are drawn). It becomes an `isError` tool result
+whose text is the message and whose `_meta["toolmux/error"]` carries `{code, message, field?,
+retryable, retry_after?, data?, reason?}`, so the hub's HTTP facades pick the right status
+without parsing text.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-ERROR_META_KEY = "toolmux/error"
+from aggregator.protocol.errors import ERROR_META_KEY, HTTP_STATUS, ErrorCode, ToolmuxError, tool_result
 
-HTTP_STATUS_BY_CODE: dict[str, int] = {
-    "invalid_argument": 400,
-    "not_found": 404,
-    "forbidden": 403,
-    "too_large": 413,
-    "conflict": 409,
-    "busy": 409,
-    "unavailable": 503,
-    "rate_limited": 429,
-    "timeout": 504,
-    "upstream_error": 502,
-    "internal": 500,
-    "unsupported": 415,
-    "payment_required": 402,
-}
+__all__ = ["ERROR_META_KEY", "HTTP_STATUS_BY_CODE", "ErrorCode", "ToolError", "error_from_result", "error_result"]
+
+# Kept for callers that look a status up by the code's string.
+HTTP_STATUS_BY_CODE: dict[str, int] = {code.value: status for code, status in HTTP_STATUS.items()}
 
 
-class ToolError(Exception):
+class ToolError(ToolmuxError):
     """A failure the caller can act on: bad input, a missing object, a busy resource."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str = "invalid_argument",
-        field: str | None = None,
-        retryable: bool = False,
-        retry_after: float | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.field = field
-        self.retryable = retryable
-        self.retry_after = retry_after
-        self.data = data
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"code": self.code, "message": self.message, "retryable": self.retryable}
-        if self.field is not None:
-            out["field"] = self.field
-        if self.retry_after is not None:
-            out["retry_after"] = self.retry_after
-        if self.data:
-            out["data"] = self.data
-        return out
+    @classmethod
+    def from_dict(cls, info: dict[str, Any]) -> ToolError:
+        error = ToolmuxError.from_dict(info)
+        return cls(
+            error.message,
+            code=error.code,
+            field=error.field,
+            retryable=error.retryable,
+            retry_after=error.retry_after,
+            data=error.data,
+            reason=error.reason,
+        )
 
 
-def error_result(error: ToolError) -> dict[str, Any]:
+def error_result(error: ToolmuxError) -> dict[str, Any]:
     """The wire form of a tool result reporting `error`."""
-    return {
-        "content": [{"type": "text", "text": f"Error: {error.message}"}],
-        "isError": True,
-        "resultType": "complete",
-        "_meta": {ERROR_META_KEY: error.to_dict()},
-    }
+    return tool_result(error)
 
 
 def error_from_result(result: dict[str, Any]) -> ToolError | None:
@@ -83,14 +47,7 @@ def error_from_result(result: dict[str, Any]) -> ToolError | None:
         return None
     info = (result.get("_meta") or {}).get(ERROR_META_KEY)
     if isinstance(info, dict):
-        return ToolError(
-            str(info.get("message", "tool failed")),
-            code=str(info.get("code", "internal")),
-            field=info.get("field"),
-            retryable=bool(info.get("retryable", False)),
-            retry_after=info.get("retry_after"),
-            data=info.get("data"),
-        )
+        return ToolError.from_dict(info)
     texts = [c.get("text", "") for c in result.get("content", []) if isinstance(c, dict) and c.get("type") == "text"]
     message = " ".join(t for t in texts if t).removeprefix("Error: ") or "tool failed"
-    return ToolError(message, code="upstream_error")
+    return ToolError(message, code=ErrorCode.UPSTREAM_ERROR)

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 
+from aggregator.config import FacadesConfig
 from aggregator.facade import ollama as ollama_facade
 from aggregator.facade import openai as openai_facade
 from aggregator.facade.base import DirectFacadeContext
-from aggregator.facade.llm_support import LLMFacadeLimits
 from aggregator.principal import Principal
 from servers.kit import ServerSettings
 from servers.models.cache import ResponseCache
@@ -48,12 +48,12 @@ def models_config(fake: FakeBackend, **extra: Any) -> dict[str, Any]:
 
 
 async def start_hub(
-    tmp_path: Path, fake: FakeBackend, *, limits: LLMFacadeLimits | None = None, **extra: Any
+    tmp_path: Path, fake: FakeBackend, *, facades: FacadesConfig | None = None, **extra: Any
 ) -> AsyncIterator[Hub]:
     domain = create(ServerSettings(name="models", config=models_config(fake, **extra), data_dir=tmp_path))
     keys = {LIMITED_KEY: Principal(name="limited", allowed_tools=("models-list_models",))}
-    ctx = DirectFacadeContext({"models": domain}, master_key=MASTER_KEY, keys=keys)
-    app = Starlette(routes=[*openai_facade.build_routes(ctx, limits), *ollama_facade.build_routes(ctx, limits)])
+    ctx = DirectFacadeContext({"models": domain}, master_key=MASTER_KEY, keys=keys, facades=facades)
+    app = Starlette(routes=[*openai_facade.routes(ctx), *ollama_facade.routes(ctx)])
     try:
         async with serve_asgi(app, lifespan="off") as url:
             yield Hub(url, fake, domain.service)

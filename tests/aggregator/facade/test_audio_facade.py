@@ -14,6 +14,7 @@ import openai
 import pytest
 from starlette.applications import Starlette
 
+from aggregator.config import FacadesConfig
 from aggregator.facade import audio
 from aggregator.facade.base import DirectFacadeContext
 from tests.support.asgi import serve_asgi
@@ -58,8 +59,14 @@ def fresh_audio(wav: bytes) -> bytes:
 
 
 @pytest.fixture
-async def served(speech_stack: SpeechStack) -> AsyncIterator[Served]:  # noqa: F811
-    ctx = DirectFacadeContext({"speech": speech_stack.speech, "storage": speech_stack.storage}, master_key=KEY)
+def facades() -> FacadesConfig:
+    return FacadesConfig()
+
+
+@pytest.fixture
+async def served(speech_stack: SpeechStack, facades: FacadesConfig) -> AsyncIterator[Served]:  # noqa: F811
+    domains = {"speech": speech_stack.speech, "storage": speech_stack.storage}
+    ctx = DirectFacadeContext(domains, master_key=KEY, facades=facades)
     app = Starlette(routes=audio.routes(ctx))
     async with serve_asgi(app) as url, httpx2.AsyncClient(timeout=120) as http:
         sdk = openai.AsyncOpenAI(api_key=KEY, base_url=f"{url}/v1", max_retries=0, timeout=120)
@@ -175,18 +182,19 @@ async def test_errors_are_openai_shaped_with_the_right_status(served: Served) ->
 async def test_oversized_uploads_are_refused_with_413(
     served: Served,
     spoken: dict[str, bytes],  # noqa: F811
+    facades: FacadesConfig,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     wav = spoken[SENTENCES[0]]
     monkeypatch.setattr(served.stack.speech.service.config, "max_audio_bytes", len(wav) - 1)
     by_server = await served.transcribe(wav)
     assert by_server.status_code == 413 and by_server.json()["error"]["code"] == "too_large"
-    monkeypatch.setattr(audio, "MAX_UPLOAD_BYTES", 1000)
+    monkeypatch.setattr(facades.audio_transcription, "max_body_bytes", 1000)
     by_facade = await served.transcribe(wav)
     assert by_facade.status_code == 413 and "larger than" in by_facade.json()["error"]["message"]
 
 
-async def test_a_busy_engine_answers_409_with_retry_after(
+async def test_a_busy_engine_answers_503_with_retry_after(
     served: Served,
     spoken: dict[str, bytes],  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
@@ -196,9 +204,9 @@ async def test_a_busy_engine_answers_409_with_retry_after(
     with anyio.fail_after(60):
         async with slot_held(resources, job="another transcription"):
             response = await served.transcribe(fresh_audio(spoken[SENTENCES[0]]))
-            with pytest.raises(openai.ConflictError) as busy:
+            with pytest.raises(openai.InternalServerError) as busy:
                 await served.sdk.audio.speech.create(model="tts-1", voice="alloy", input="hi")
-    assert response.status_code == 409 and int(response.headers["retry-after"]) >= 1
+    assert response.status_code == 503 and int(response.headers["retry-after"]) >= 1
     assert response.json()["error"]["code"] == "busy"
     assert busy.value.response.headers["retry-after"]
 

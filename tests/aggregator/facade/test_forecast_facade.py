@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from starlette.applications import Starlette
 
+from aggregator.config import FacadesConfig
 from aggregator.facade import FACADE_MODULES
 from aggregator.facade import forecast as forecast_facade
 from aggregator.facade.base import DirectFacadeContext
@@ -30,9 +31,14 @@ def domain(tmp_path_factory: pytest.TempPathFactory) -> Domain:
 
 
 @pytest.fixture
-async def client(domain: Domain) -> AsyncIterator[httpx2.AsyncClient]:
+def facades() -> FacadesConfig:
+    return FacadesConfig()
+
+
+@pytest.fixture
+async def client(domain: Domain, facades: FacadesConfig) -> AsyncIterator[httpx2.AsyncClient]:
     keys = {"only-list": Principal(name="lister", allowed_tools=("forecast-list_models",))}
-    ctx = DirectFacadeContext({"forecast": domain}, keys=keys)
+    ctx = DirectFacadeContext({"forecast": domain}, keys=keys, facades=facades)
     app = Starlette(routes=forecast_facade.routes(ctx))
     async with serve_asgi(app) as url, httpx2.AsyncClient(base_url=url, headers=MASTER, timeout=30) as http:
         yield http
@@ -160,15 +166,19 @@ async def test_unknown_types_are_404_and_wrong_bodies_400(client: httpx2.AsyncCl
     assert a_list.status_code == 400
 
 
-async def test_bodies_over_the_limit_are_413(client: httpx2.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(forecast_facade, "MAX_BODY_BYTES", 1000)
+async def test_bodies_over_the_limit_are_413(
+    client: httpx2.AsyncClient, facades: FacadesConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(facades.forecast, "max_body_bytes", 1000)
     body = {"context": [[1.0] * 500], "horizon": 1}
     response = await client.post("/forecast/v1/univariate/forecast", json=body)
     assert response.status_code == 413 and response.json()["error"]["code"] == "too_large"
 
 
-async def test_a_slow_call_is_answered_504(client: httpx2.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(forecast_facade, "FORECAST_TIMEOUT_S", 0.0)  # expired before the first fit starts
+async def test_a_slow_call_is_answered_504(
+    client: httpx2.AsyncClient, facades: FacadesConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(facades.forecast, "timeout", 0.0)  # expired before the first fit starts
     body = {"context": [[1.0, 2.0]], "horizon": 1, "model": "Naive"}
     response = await client.post("/forecast/v1/univariate/forecast", json=body)
     assert response.status_code == 504 and response.json()["error"]["code"] == "timeout"

@@ -12,7 +12,7 @@ import openai
 import orjson
 import pytest
 
-from aggregator.facade.llm_support import LLMFacadeLimits
+from aggregator.config import FacadeLimit, FacadesConfig
 from servers.models.usage import UsageRecord
 from tests.aggregator.facade.conftest import LIMITED_KEY, MASTER_KEY, Hub, start_hub
 from tests.servers.models.fakes import fake_backend
@@ -181,7 +181,9 @@ async def test_invalid_json_and_non_object_bodies_are_400(hub: Hub) -> None:
 
 async def test_oversized_body_is_413(tmp_path: Path) -> None:
     async with fake_backend("openai") as fake:
-        async for hub in start_hub(tmp_path, fake, limits=LLMFacadeLimits(max_body_bytes=4096)):
+        async for hub in start_hub(
+            tmp_path, fake, facades=FacadesConfig(llm=FacadeLimit(timeout=600, max_body_bytes=4096))
+        ):
             async with openai.AsyncOpenAI(base_url=hub.url + "/v1", api_key=MASTER_KEY, max_retries=0) as sdk:
                 with pytest.raises(openai.APIStatusError) as caught:
                     await sdk.chat.completions.create(

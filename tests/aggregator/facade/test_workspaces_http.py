@@ -89,7 +89,7 @@ async def test_async_run_is_accepted_then_fetched(http: httpx2.AsyncClient) -> N
     assert unknown.status_code == 404
 
 
-async def test_a_second_run_in_a_busy_workspace_gets_409_and_delete_cancels(
+async def test_a_second_run_in_a_busy_workspace_gets_503_and_delete_cancels(
     face: Face, http: httpx2.AsyncClient
 ) -> None:
     watch = CommandWatch(face.env)
@@ -101,7 +101,7 @@ async def test_a_second_run_in_a_busy_workspace_gets_409_and_delete_cancels(
         processes = group_members(watch.leader)
         busy = await http.post("/workspaces/runs", json={"prompt": "count", "workspace": "busy"})
         assert (
-            busy.status_code == 409
+            busy.status_code == 503
             and busy.json()["error"]["code"] == "busy"
             and run_id in busy.json()["error"]["message"]
         )

@@ -105,7 +105,7 @@ async def test_missing_workspace_header_and_unknown_alias_are_openai_errors(face
     assert plain.choices[0].message.tool_calls  # an ordinary model call still goes straight to the model
 
 
-async def test_a_busy_workspace_answers_409_and_a_dropped_stream_stops_its_run(
+async def test_a_busy_workspace_answers_503_and_a_dropped_stream_stops_its_run(
     face: Face, client: openai.AsyncOpenAI
 ) -> None:
     watch = CommandWatch(face.env)
@@ -122,7 +122,7 @@ async def test_a_busy_workspace_answers_409_and_a_dropped_stream_stops_its_run(
             await watch.ready.wait()
             assert watch.leader is not None
             processes = group_members(watch.leader)
-            with pytest.raises(openai.ConflictError):
+            with pytest.raises(openai.InternalServerError):  # 503: busy is retryable
                 await client.chat.completions.create(model="workspace:main", messages=PROMPT)  # type: ignore[arg-type]
             tg.cancel_scope.cancel()
         await wait_gone(processes)
