@@ -17,6 +17,8 @@ from typing import Any, Protocol, TypeVar
 
 import anyio
 
+from servers.storage.blobs import insufficient_storage
+
 T = TypeVar("T")
 
 
@@ -133,7 +135,12 @@ class SqliteMetadata:
             with self._lock:
                 return fn(self._conn)
 
-        return await anyio.to_thread.run_sync(locked)
+        try:
+            return await anyio.to_thread.run_sync(locked)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                raise insufficient_storage() from None
+            raise
 
     def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
         def run(conn: sqlite3.Connection) -> T:
