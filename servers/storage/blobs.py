@@ -8,6 +8,7 @@ unreferenced file, which `collect_garbage()` removes on the next start.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -129,10 +130,8 @@ class BlobWriter:
         )
 
     def abort(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._file.close()  # may flush buffered bytes, and fail again on a full disk
-        except OSError:
-            pass
         self.path.unlink(missing_ok=True)
 
 

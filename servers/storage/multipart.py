@@ -86,9 +86,7 @@ class MultipartUploads:
         self.bucket(bucket)
         check_key(key)
         upload_id = uuid.uuid4().hex
-        await self.meta.create_upload(
-            UploadRecord(upload_id, bucket, key, content_type, self.clock(), metadata or {})
-        )
+        await self.meta.create_upload(UploadRecord(upload_id, bucket, key, content_type, self.clock(), metadata or {}))
         return upload_id
 
     async def upload_part(
@@ -150,9 +148,7 @@ class MultipartUploads:
             total = sum(p.size for p in chosen)
             if total > target.max_object_size:
                 raise too_large(target.max_object_size)
-            joined = await self.blobs.concatenate(
-                [self.blobs.part_path(upload_id, p.part_number) for p in chosen]
-            )
+            joined = await self.blobs.concatenate([self.blobs.part_path(upload_id, p.part_number) for p in chosen])
             digest = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in chosen), usedforsecurity=False)
             head = await anyio.to_thread.run_sync(_read_head, joined)
             record = await self.install(
@@ -177,9 +173,7 @@ class MultipartUploads:
         await self.blobs.remove_upload(upload_id)
 
     async def sweep_stale(self) -> int:
-        stale = await self.meta.stale_uploads(
-            self.clock() - self.config.multipart_expiry_seconds
-        )
+        stale = await self.meta.stale_uploads(self.clock() - self.config.multipart_expiry_seconds)
         for upload_id in stale:
             await self._drop(upload_id)
         return len(stale)

@@ -10,6 +10,7 @@ open reader always finishes the complete version it started with, however slowly
 
 from __future__ import annotations
 
+import builtins
 import hmac
 import logging
 import time
@@ -76,17 +77,21 @@ class StorageService:
             locks=self.locks,
             bucket=self.bucket,
             install=self.install,
-            clock=lambda: self.clock(),
+            clock=self.now,
         )
         self.sweeper = Sweeper(
             [self.sweep_expired, self.multipart.sweep_stale],
             next_expiry=self.meta.next_expiry,
             interval=config.sweep_interval_seconds,
-            clock=lambda: self.clock(),
+            clock=self.now,
         )
 
     def close(self) -> None:
         self.meta.close()
+
+    def now(self) -> float:
+        """The service's clock, read late: tests swap `clock` after construction."""
+        return self.clock()
 
     # --- buckets and credentials ----------------------------------------------------------------
     def bucket(self, name: str, field: str = "bucket") -> Bucket:
@@ -350,14 +355,14 @@ class StorageService:
         )
 
     async def complete_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+        self, bucket: str, key: str, upload_id: str, parts: builtins.list[tuple[int, str]]
     ) -> ObjectRecord:
         return await self.multipart.complete(bucket, key, upload_id, parts)
 
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         await self.multipart.abort(bucket, key, upload_id)
 
-    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartRecord]:
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> builtins.list[PartRecord]:
         return await self.multipart.list_parts(bucket, key, upload_id)
 
     # --- expiry ---------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ nothing is ever held whole in memory.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterable, Mapping
 from typing import Protocol, runtime_checkable
 
@@ -105,9 +106,9 @@ class ObjectStore(Protocol):
     ) -> str: ...
 
     async def complete_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+        self, bucket: str, key: str, upload_id: str, parts: builtins.list[tuple[int, str]]
     ) -> ObjectRecord: ...
 
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None: ...
 
-    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartRecord]: ...
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> builtins.list[PartRecord]: ...

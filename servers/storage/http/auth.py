@@ -105,9 +105,7 @@ def access_key_id_of(request: Request) -> str | None:
             if name == "Credential":
                 credential = value
     else:
-        credential = request.query_params.get("X-Amz-Credential", "") or request.query_params.get(
-            "AWSAccessKeyId", ""
-        )
+        credential = request.query_params.get("X-Amz-Credential", "") or request.query_params.get("AWSAccessKeyId", "")
     return credential.split("/", 1)[0] or None
 
 

@@ -113,9 +113,7 @@ def _caller_from(raw: Any) -> ForwardedCaller | None:
     )
 
 
-def forwarded_auth(
-    hooks: AuthHooks, request: Request, access_key_id: str | None, minter: str | None
-) -> bytes:
+def forwarded_auth(hooks: AuthHooks, request: Request, access_key_id: str | None, minter: str | None) -> bytes:
     """The hub's answers for one request, as the header value the child's face replays."""
     signer = hooks.signing_secret(access_key_id) if access_key_id else None
     answers = {

@@ -11,6 +11,8 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from servers.kit import ToolError
+from servers.storage.answers import listing_answer, stored_object
 from servers.storage.buckets import iter_file
 from servers.storage.http import s3xml
 from servers.storage.http.auth import Access, authorize, is_s3_request
@@ -30,8 +32,6 @@ from servers.storage.http.sigv4 import (
     crc32_base64,
     crc32_header,
 )
-from servers.kit import ToolError
-from servers.storage.answers import listing_answer, stored_object
 from servers.storage.names import check_key
 from servers.storage.store import ObjectStore
 

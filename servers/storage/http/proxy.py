@@ -45,7 +45,9 @@ class ChildProxy:
             self._socket = socket
         return self._http
 
-    async def forward(self, scope: Scope, receive: Receive, send: Send, socket: str, token: str, hooks: AuthHooks) -> None:
+    async def forward(
+        self, scope: Scope, receive: Receive, send: Send, socket: str, token: str, hooks: AuthHooks
+    ) -> None:
         request = Request(scope, receive)
         headers = [(k, v) for k, v in scope["headers"] if k not in _HOP_BY_HOP and not k.startswith(_PRIVATE)]
         headers = [(k, v) for k, v in headers if k != b"x-request-id"]

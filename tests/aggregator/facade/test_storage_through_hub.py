@@ -75,12 +75,12 @@ async def test_boto3_and_the_http_api_work_with_storage_in_process_and_as_a_chil
         assert running.hub.upstreams["storage"].kind == expected_kind
         s3 = s3_client(running)
         await in_thread(lambda: s3.put_object(Bucket="default", Key="docs/big.bin", Body=big))
-        got = await in_thread(lambda: s3.get_object(Bucket="default", Key="docs/big.bin")["Body"].read())
-        assert got == big
-        part = await in_thread(
-            lambda: s3.get_object(Bucket="default", Key="docs/big.bin", Range="bytes=10-19")["Body"].read()
-        )
-        assert part == big[10:20]
+
+        def read(**extra: str) -> bytes:
+            return bytes(s3.get_object(Bucket="default", Key="docs/big.bin", **extra)["Body"].read())
+
+        assert await in_thread(read) == big
+        assert await in_thread(lambda: read(Range="bytes=10-19")) == big[10:20]
         listed = await in_thread(lambda: s3.list_objects_v2(Bucket="default", Prefix="docs/"))
         assert [o["Key"] for o in listed["Contents"]] == ["docs/big.bin"]
         link = await in_thread(
@@ -147,5 +147,3 @@ async def test_minting_a_url_over_http_needs_the_presign_scope(tmp_path: Path, m
         assert (await http.get("/storage/default/r.txt", headers=reader)).status_code == 200
         refused = await http.post("/storage/presign/default/r.txt", headers=reader)
         assert refused.status_code == 403 and refused.json()["error"]["request_id"]
-
-

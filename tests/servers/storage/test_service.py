@@ -248,14 +248,28 @@ async def test_presigned_urls_verify_and_refuse_expired_or_tampered_ones(tmp_pat
     assert expires_at == int(clock.now) + 60
     query = dict(part.split("=") for part in url.split("?")[1].split("&"))
     expires, signature = query["X-Toolmux-Expires"], query["X-Toolmux-Signature"]
-    assert service.verify_presigned("GET", "default", "doc.txt", expires=expires, signature=signature, minter="master") is None
-    assert service.verify_presigned("HEAD", "default", "doc.txt", expires=expires, signature=signature, minter="master") is None
-    assert "signature" in service.verify_presigned("PUT", "default", "doc.txt", expires=expires, signature=signature, minter="master")
-    assert "signature" in service.verify_presigned("GET", "default", "doc.txT", expires=expires, signature=signature, minter="master")
+    assert (
+        service.verify_presigned("GET", "default", "doc.txt", expires=expires, signature=signature, minter="master")
+        is None
+    )
+    assert (
+        service.verify_presigned("HEAD", "default", "doc.txt", expires=expires, signature=signature, minter="master")
+        is None
+    )
+    assert "signature" in service.verify_presigned(
+        "PUT", "default", "doc.txt", expires=expires, signature=signature, minter="master"
+    )
+    assert "signature" in service.verify_presigned(
+        "GET", "default", "doc.txT", expires=expires, signature=signature, minter="master"
+    )
     later = str(int(expires) + 3600)
-    assert "signature" in service.verify_presigned("GET", "default", "doc.txt", expires=later, signature=signature, minter="master")
+    assert "signature" in service.verify_presigned(
+        "GET", "default", "doc.txt", expires=later, signature=signature, minter="master"
+    )
     clock.advance(61)
-    assert "expired" in service.verify_presigned("GET", "default", "doc.txt", expires=expires, signature=signature, minter="master")
+    assert "expired" in service.verify_presigned(
+        "GET", "default", "doc.txt", expires=expires, signature=signature, minter="master"
+    )
 
 
 async def test_public_buckets_get_plain_urls_and_expiry_is_clamped(tmp_path: Path) -> None:
