@@ -147,3 +147,24 @@ async def test_minting_a_url_over_http_needs_the_presign_scope(tmp_path: Path, m
         assert (await http.get("/storage/default/r.txt", headers=reader)).status_code == 200
         refused = await http.post("/storage/presign/default/r.txt", headers=reader)
         assert refused.status_code == 403 and refused.json()["error"]["request_id"]
+
+
+async def test_a_request_that_stops_moving_gets_504_within_the_call_timeout(tmp_path: Path) -> None:
+    servers = {"storage": {"timeouts": {"call": 0.5}}}
+    async with running_hub(tmp_path, servers, builtins=["storage"]) as running:
+        host, port = running.url.removeprefix("http://").split(":")
+        head = (
+            f"PUT /storage/default/stalled HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Authorization: Bearer {MASTER_KEY}\r\nContent-Length: 100\r\n\r\n"
+        )
+        async with await anyio.connect_tcp(host, int(port)) as stream:
+            await stream.send(head.encode() + b"only a few bytes")
+            answer = b""
+            with anyio.fail_after(10):
+                while b"\r\n\r\n" not in answer:
+                    answer += await stream.receive()
+        assert answer.startswith(b"HTTP/1.1 504")
+        async with httpx2.AsyncClient(base_url=running.url, headers=MASTER) as http:
+            assert (await http.get("/storage/default/stalled")).status_code == 404
+            metrics = (await http.get("/metrics")).text
+    assert sample(metrics, "toolmux_tool_calls_total", tool="storage-put_object", outcome="timeout") == 1
