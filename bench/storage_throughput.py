@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--serve", nargs=2, metavar=("DATA_DIR", "PORT_FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(*args.serve, args.mode)
+        serve(args.serve[0], args.serve[1], args.mode)
         return
 
     import httpx2

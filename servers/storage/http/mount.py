@@ -114,11 +114,17 @@ class StorageMount:
             moved()
 
         with deadline:
-            await self._serve(scope, receive_moving, send_moving)
+            try:
+                await self._serve(scope, receive_moving, send_moving)
+            except StorageHTTPError as error:  # the forwarding itself failed (the face answers its own)
+                if status:
+                    raise
+                status = error.status
+                await self._answer(scope, receive, send, error)
         if deadline.cancelled_caught and not status:
             status = 504
-            error = StorageHTTPError(504, f"the request made no progress for {timeout:g}s")
-            await self._answer(scope, receive, send, error)
+            stalled = StorageHTTPError(504, f"the request made no progress for {timeout:g}s")
+            await self._answer(scope, receive, send, stalled)
         self.side.observe(tool_of(scope), status or 500, time.perf_counter() - started)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:

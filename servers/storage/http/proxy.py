@@ -81,7 +81,9 @@ class ChildProxy:
         except httpx2.TransportError as exc:
             if not consumed:
                 raise ChildUnreachable(str(exc)) from None
-            raise
+            raise StorageHTTPError(
+                502, "the storage process went away during the request; retry", headers={"Retry-After": "1"}
+            ) from None
         try:
             out_headers = [(k.lower(), v) for k, v in response.headers.raw if k.lower() not in _DROP_FROM_CHILD]
             await send({"type": "http.response.start", "status": response.status_code, "headers": out_headers})

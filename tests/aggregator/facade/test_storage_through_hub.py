@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -26,8 +27,10 @@ from tests.aggregator.hubkit import MASTER_KEY, RunningHub, hub_config, running_
 pytestmark = pytest.mark.anyio
 T = TypeVar("T")
 MASTER = {"Authorization": f"Bearer {MASTER_KEY}"}
-WRITER = {"name": "writer", "key": "writer-key-0123456789abcdef", "tools": ["storage-*"]}
-READER = {"name": "reader", "key": "reader-key-0123456789abcdef", "tools": ["storage-get_object"]}
+WRITER_KEY = "writer-key-0123456789abcdef"
+READER_KEY = "reader-key-0123456789abcdef"
+WRITER = {"name": "writer", "key": WRITER_KEY, "tools": ["storage-*"]}
+READER = {"name": "reader", "key": READER_KEY, "tools": ["storage-get_object"]}
 MODES = {"inprocess": {}, "child": {"storage": {"mode": "stdio"}}}
 
 
@@ -117,12 +120,12 @@ async def test_a_presigned_url_dies_with_the_key_that_minted_it(tmp_path: Path, 
         running_hub(tmp_path, MODES[mode], builtins=["storage"], auth=keys) as running,
         httpx2.AsyncClient(base_url=running.url) as http,
     ):
-        writer = {"Authorization": f"Bearer {WRITER['key']}"}
+        writer = {"Authorization": f"Bearer {WRITER_KEY}"}
         assert (await http.put("/storage/default/r.txt", content=b"report", headers=writer)).status_code == 200
         minted = await http.post("/storage/presign/default/r.txt", params={"expires": "600"}, headers=writer)
         assert minted.status_code == 200
         url = minted.json()["url"]
-        async with running.client(WRITER["key"]) as hub:
+        async with running.client(WRITER_KEY) as hub:
             by_tool = await hub.call("storage-presign_url", bucket="default", key="r.txt")
         assert (await http.get(url)).content == b"report"
         assert (await http.get(by_tool["url"])).content == b"report"
@@ -143,7 +146,7 @@ async def test_minting_a_url_over_http_needs_the_presign_scope(tmp_path: Path, m
         httpx2.AsyncClient(base_url=running.url) as http,
     ):
         await http.put("/storage/default/r.txt", content=b"report", headers=MASTER)
-        reader = {"Authorization": f"Bearer {READER['key']}"}
+        reader = {"Authorization": f"Bearer {READER_KEY}"}
         assert (await http.get("/storage/default/r.txt", headers=reader)).status_code == 200
         refused = await http.post("/storage/presign/default/r.txt", headers=reader)
         assert refused.status_code == 403 and refused.json()["error"]["request_id"]
@@ -168,3 +171,36 @@ async def test_a_request_that_stops_moving_gets_504_within_the_call_timeout(tmp_
             assert (await http.get("/storage/default/stalled")).status_code == 404
             metrics = (await http.get("/metrics")).text
     assert sample(metrics, "toolmux_tool_calls_total", tool="storage-put_object", outcome="timeout") == 1
+
+
+def _child_pids(command_part: str) -> list[int]:
+    """Processes started by this test process whose command line contains `command_part`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        ppid = int(status.split("PPid:")[1].split()[0])
+        if ppid == os.getpid() and command_part in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+async def test_the_face_follows_a_storage_child_that_was_killed_and_restarted(tmp_path: Path) -> None:
+    async with (
+        running_hub(tmp_path, MODES["child"], builtins=["storage"]) as running,
+        httpx2.AsyncClient(base_url=running.url, headers=MASTER) as http,
+    ):
+        assert (await http.put("/storage/default/kept.txt", content=b"kept")).status_code == 200
+        [pid] = _child_pids("server storage --stdio")
+        os.kill(pid, signal.SIGKILL)
+        upstream = running.hub.upstreams["storage"]
+        with anyio.fail_after(30):
+            while upstream.restarts == 0 or not upstream.is_ready:
+                await upstream.wait_ready(30)
+        again = await http.get("/storage/default/kept.txt")
+        assert again.status_code == 200 and again.content == b"kept"
