@@ -29,6 +29,7 @@ class HubStorageSide:
     def __init__(self, ctx: FacadeContext) -> None:
         self.ctx = ctx
         self.hub = ctx.hub if isinstance(ctx, HubFacadeContext) else None
+        self._checked: tuple[object, ObjectStore | None] = (None, None)
 
     @property
     def public_url(self) -> str:
@@ -52,7 +53,13 @@ class HubStorageSide:
     def local_store(self) -> ObjectStore | None:
         domain = self.ctx.local_domain(SERVER)
         service = domain.service if domain is not None else None
-        return service if isinstance(service, ObjectStore) else None
+        if service is None:
+            return None
+        checked, store = self._checked
+        if checked is not service:  # a runtime Protocol check walks every member: once per service
+            store = service if isinstance(service, ObjectStore) else None
+            self._checked = (service, store)
+        return store
 
     async def child_endpoint(self) -> FaceEndpoint | None:
         upstream = self.hub.upstreams.get(SERVER) if self.hub is not None else None
