@@ -204,3 +204,17 @@ async def test_the_face_follows_a_storage_child_that_was_killed_and_restarted(tm
                 await upstream.wait_ready(30)
         again = await http.get("/storage/default/kept.txt")
         assert again.status_code == 200 and again.content == b"kept"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_client_cannot_forge_the_hubs_forwarded_answers(tmp_path: Path, mode: str) -> None:
+    forged = '{"caller": {"name": "master", "is_master": true}, "public_url": "http://evil"}'
+    headers = {"x-toolmux-face-auth": forged, "x-toolmux-face-token": "guess"}
+    async with (
+        running_hub(tmp_path, MODES[mode], builtins=["storage"]) as running,
+        httpx2.AsyncClient(base_url=running.url) as http,
+    ):
+        await http.put("/storage/default/secret.txt", content=b"private", headers=MASTER)
+        anonymous = await http.get("/storage/default/secret.txt", headers=headers)
+        wrong_key = await http.get("/storage/default/secret.txt", headers={**headers, "Authorization": "Bearer nope"})
+    assert anonymous.status_code == 401 and wrong_key.status_code == 401
