@@ -53,16 +53,18 @@ def too_large(limit: int, what: str = "object") -> ToolError:
 
 # Errors of a full disk or an exhausted quota: the write is refused whole and may be retried later.
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
-INSUFFICIENT_STORAGE = "insufficient_storage"  # error code: HTTP 507, S3 <Code>InsufficientStorage
+# A full disk is `unavailable` (retryable, 503 on faces that know no better) with this finer reason,
+# which storage's HTTP face answers as 507 Insufficient Storage (S3 <Code>InsufficientStorage).
+INSUFFICIENT_STORAGE = "insufficient_storage"
 
 
 def insufficient_storage() -> ToolError:
     return ToolError(
         "the storage volume is full; nothing was stored, retry once space is freed",
-        code=INSUFFICIENT_STORAGE,
+        code="unavailable",
         retryable=True,
         retry_after=30,
-        data={"s3_code": "InsufficientStorage"},
+        data={"s3_code": "InsufficientStorage", "reason": INSUFFICIENT_STORAGE},
     )
 
 

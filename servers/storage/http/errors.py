@@ -3,14 +3,15 @@
 Every failure becomes a `StorageHTTPError`; `error_response` renders it as S3 XML for S3 clients
 and as JSON (`{"error": {code, message, request_id, field?}}`) for the plain API, both with the
 request id. Tool-level failures (`ToolError`) map through `status_for_code`, keyed by the error
-codes of `servers/kit/errors.py` so the hub's one error tree can take it over unchanged.
-
-Two codes answer differently here than in the kit's table, on purpose:
+codes of `servers/kit/errors.py` (and a finer `reason`) so the hub's one error tree can take it
+over unchanged. Two answers are storage's own, on purpose:
 
     busy                  503 + Retry-After, S3 SlowDown (a key held too long by other writers:
-                          S3 SDKs retry SlowDown with backoff; the kit's 409 would not be retried)
-    insufficient_storage  507 + Retry-After, S3 InsufficientStorage (a full disk; S3 has no code
-                          of its own for it, its SDKs retry any 5xx; nothing is half-written)
+                          S3 SDKs retry SlowDown with backoff; a 409 would not be retried)
+    unavailable with reason insufficient_storage
+                          507 + Retry-After, S3 InsufficientStorage (a full disk; S3 has no code
+                          of its own for it, its SDKs retry any 5xx; nothing is half-written).
+                          Other faces, which know no 507, show it as `unavailable` (503, retryable).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from servers.kit.errors import HTTP_STATUS_BY_CODE
 from servers.storage.blobs import INSUFFICIENT_STORAGE
 from servers.storage.http import s3xml
 
-_STATUS_BY_CODE: dict[str, int] = {**HTTP_STATUS_BY_CODE, "busy": 503, INSUFFICIENT_STORAGE: 507}
+_STATUS_BY_CODE: dict[str, int] = {**HTTP_STATUS_BY_CODE, "busy": 503}
+_STATUS_BY_REASON: dict[str, int] = {INSUFFICIENT_STORAGE: 507}
 _S3_CODE_BY_STATUS = {
     400: "InvalidArgument",
     401: "AccessDenied",
@@ -49,9 +51,11 @@ _S3_CODE_BY_STATUS = {
 _RETRY_STATUSES = frozenset({429, 503, 507})
 
 
-def status_for_code(code: str) -> int:
-    """The HTTP status of an error code (`servers/kit/errors.py` codes, plus storage's own)."""
-    return _STATUS_BY_CODE.get(code, 500 if code == "internal" else 400)
+def status_for_code(code: str, reason: str | None = None) -> int:
+    """The HTTP status of an error code (`servers/kit/errors.py` codes), or of its finer reason."""
+    if reason in _STATUS_BY_REASON:
+        return _STATUS_BY_REASON[reason]
+    return _STATUS_BY_CODE.get(code, 400)
 
 
 class StorageHTTPError(Exception):
@@ -75,11 +79,13 @@ class StorageHTTPError(Exception):
 
 
 def from_tool_error(error: ToolError) -> StorageHTTPError:
-    status = status_for_code(error.code)
+    data = error.data or {}
+    reason = data.get("reason")
+    status = status_for_code(str(error.code), reason if isinstance(reason, str) else None)
     headers = None
     if status in _RETRY_STATUSES:
         headers = {"Retry-After": str(math.ceil(error.retry_after or 1))}
-    s3_code = (error.data or {}).get("s3_code")
+    s3_code = data.get("s3_code")
     return StorageHTTPError(status, error.message, s3_code=s3_code, field=error.field, headers=headers)
 
 
