@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from servers.storage.http.face import PREFIX, REQUEST_ID_KEY, StorageFace
-from servers.storage.http.hooks import FACE_TOKEN, FORWARDED_AUTH, ForwardedAuth
+from servers.storage.http.hooks import FACE_REQUEST_ID, FACE_TOKEN, FORWARDED_AUTH, ForwardedAuth
 from servers.storage.store import ObjectStore
 
 _log = logging.getLogger("toolmux.storage.http")
@@ -55,7 +55,7 @@ class ChildFaceApp:
                 scope, receive, send
             )
             return
-        rid = request.headers.get("x-request-id")
+        rid = request.headers.get(FACE_REQUEST_ID)
         if rid:
             scope[REQUEST_ID_KEY] = rid  # the hub sends x-request-id on the answer; the face must not
         hooks = ForwardedAuth(request.headers.get(FORWARDED_AUTH))

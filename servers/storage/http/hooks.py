@@ -24,6 +24,7 @@ from starlette.requests import Request
 MASTER_NAME = "master"
 FORWARDED_AUTH = "x-toolmux-face-auth"
 FACE_TOKEN = "x-toolmux-face-token"
+FACE_REQUEST_ID = "x-toolmux-face-request-id"  # the hub's request id (the client's headers stay as signed)
 
 # The MCP tool whose scope governs each operation of the face (for hub keys other than the master key).
 TOOL_FOR = {

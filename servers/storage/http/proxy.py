@@ -17,12 +17,12 @@ from starlette.types import Receive, Scope, Send
 
 from servers.storage.http.auth import access_key_id_of, minter_of
 from servers.storage.http.errors import StorageHTTPError
-from servers.storage.http.hooks import FACE_TOKEN, FORWARDED_AUTH, AuthHooks, forwarded_auth
+from servers.storage.http.hooks import FACE_REQUEST_ID, FACE_TOKEN, FORWARDED_AUTH, AuthHooks, forwarded_auth
 
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"expect", b"te", b"trailer", b"transfer-encoding", b"upgrade", b"proxy-connection"}
 )
-_PRIVATE = (FORWARDED_AUTH.encode(), FACE_TOKEN.encode())
+_PRIVATE = (FORWARDED_AUTH.encode(), FACE_TOKEN.encode(), FACE_REQUEST_ID.encode())
 _DROP_FROM_CHILD = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"x-request-id", b"date", b"server"})
 
 
@@ -50,10 +50,9 @@ class ChildProxy:
     ) -> None:
         request = Request(scope, receive)
         headers = [(k, v) for k, v in scope["headers"] if k not in _HOP_BY_HOP and not k.startswith(_PRIVATE)]
-        headers = [(k, v) for k, v in headers if k != b"x-request-id"]
         rid = scope.get("toolmux.request_id")
         if rid:
-            headers.append((b"x-request-id", str(rid).encode()))
+            headers.append((FACE_REQUEST_ID.encode(), str(rid).encode()))
         auth = forwarded_auth(hooks, request, access_key_id_of(request), minter_of(request))
         headers += [(FACE_TOKEN.encode(), token.encode()), (FORWARDED_AUTH.encode(), auth)]
         consumed = False

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from servers.storage.http.child import ChildFaceApp
-from servers.storage.http.hooks import FACE_TOKEN, FORWARDED_AUTH, ForwardedAuth
+from servers.storage.http.hooks import FACE_REQUEST_ID, FACE_TOKEN, FORWARDED_AUTH, ForwardedAuth
 from tests.support.storage import make_service
 
 pytestmark = pytest.mark.anyio
@@ -32,7 +32,7 @@ async def test_requests_without_the_hubs_token_are_refused_whatever_they_claim(t
         stored = await http.put(
             "/storage/default/k",
             content=b"x",
-            headers={FORWARDED_AUTH: master, FACE_TOKEN: TOKEN, "authorization": "Bearer m", "x-request-id": "r1"},
+            headers={FORWARDED_AUTH: master, FACE_TOKEN: TOKEN, "authorization": "Bearer m", FACE_REQUEST_ID: "r1"},
         )
         assert stored.status_code == 200
         # The hub sends x-request-id on the answer itself; the child's face must not add a second one.
