@@ -1,11 +1,13 @@
 """Storage throughput: PUT/GET of 4 KB and 8 MB objects through the HTTP API vs plain file copies.
 
-    .venv/bin/python bench/storage_throughput.py [--small-count 300] [--large-count 12]
+    .venv/bin/python bench/storage_throughput.py [--small-count 300] [--large-count 12] [--mode MODE]
 
-The storage face runs in a child process (uvicorn, as the hub serves it) on a loopback port with
-its data under a temp dir; the client is httpx2 with keep-alive. The baseline copies the same
-bytes between files on the same disk, once plainly and once with the fsync storage does for
-durability (file + directory), so the figures show what the API itself costs.
+MODE `face` (default) serves the storage face alone (uvicorn, as the hub serves it) in a separate
+process; `hub-inprocess` and `hub-child` run a whole hub with storage in its process or as its
+child (the hub forwarding /storage/ over a unix socket). Data lives under a temp dir; the client
+is httpx2 with keep-alive. The baseline copies the same bytes between files on the same disk,
+once plainly and once with the fsync storage does for durability (file + directory), so the
+figures show what the API itself costs.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -29,7 +32,7 @@ KB = 1024
 MB = 1024 * 1024
 
 
-def serve(data_dir: str, port_file: str) -> None:
+def serve(data_dir: str, port_file: str, mode: str) -> None:
     import uvicorn
     from starlette.applications import Starlette
 
@@ -38,13 +41,25 @@ def serve(data_dir: str, port_file: str) -> None:
     from servers.kit import ServerSettings
     from servers.storage.server import create
 
-    domain = create(ServerSettings(name="storage", data_dir=Path(data_dir)))
-    app = Starlette(routes=routes(DirectFacadeContext({"storage": domain}, master_key=MASTER_KEY)))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
-    Path(port_file).write_text(str(sock.getsockname()[1]))
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run([sock])
+    port = sock.getsockname()[1]
+    app: Any
+    if mode == "face":
+        domain = create(ServerSettings(name="storage", data_dir=Path(data_dir)))
+        app = Starlette(routes=routes(DirectFacadeContext({"storage": domain}, master_key=MASTER_KEY)))
+    else:
+        from aggregator.app import HubApp
+        from aggregator.config import parse
+        from aggregator.hub import Hub
+
+        servers = {"storage": {"mode": "stdio"}} if mode == "hub-child" else {}
+        raw = {"builtins": ["storage"], "server": {"data_dir": data_dir}, "mcpServers": servers}
+        hub = Hub(parse(raw, "<bench>"), master_key=MASTER_KEY, public_url=f"http://127.0.0.1:{port}")
+        app = HubApp(hub)
+    Path(port_file).write_text(str(port))
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on" if mode != "face" else "auto")).run([sock])
 
 
 def timed(count: int, size: int, operation: Callable[[int], None]) -> tuple[float, float]:
@@ -75,10 +90,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small-count", type=int, default=300)
     parser.add_argument("--large-count", type=int, default=12)
+    parser.add_argument("--mode", choices=("face", "hub-inprocess", "hub-child"), default="face")
     parser.add_argument("--serve", nargs=2, metavar=("DATA_DIR", "PORT_FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(*args.serve)
+        serve(args.serve[0], args.serve[1], args.mode)
         return
 
     import httpx2
@@ -86,7 +102,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=ROOT) as scratch:
         work = Path(scratch)
         port_file = work / "port"
-        server = subprocess.Popen([sys.executable, __file__, "--serve", str(work / "data"), str(port_file)], cwd=ROOT)
+        command = [sys.executable, __file__, "--mode", args.mode, "--serve", str(work / "data"), str(port_file)]
+        server = subprocess.Popen(command, cwd=ROOT)
         try:
             deadline = time.monotonic() + 30
             while not port_file.exists() or not port_file.read_text():
@@ -97,12 +114,15 @@ def main() -> None:
             headers = {"Authorization": f"Bearer {MASTER_KEY}"}
             rows: list[tuple[str, str, float, float]] = []
             with httpx2.Client(headers=headers, timeout=120) as http:
-                while True:
+                while True:  # until the face answers (a hub first starts its upstreams)
                     try:
-                        http.get(base.rsplit("/", 2)[0] + "/")
-                        break
+                        if http.get(base.rsplit("/", 2)[0] + "/").status_code == 200:
+                            break
                     except httpx2.TransportError:
-                        time.sleep(0.05)
+                        pass
+                    if time.monotonic() > deadline + 30:
+                        raise SystemExit("the storage face did not answer")
+                    time.sleep(0.05)
                 for label, size, count in (("4 KB", 4 * KB, args.small_count), ("8 MB", 8 * MB, args.large_count)):
                     body = os.urandom(size)
                     keys = [f"{base}/{label.replace(' ', '')}/{i}" for i in range(count)]
@@ -139,6 +159,7 @@ def main() -> None:
             server.terminate()
             server.wait(10)
 
+    print(f"mode: {args.mode}")
     print(f"{'object':>6}  {'operation':<18} {'MB/s':>9} {'req/s':>9}")
     for label, operation, mb_per_s, per_s in rows:
         print(f"{label:>6}  {operation:<18} {mb_per_s:9.1f} {per_s:9.1f}")

@@ -1,219 +1,84 @@
-"""The storage HTTP API and its S3 compatibility, under `/storage/` on the hub.
+"""Mounts storage's own HTTP/S3 face (`servers/storage/http/`) under /storage/ on the hub.
 
-    GET/HEAD/PUT/DELETE /storage/<bucket>/<key>      objects (Range, If-* conditions)
-    GET  /storage/<bucket>?prefix=&delimiter=&max-keys=&continuation-token=
-    GET  /storage/                                    buckets
-    POST /storage/presign/<bucket>/<key>?expires=&method=GET|PUT
-
-The same paths speak S3 (path-style): SigV4 header or presigned-query auth, ListObjects(V2),
-ListBuckets, CopyObject, DeleteObjects, multipart uploads, S3 XML errors. Plain requests get
-JSON errors; S3 requests (SigV4, S3 sub-resources, x-amz-* headers) get S3 XML.
-
-Bytes stream, so this face calls the in-process storage service directly (`ctx.local_domain`)
-instead of JSON tool calls; access rules are in `storage_auth`. When storage runs out of process
-the face answers 503 saying so.
+Storage owns the face; the hub only supplies what the face must not know itself: which hub key
+a credential is (and its tool scopes), where storage runs (its in-process `ObjectStore`, or its
+child process's face endpoint), the call timeout, and the metrics the requests count in.
 """
 
 from __future__ import annotations
 
-import logging
+from starlette.requests import Request
+from starlette.routing import BaseRoute
 
-import anyio
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from aggregator.auth import INTERNAL
+from aggregator.facade.base import FacadeContext, FacadeHTTPError
+from aggregator.facade.context import HubFacadeContext
+from aggregator.principal import Principal
+from servers.kit.domain import FACE_METHOD
+from servers.storage.http.mount import FaceEndpoint, describe
+from servers.storage.http.mount import routes as storage_routes
+from servers.storage.store import ObjectStore
 
-from aggregator.facade import storage_s3 as s3xml
-from aggregator.facade.base import FacadeContext, request_id_of
-from aggregator.facade.storage_auth import Access, authorize, is_s3_request, resolve_access
-from aggregator.facade.storage_http import BODY_DONE, StorageHTTPError, error_response, from_tool_error
-from aggregator.facade.storage_objects import ObjectHandlers
-from servers.kit import ToolError
-from servers.storage.answers import presigned_answer
-from servers.storage.names import check_key
-from servers.storage.presign import clamp_expiry
-from servers.storage.service import StorageService
-
-_log = logging.getLogger("toolmux.facade.storage")
-
-PREFIX = "/storage"
-DRAIN_LIMIT = 1024 * 1024
-DRAIN_TIMEOUT = 10.0
-METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
-# S3 sub-resources this server does not implement: answered 501 rather than misread as plain GETs.
-UNSUPPORTED_SUBRESOURCES = frozenset(
-    (
-        "acl", "tagging", "policy", "cors", "lifecycle", "versioning", "website", "notification", "logging",
-        "replication", "encryption", "object-lock", "retention", "legal-hold", "torrent", "versions", "restore",
-        "select", "attributes", "accelerate", "analytics", "inventory", "metrics", "ownershipControls",
-        "requestPayment", "intelligent-tiering", "publicAccessBlock", "policyStatus", "versionId",
-    )
-)  # fmt: skip
+SERVER = "storage"
+DEFAULT_CALL_TIMEOUT = 120.0
 
 
-async def _settle_unread_body(request: Request, response: Response) -> Response:
-    """Deal with body bytes an error left unread, which the next request would be parsed from.
+class HubStorageSide:
+    """`servers.storage.http.mount.HubSide` over the hub's facade context."""
 
-    A client that sent `Expect: 100-continue` has not sent them (no 100 was sent): close the
-    connection. Otherwise read and drop up to DRAIN_LIMIT more bytes, so the client sees the
-    answer rather than a connection reset; beyond that, close.
-    """
-    has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
-    if not has_body or request.scope.get(BODY_DONE):
-        return response
-    declared = request.headers.get("content-length", "")
-    small_or_unknown = not declared.isdigit() or int(declared) <= DRAIN_LIMIT
-    if request.headers.get("expect", "").lower() != "100-continue" and small_or_unknown:
-        drained = 0
-        with anyio.move_on_after(DRAIN_TIMEOUT):
-            while drained <= DRAIN_LIMIT:
-                message = await request.receive()
-                if message["type"] != "http.request":
-                    break
-                drained += len(message.get("body", b""))
-                if not message.get("more_body", False):
-                    return response
-    response.headers["Connection"] = "close"
-    return response
+    def __init__(self, ctx: FacadeContext) -> None:
+        self.ctx = ctx
+        self.hub = ctx.hub if isinstance(ctx, HubFacadeContext) else None
+        self._checked: tuple[object, ObjectStore | None] = (None, None)
+
+    @property
+    def public_url(self) -> str:
+        return self.ctx.public_url
+
+    def caller_of(self, request: Request) -> Principal | None:
+        try:
+            return self.ctx.authenticate(request, required=False)
+        except FacadeHTTPError:
+            return None
+
+    def signing_secret(self, access_key_id: str) -> tuple[str, Principal] | None:
+        return self.ctx.signing_secret(access_key_id)
+
+    def caller_named(self, name: str) -> Principal | None:
+        if self.hub is not None and name == INTERNAL.name:
+            return INTERNAL  # URLs a built-in minted while calling back on the hub's internal key
+        found = self.ctx.signing_secret(name)
+        return found[1] if found is not None else None
+
+    def local_store(self) -> ObjectStore | None:
+        domain = self.ctx.local_domain(SERVER)
+        service = domain.service if domain is not None else None
+        if service is None:
+            return None
+        checked, store = self._checked
+        if checked is not service:  # a runtime Protocol check walks every member: once per service
+            store = service if isinstance(service, ObjectStore) else None
+            self._checked = (service, store)
+        return store
+
+    async def child_endpoint(self) -> FaceEndpoint | None:
+        upstream = self.hub.upstreams.get(SERVER) if self.hub is not None else None
+        if upstream is None or upstream.kind != "builtin-stdio" or not upstream.is_ready:
+            return None
+        return describe(await upstream.request(FACE_METHOD, None, timeout=10))
+
+    @property
+    def call_timeout(self) -> float:
+        upstream = self.hub.upstreams.get(SERVER) if self.hub is not None else None
+        return upstream.entry.timeouts.call if upstream is not None else DEFAULT_CALL_TIMEOUT
+
+    def observe(self, tool: str, status: int, seconds: float) -> None:
+        if self.hub is None:
+            return
+        outcome = "ok" if status < 400 else "timeout" if status == 504 else "error"
+        self.hub.metrics.record_call(tool, outcome, seconds)
+        self.hub.metrics.http.labels("storage", str(status)).inc()
 
 
 def routes(ctx: FacadeContext) -> list[BaseRoute]:
-    face = StorageFace(ctx)
-    return [
-        Route(PREFIX, face.handle, methods=METHODS),
-        Route(PREFIX + "/{path:path}", face.handle, methods=METHODS),
-    ]
-
-
-class StorageFace:
-    def __init__(self, ctx: FacadeContext) -> None:
-        self.ctx = ctx
-
-    def _service(self) -> StorageService:
-        domain = self.ctx.local_domain("storage")
-        service = getattr(domain, "service", None) if domain is not None else None
-        if not isinstance(service, StorageService):
-            raise StorageHTTPError(
-                503,
-                "the storage HTTP API needs the storage server running inside the hub "
-                "(servers.storage.mode: inprocess); it is not running in-process now",
-                s3_code="ServiceUnavailable",
-            )
-        return service
-
-    async def handle(self, request: Request) -> Response:
-        request_id = request_id_of(request)
-        s3 = is_s3_request(request)
-        head = request.method == "HEAD"
-        try:
-            response = await self._dispatch(request, request_id)
-        except (StorageHTTPError, ToolError) as exc:
-            error = exc if isinstance(exc, StorageHTTPError) else from_tool_error(exc)
-            response = error_response(error, s3=s3, request_id=request_id, resource=request.url.path, head=head)
-            return await _settle_unread_body(request, response)
-        except ClientDisconnect:
-            return Response(status_code=400, headers={"Connection": "close"})
-        except Exception:
-            _log.exception("storage %s %s failed (request id %s)", request.method, request.url.path, request_id)
-            error = StorageHTTPError(500, f"internal error (request id {request_id})")
-            response = error_response(error, s3=s3, request_id=request_id, resource=request.url.path, head=head)
-            return await _settle_unread_body(request, response)
-        response.headers.setdefault("x-request-id", request_id)
-        response.headers.setdefault("x-amz-request-id", request_id)
-        return response
-
-    async def _dispatch(self, request: Request, request_id: str) -> Response:
-        service = self._service()
-        rest = request.scope["path"][len(PREFIX) :]
-        rest = rest[1:] if rest.startswith("/") else rest
-        bucket, _, key = rest.partition("/")
-        unsupported = UNSUPPORTED_SUBRESOURCES.intersection(request.query_params)
-        if unsupported:
-            raise StorageHTTPError(501, f"S3 {sorted(unsupported)[0]!r} is not supported by this server")
-        if key:
-            check_key(key)
-        if bucket == "presign" and key:
-            return await self._presign(request, service, key)
-        access = resolve_access(request, self.ctx, service, bucket or None, key or None)
-        if not bucket:
-            return await self._list_buckets(request, service, access)
-        if not key:
-            return await self._bucket(request, service, access, bucket, request_id)
-        return await ObjectHandlers(service, access, request, request_id).handle(bucket, key)
-
-    # --- service and bucket level ---------------------------------------------------------------
-    async def _list_buckets(self, request: Request, service: StorageService, access: Access) -> Response:
-        if request.method not in ("GET", "HEAD"):
-            raise StorageHTTPError(405, f"{request.method} is not allowed on /storage/")
-        if access.kind == "anonymous":
-            authorize(access, service, "list_buckets", "")
-        visible = [
-            b
-            for b in service.buckets.values()
-            if access.is_master
-            or (access.kind == "hub" and access.allows("list_buckets", b))
-            or (access.kind == "bucket" and access.bucket == b.name)
-        ]
-        if is_s3_request(request):
-            started = service.root.stat().st_ctime
-            return Response(s3xml.list_buckets([b.name for b in visible], started), media_type=s3xml.XML_TYPE)
-        return JSONResponse(
-            {
-                "buckets": [
-                    {
-                        "name": b.name,
-                        "visibility": b.visibility,
-                        "max_object_size": b.max_object_size,
-                        "ttl_seconds": b.ttl_seconds,
-                    }
-                    for b in visible
-                ]
-            }
-        )
-
-    async def _bucket(
-        self, request: Request, service: StorageService, access: Access, bucket: str, request_id: str
-    ) -> Response:
-        method = request.method
-        if method in ("PUT", "DELETE"):
-            raise StorageHTTPError(501, "buckets are defined in the storage config, not created or deleted over HTTP")
-        if method == "HEAD":
-            target = service.buckets.get(bucket)
-            if target is None or not (access.allows("list", target) or access.allows("read", target)):
-                authorize(access, service, "list", bucket)
-            return Response(status_code=200)
-        handlers = ObjectHandlers(service, access, request, request_id)
-        if method == "POST":
-            if "delete" in request.query_params:
-                return await handlers.delete_objects(bucket)
-            raise StorageHTTPError(501, "POST on a bucket is only supported for DeleteObjects (?delete)")
-        authorize(access, service, "list", bucket)
-        if "location" in request.query_params:
-            return Response(s3xml.location(), media_type=s3xml.XML_TYPE)
-        if "uploads" in request.query_params:
-            raise StorageHTTPError(501, "listing multipart uploads is not supported")
-        return await handlers.list_objects(bucket)
-
-    async def _presign(self, request: Request, service: StorageService, path: str) -> Response:
-        if request.method != "POST":
-            raise StorageHTTPError(405, "presign with POST /storage/presign/<bucket>/<key>?expires=&method=")
-        bucket, _, key = path.partition("/")
-        if not key:
-            raise StorageHTTPError(400, "presign needs /storage/presign/<bucket>/<key>", field="key")
-        check_key(key)
-        method = request.query_params.get("method", "GET").upper()
-        if method not in ("GET", "PUT"):
-            raise StorageHTTPError(400, "method must be GET or PUT", field="method")
-        raw_expires = request.query_params.get("expires", "3600")
-        try:
-            expires_in = clamp_expiry(float(raw_expires))
-        except (ValueError, OverflowError):
-            raise StorageHTTPError(400, "expires must be a number of seconds", field="expires") from None
-        access = resolve_access(request, self.ctx, service, None, None)
-        if access.kind == "anonymous":
-            authorize(access, service, "write", bucket)
-        authorize(access, service, "read" if method == "GET" else "write", bucket, key)
-        url, expires_at = service.url(bucket, key, method=method, expires_in=expires_in)
-        if url.startswith("/"):
-            url = self.ctx.public_url.rstrip("/") + url
-        return JSONResponse(presigned_answer(url, method, expires_in, expires_at))
+    return storage_routes(HubStorageSide(ctx))

@@ -34,6 +34,10 @@ _log = logging.getLogger("toolmux.kit")
 VERSION = "0.1.0"
 # Custom JSON-RPC method a hub sends a domain running as its child for its deep health check.
 HEALTH_METHOD = "toolmux/health"
+# Custom JSON-RPC method a hub sends a domain running as its child to find the HTTP face the
+# domain serves itself (storage's S3 API): answers {"socket": path, "token": secret}.
+FACE_METHOD = "toolmux/http_face"
+RequestHandler = Callable[[], Awaitable[dict[str, Any]]]
 
 
 @dataclass
@@ -92,6 +96,8 @@ class Domain:
         # Optional deep health check (backends reachable, engines loadable): the hub's /health
         # shows what it returns, e.g. {"healthy": bool, "details": {...}}.
         self.health: Callable[[], Awaitable[dict[str, Any]]] | None = None
+        # Custom parameterless requests the hub may send its child (e.g. FACE_METHOD).
+        self.requests: dict[str, RequestHandler] = {}
 
     # --- registration ---------------------------------------------------------------------------
     def tool(self, name: str) -> Callable[[ToolHandler], ToolHandler]:
@@ -107,6 +113,10 @@ class Domain:
         if name not in self.contracts:
             raise KeyError(f"schemas/{self.name}: no contract for tool {name!r}")
         self.handlers[name] = handler
+
+    def add_request(self, method: str, handler: RequestHandler) -> None:
+        """Answer the custom request `method` (sent by a hub to its child) with `handler()`."""
+        self.requests[method] = handler
 
     def hide(self, name: str, reason: str) -> None:
         """Leave a contracted tool out of tools/list (e.g. SMTP tools when no account has SMTP)."""
@@ -225,4 +235,13 @@ class Domain:
 
             # A hub reaches the domain's own health check over MCP when the domain is its child.
             server.add_request_handler(HEALTH_METHOD, types.RequestParams, health)
+        for method, handler in self.requests.items():
+            server.add_request_handler(method, types.RequestParams, _answer_with(handler))
         return server
+
+
+def _answer_with(handler: RequestHandler) -> Callable[[ServerRequestContext[Any, Any], Any], Awaitable[dict[str, Any]]]:
+    async def answer(ctx: ServerRequestContext[Any, Any], params: Any) -> dict[str, Any]:
+        return {**(await handler()), "resultType": "complete"}
+
+    return answer

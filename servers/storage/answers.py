@@ -7,7 +7,7 @@ from typing import Any
 
 from servers.storage.listing import Listing
 from servers.storage.metadata import ObjectRecord
-from servers.storage.service import StorageService
+from servers.storage.store import ObjectStore
 
 
 def iso(timestamp: float | None) -> str | None:
@@ -36,9 +36,9 @@ def object_info(record: ObjectRecord) -> dict[str, Any]:
     }
 
 
-def stored_object(service: StorageService, record: ObjectRecord) -> dict[str, Any]:
-    """The answer to a write (put or copy): the object and the URL to fetch it by."""
-    url, url_expires_at = service.url(record.bucket, record.key)
+def stored_object(store: ObjectStore, record: ObjectRecord, minter: str) -> dict[str, Any]:
+    """The answer to a write (put or copy): the object and the URL to fetch it by (bound to `minter`)."""
+    url, url_expires_at = store.url(record.bucket, record.key, minter=minter)
     return {
         **record_fields(record),
         "url": url,

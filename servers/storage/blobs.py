@@ -8,6 +8,8 @@ unreferenced file, which `collect_garbage()` removes on the next start.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -47,6 +49,27 @@ def _fsync_dir(path: Path) -> None:
 
 def too_large(limit: int, what: str = "object") -> ToolError:
     return ToolError(f"{what} is larger than the limit of {limit} bytes", code="too_large", data={"limit": limit})
+
+
+# Errors of a full disk or an exhausted quota: the write is refused whole and may be retried later.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# A full disk is `unavailable` (retryable, 503 on faces that know no better) with this finer reason,
+# which storage's HTTP face answers as 507 Insufficient Storage (S3 <Code>InsufficientStorage).
+INSUFFICIENT_STORAGE = "insufficient_storage"
+
+
+def insufficient_storage() -> ToolError:
+    return ToolError(
+        "the storage volume is full; nothing was stored, retry once space is freed",
+        code="unavailable",
+        retryable=True,
+        retry_after=30,
+        data={"s3_code": "InsufficientStorage", "reason": INSUFFICIENT_STORAGE},
+    )
+
+
+def disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
 
 
 class BlobWriter:
@@ -109,7 +132,8 @@ class BlobWriter:
         )
 
     def abort(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):
+            self._file.close()  # may flush buffered bytes, and fail again on a full disk
         self.path.unlink(missing_ok=True)
 
 
@@ -134,8 +158,10 @@ class BlobStore:
                 async for chunk in source:
                     await writer.write(chunk)
             return await writer.finish()
-        except BaseException:
+        except BaseException as exc:
             writer.abort()
+            if disk_full(exc):
+                raise insufficient_storage() from None
             raise
 
     @staticmethod
@@ -155,7 +181,12 @@ class BlobStore:
             os.replace(written, target)
             _fsync_dir(target.parent)
 
-        await anyio.to_thread.run_sync(move)
+        try:
+            await anyio.to_thread.run_sync(move)
+        except OSError as exc:
+            if disk_full(exc):
+                raise insufficient_storage() from None
+            raise
 
     async def open(self, name: str) -> IO[bytes]:
         return await anyio.to_thread.run_sync(lambda: open(self.objects / name, "rb"))
@@ -195,7 +226,12 @@ class BlobStore:
                 raise
             return target
 
-        return await anyio.to_thread.run_sync(join)
+        try:
+            return await anyio.to_thread.run_sync(join)
+        except OSError as exc:
+            if disk_full(exc):
+                raise insufficient_storage() from None
+            raise
 
     async def remove_upload(self, upload_id: str) -> None:
         await anyio.to_thread.run_sync(lambda: shutil.rmtree(self.multipart / upload_id, ignore_errors=True))

@@ -7,6 +7,7 @@ Keys compare as UTF-8 bytes (SQLite's BINARY collation), which is also S3's list
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import threading
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import anyio
+
+from servers.storage.blobs import insufficient_storage
 
 T = TypeVar("T")
 
@@ -59,19 +62,19 @@ class MetadataStore(Protocol):
 
     async def delete(self, bucket: str, key: str) -> ObjectRecord | None: ...
     async def delete_if_expired(self, bucket: str, key: str, now: float) -> ObjectRecord | None: ...
-    async def list(self, bucket: str, start: str, prefix: str, limit: int, now: float) -> list[ObjectRecord]:
+    async def list(self, bucket: str, start: str, prefix: str, limit: int, now: float) -> builtins.list[ObjectRecord]:
         """Live records with key >= start and starting with prefix, in key order."""
         ...
 
-    async def expired(self, now: float, limit: int) -> list[tuple[str, str]]: ...
+    async def expired(self, now: float, limit: int) -> builtins.list[tuple[str, str]]: ...
     async def next_expiry(self) -> float | None: ...
     async def stats(self, now: float) -> dict[str, tuple[int, int]]: ...
     async def create_upload(self, upload: UploadRecord) -> None: ...
     async def get_upload(self, upload_id: str) -> UploadRecord | None: ...
     async def put_part(self, upload_id: str, part: PartRecord) -> None: ...
-    async def parts(self, upload_id: str) -> list[PartRecord]: ...
+    async def parts(self, upload_id: str) -> builtins.list[PartRecord]: ...
     async def delete_upload(self, upload_id: str) -> None: ...
-    async def stale_uploads(self, before: float) -> list[str]: ...
+    async def stale_uploads(self, before: float) -> builtins.list[str]: ...
     def recovery_snapshot(self) -> tuple[set[str], set[str]]:
         """Blob names still referenced and multipart upload ids still open (at start, before serving)."""
         ...
@@ -113,7 +116,8 @@ def prefix_upper_bound(prefix: str) -> str | None:
 
 
 def _record(row: tuple[Any, ...]) -> ObjectRecord:
-    return ObjectRecord(*row[:8], metadata=json.loads(row[8]))
+    bucket, key, blob, size, etag, content_type, modified, expires_at, metadata = row
+    return ObjectRecord(bucket, key, blob, size, etag, content_type, modified, expires_at, json.loads(metadata))
 
 
 class SqliteMetadata:
@@ -133,7 +137,12 @@ class SqliteMetadata:
             with self._lock:
                 return fn(self._conn)
 
-        return await anyio.to_thread.run_sync(locked)
+        try:
+            return await anyio.to_thread.run_sync(locked)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                raise insufficient_storage() from None
+            raise
 
     def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
         def run(conn: sqlite3.Connection) -> T:
@@ -202,10 +211,10 @@ class SqliteMetadata:
 
         return await self._run(self._transaction(remove))
 
-    async def list(self, bucket: str, start: str, prefix: str, limit: int, now: float) -> list[ObjectRecord]:
+    async def list(self, bucket: str, start: str, prefix: str, limit: int, now: float) -> builtins.list[ObjectRecord]:
         upper = prefix_upper_bound(prefix)
         sql = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key >= ? AND {_LIVE}"
-        params: list[Any] = [bucket, max(start, prefix), now]
+        params: builtins.list[Any] = [bucket, max(start, prefix), now]
         if upper is not None:
             # A range on the primary key lets SQLite stop at the end of the prefix.
             sql += " AND key < ?"
@@ -213,13 +222,13 @@ class SqliteMetadata:
         sql += " AND substr(key, 1, ?) = ? ORDER BY key LIMIT ?"
         params += [len(prefix), prefix, limit]
 
-        def query(conn: sqlite3.Connection) -> list[ObjectRecord]:
+        def query(conn: sqlite3.Connection) -> builtins.list[ObjectRecord]:
             return [_record(r) for r in conn.execute(sql, params).fetchall()]
 
         return await self._run(query)
 
-    async def expired(self, now: float, limit: int) -> list[tuple[str, str]]:
-        def query(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    async def expired(self, now: float, limit: int) -> builtins.list[tuple[str, str]]:
+        def query(conn: sqlite3.Connection) -> builtins.list[tuple[str, str]]:
             rows = conn.execute(
                 "SELECT bucket, key FROM objects WHERE expires_at IS NOT NULL AND expires_at <= ?"
                 " ORDER BY expires_at LIMIT ?",
@@ -267,7 +276,10 @@ class SqliteMetadata:
                 "SELECT upload_id, bucket, key, content_type, created, metadata FROM uploads WHERE upload_id = ?",
                 (upload_id,),
             ).fetchone()
-            return UploadRecord(*row[:5], metadata=json.loads(row[5])) if row else None
+            if row is None:
+                return None
+            upload, bucket, key, content_type, created, metadata = row
+            return UploadRecord(upload, bucket, key, content_type, created, json.loads(metadata))
 
         return await self._run(query)
 
@@ -279,8 +291,8 @@ class SqliteMetadata:
             )
         )
 
-    async def parts(self, upload_id: str) -> list[PartRecord]:
-        def query(conn: sqlite3.Connection) -> list[PartRecord]:
+    async def parts(self, upload_id: str) -> builtins.list[PartRecord]:
+        def query(conn: sqlite3.Connection) -> builtins.list[PartRecord]:
             rows = conn.execute(
                 "SELECT part_number, etag, size, modified FROM parts WHERE upload_id = ? ORDER BY part_number",
                 (upload_id,),
@@ -296,7 +308,7 @@ class SqliteMetadata:
 
         await self._run(self._transaction(remove))
 
-    async def stale_uploads(self, before: float) -> list[str]:
+    async def stale_uploads(self, before: float) -> builtins.list[str]:
         return await self._run(
             lambda conn: [r[0] for r in conn.execute("SELECT upload_id FROM uploads WHERE created < ?", (before,))]
         )

@@ -1,7 +1,8 @@
 """The storage server's MCP tools, bound to `schemas/storage.json`.
 
 MCP callers may act on any bucket: which callers reach these tools at all is the hub's key
-scopes' business. Bucket keys guard the HTTP/S3 face (`aggregator/facade/storage.py`).
+scopes' business. Bucket keys guard the HTTP/S3 face (`servers/storage/http/`). URLs a tool
+answers with are bound to the calling hub key (`ctx.caller`) and die with it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import anyio
 
 from servers.kit import Domain, ServerSettings, ToolContext, ToolError, ToolResult
+from servers.kit.domain import FACE_METHOD
 from servers.storage.answers import (
     iso,
     listing_answer,
@@ -23,6 +25,8 @@ from servers.storage.answers import (
     stored_object,
 )
 from servers.storage.config import StorageConfig
+from servers.storage.http.child import ChildFace
+from servers.storage.http.hooks import MASTER_NAME
 from servers.storage.metadata import ObjectRecord
 from servers.storage.presign import clamp_expiry
 from servers.storage.service import StorageService
@@ -55,19 +59,32 @@ def _content(args: dict[str, Any]) -> bytes:
         raise ToolError("'base64' is not valid base64", field="base64") from None
 
 
+def minter_of(ctx: ToolContext) -> str:
+    # The hub names the calling key on every call; a caller-less call comes from the operator's
+    # own process (a standalone server, a test), which holds the master key.
+    return ctx.caller or MASTER_NAME
+
+
 def create(settings: ServerSettings) -> Domain:
     config = settings.parse(StorageConfig)
     service = StorageService(config, settings.server_dir, public_url=settings.public_url)
+
+    child_face = ChildFace(service)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         async with anyio.create_task_group() as tg:
             tg.start_soon(service.sweeper.run)
+            child_face.task_group = tg
             yield
             tg.cancel_scope.cancel()
+        child_face.close()
 
     domain = Domain("storage", hub=settings.hub, instructions=INSTRUCTIONS, lifespan=lifespan)
     domain.service = service
+    # When storage runs as the hub's child, the hub asks for the HTTP/S3 face's socket with this
+    # request and forwards /storage/ requests there (see servers/storage/http/child.py).
+    domain.add_request(FACE_METHOD, child_face.endpoint)
 
     @domain.tool("put_object")
     async def put_object(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
@@ -80,7 +97,7 @@ def create(settings: ServerSettings) -> Domain:
             metadata=args.get("metadata"),
             ttl_seconds=args.get("ttl_seconds"),
         )
-        structured = stored_object(service, record)
+        structured = stored_object(service, record, minter_of(ctx))
         binary = not is_textual(record.content_type)
         return ToolResult(structured=structured, content=resource_link(structured["url"], record) if binary else [])
 
@@ -98,7 +115,7 @@ def create(settings: ServerSettings) -> Domain:
                     raise ToolError(
                         "the object is not valid UTF-8 text; ask for encoding 'base64'", field="encoding"
                     ) from None
-        url, _ = service.url(record.bucket, record.key)
+        url, _ = service.url(record.bucket, record.key, minter=minter_of(ctx))
         structured: dict[str, Any] = {**record_fields(record), "last_modified": iso(record.modified), "url": url}
         if text is not None:
             structured.update(encoding="text", text=text)
@@ -151,7 +168,9 @@ def create(settings: ServerSettings) -> Domain:
         if method == "GET":
             await service.head(bucket.name, args["key"])  # a link to nothing helps nobody
         expires_in = clamp_expiry(args.get("expires_in", 3600))
-        url, expires_at = service.url(bucket.name, args["key"], method=method, expires_in=expires_in)
+        url, expires_at = service.url(
+            bucket.name, args["key"], minter=minter_of(ctx), method=method, expires_in=expires_in
+        )
         return presigned_answer(url, method, expires_in, expires_at)
 
     async def health() -> dict[str, Any]:

@@ -1,31 +1,31 @@
 """The storage service: buckets, objects, URLs. Plain async Python, shared by every face.
 
-MCP tools call it with whole payloads; the hub's HTTP/S3 face calls it in-process to stream
-bytes. Concurrency model: bytes are written to a temp file with no lock held; the short switch
-of the metadata to the new version happens under the object's write lock; a read takes the
-read lock only to look up the record and open the file. Every version is its own file and is
-unlinked only after the metadata has moved on, so an open reader always finishes the complete
-version it started with, however slowly it streams.
+MCP tools call it with whole payloads; its HTTP/S3 face (`servers/storage/http/`) streams bytes
+through the `ObjectStore` interface it implements. Concurrency model: bytes are written to a
+temp file with no lock held; the short switch of the metadata to the new version happens under
+the object's write lock; a read takes the read lock only to look up the record and open the
+file. Every version is its own file and is unlinked only after the metadata has moved on, so an
+open reader always finishes the complete version it started with, however slowly it streams.
 """
 
 from __future__ import annotations
 
+import builtins
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, Callable
 from pathlib import Path
-from typing import IO
 
 import anyio
 
 from servers.kit import ToolError
-from servers.storage.blobs import BlobStore, WrittenBlob
+from servers.storage.blobs import BlobStore
+from servers.storage.buckets import Bucket, OpenedObject, check_digests, iter_file, no_such_key
 from servers.storage.config import StorageConfig, resolve_bucket_keys, server_secret
 from servers.storage.listing import Listing, decode_token, list_objects
 from servers.storage.locks import KeyLocks
-from servers.storage.metadata import MetadataStore, ObjectRecord, SqliteMetadata
+from servers.storage.metadata import MetadataStore, ObjectRecord, PartRecord, SqliteMetadata
 from servers.storage.multipart import MultipartUploads
 from servers.storage.names import check_key, check_prefix
 from servers.storage.presign import Presigner, clamp_expiry, object_path
@@ -34,47 +34,8 @@ from servers.storage.sweeper import Sweeper
 
 _log = logging.getLogger("toolmux.storage")
 
-READ_CHUNK = 256 * 1024
 Clock = Callable[[], float]
-
-
-@dataclass(frozen=True)
-class Bucket:
-    name: str
-    visibility: str
-    max_object_size: int
-    ttl_seconds: int | None
-    key: str
-
-    @property
-    def public(self) -> bool:
-        return self.visibility == "public-read"
-
-
-@dataclass
-class OpenedObject:
-    """A record and an open file of exactly that version; the caller closes `file`."""
-
-    record: ObjectRecord
-    file: IO[bytes]
-
-
-def no_such_key(bucket: str, key: str) -> ToolError:
-    return ToolError(f"no object {key!r} in bucket {bucket!r}", code="not_found", data={"s3_code": "NoSuchKey"})
-
-
-async def iter_file(file: IO[bytes], start: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
-    """Read `length` bytes from `start` in worker threads (the whole rest when length is None)."""
-    await anyio.to_thread.run_sync(file.seek, start)
-    remaining = length
-    while remaining is None or remaining > 0:
-        size = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
-        chunk = await anyio.to_thread.run_sync(file.read, size)
-        if not chunk:
-            return
-        if remaining is not None:
-            remaining -= len(chunk)
-        yield chunk
+__all__ = ["Bucket", "OpenedObject", "StorageService", "iter_file", "no_such_key"]
 
 
 class StorageService:
@@ -108,14 +69,29 @@ class StorageService:
         removed = self.blobs.collect_garbage(referenced, uploads)
         if removed:
             _log.warning("storage: removed %d leftover file(s) from an interrupted run", removed)
-        self.multipart = MultipartUploads(self)
-        self.sweeper = Sweeper(self)
-        # Set when a write brings the next expiry forward, so the sweeper re-plans its sleep.
-        self.expiry_changed = anyio.Event()
-        self.next_sweep_at: float | None = None
+        self.started_at = root.stat().st_ctime
+        self.multipart = MultipartUploads(
+            config=config,
+            meta=self.meta,
+            blobs=self.blobs,
+            locks=self.locks,
+            bucket=self.bucket,
+            install=self.install,
+            clock=self.now,
+        )
+        self.sweeper = Sweeper(
+            [self.sweep_expired, self.multipart.sweep_stale],
+            next_expiry=self.meta.next_expiry,
+            interval=config.sweep_interval_seconds,
+            clock=self.now,
+        )
 
     def close(self) -> None:
         self.meta.close()
+
+    def now(self) -> float:
+        """The service's clock, read late: tests swap `clock` after construction."""
+        return self.clock()
 
     # --- buckets and credentials ----------------------------------------------------------------
     def bucket(self, name: str, field: str = "bucket") -> Bucket:
@@ -160,7 +136,7 @@ class StorageService:
         check_key(key)
         written = await self.blobs.write(source, target.max_object_size, sha256=expected_sha256 is not None)
         try:
-            self._check_digests(written, expected_md5, expected_sha256, expected_crc32)
+            check_digests(written, expected_md5, expected_sha256, expected_crc32)
         except BaseException:
             await self.blobs.discard(written.temp_path)
             raise
@@ -174,25 +150,6 @@ class StorageService:
             metadata=metadata or {},
             ttl_seconds=ttl_seconds,
         )
-
-    @staticmethod
-    def _check_digests(written: WrittenBlob, md5: str | None, sha256: str | None, crc32: int | None) -> None:
-        if md5 is not None and md5.lower() != written.md5_hex:
-            raise ToolError(
-                "the body does not match its Content-MD5", field="Content-MD5", data={"s3_code": "BadDigest"}
-            )
-        if sha256 is not None and sha256.lower() != written.sha256_hex:
-            raise ToolError(
-                "the body does not match its x-amz-content-sha256",
-                field="x-amz-content-sha256",
-                data={"s3_code": "XAmzContentSHA256Mismatch"},
-            )
-        if crc32 is not None and crc32 != written.crc32:
-            raise ToolError(
-                "the body does not match its x-amz-checksum-crc32",
-                field="x-amz-checksum-crc32",
-                data={"s3_code": "BadDigest"},
-            )
 
     async def install(
         self,
@@ -239,8 +196,8 @@ class StorageService:
         with anyio.CancelScope(shield=True):
             if previous is not None:
                 await self.blobs.remove(previous.blob)
-        if record.expires_at is not None and (self.next_sweep_at is None or record.expires_at < self.next_sweep_at):
-            self.expiry_changed.set()
+        if record.expires_at is not None:
+            self.sweeper.expiry_set(record.expires_at)
         return record
 
     async def delete(self, bucket: str, key: str) -> bool:
@@ -347,9 +304,10 @@ class StorageService:
 
     # --- URLs -----------------------------------------------------------------------------------
     def url(
-        self, bucket: str, key: str, *, method: str = "GET", expires_in: float | None = None
+        self, bucket: str, key: str, *, minter: str, method: str = "GET", expires_in: float | None = None
     ) -> tuple[str, int | None]:
-        """A URL for `key`: plain for reading a public bucket, else presigned. `(url, expires_at)`."""
+        """A URL for `key`: plain for reading a public bucket, else presigned and bound to the
+        hub key named `minter` (it dies with that key). `(url, expires_at)`."""
         target = self.bucket(bucket)
         check_key(key)
         path = self.public_url + object_path(bucket, key)
@@ -357,10 +315,55 @@ class StorageService:
             return path, None
         seconds = clamp_expiry(self.config.url_expiry_seconds if expires_in is None else expires_in)
         expires_at = int(self.clock()) + seconds
-        return f"{path}?{self.presigner.query(method, bucket, key, expires_at)}", expires_at
+        return f"{path}?{self.presigner.query(method, bucket, key, expires_at, minter)}", expires_at
 
-    def verify_presigned(self, method: str, bucket: str, key: str, *, expires: str, signature: str) -> str | None:
-        return self.presigner.verify(method, bucket, key, expires=expires, signature=signature, now=self.clock())
+    def verify_presigned(
+        self, method: str, bucket: str, key: str, *, expires: str, signature: str, minter: str
+    ) -> str | None:
+        """None when the URL's signature and expiry hold (whether its minter may still act is the face's check)."""
+        return self.presigner.verify(
+            method, bucket, key, expires=expires, signature=signature, minter=minter, now=self.clock()
+        )
+
+    # --- multipart uploads (the ObjectStore interface; the work is in `multipart`) ---------------
+    async def create_upload(
+        self, bucket: str, key: str, *, content_type: str | None = None, metadata: dict[str, str] | None = None
+    ) -> str:
+        return await self.multipart.create(bucket, key, content_type=content_type, metadata=metadata)
+
+    async def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        source: bytes | AsyncIterable[bytes],
+        *,
+        expected_md5: str | None = None,
+        expected_sha256: str | None = None,
+        expected_crc32: int | None = None,
+    ) -> str:
+        return await self.multipart.upload_part(
+            bucket,
+            key,
+            upload_id,
+            part_number,
+            source,
+            expected_md5=expected_md5,
+            expected_sha256=expected_sha256,
+            expected_crc32=expected_crc32,
+        )
+
+    async def complete_upload(
+        self, bucket: str, key: str, upload_id: str, parts: builtins.list[tuple[int, str]]
+    ) -> ObjectRecord:
+        return await self.multipart.complete(bucket, key, upload_id, parts)
+
+    async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        await self.multipart.abort(bucket, key, upload_id)
+
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> builtins.list[PartRecord]:
+        return await self.multipart.list_parts(bucket, key, upload_id)
 
     # --- expiry ---------------------------------------------------------------------------------
     async def sweep_expired(self, batch: int = 500) -> int:

@@ -53,7 +53,7 @@ def make_service(
 
 
 class ServiceHolder:
-    """What the facade needs of a Domain: its `.service` (the facade never calls tools)."""
+    """What the hub's mount needs of a Domain: its `.service` (the face never calls tools)."""
 
     def __init__(self, service: StorageService) -> None:
         self.service = service

@@ -19,8 +19,8 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from aggregator.facade.storage_sigv4 import AwsChunkedDecoder, canonical_request, parse_header_auth, signature_for
 from servers.kit import ToolError
+from servers.storage.http.sigv4 import AwsChunkedDecoder, canonical_request, parse_header_auth, signature_for
 from tests.support.storage import MASTER_KEY, ServedStorage, serve_storage
 
 pytestmark = pytest.mark.anyio

@@ -244,25 +244,39 @@ async def test_invalid_config_names_the_key_path(tmp_path: Path, config: dict, p
 async def test_presigned_urls_verify_and_refuse_expired_or_tampered_ones(tmp_path: Path) -> None:
     clock = FakeClock()
     service = service_in(tmp_path, clock=clock)
-    url, expires_at = service.url("default", "doc.txt", expires_in=60)
+    url, expires_at = service.url("default", "doc.txt", minter="master", expires_in=60)
     assert expires_at == int(clock.now) + 60
     query = dict(part.split("=") for part in url.split("?")[1].split("&"))
     expires, signature = query["X-Toolmux-Expires"], query["X-Toolmux-Signature"]
-    assert service.verify_presigned("GET", "default", "doc.txt", expires=expires, signature=signature) is None
-    assert service.verify_presigned("HEAD", "default", "doc.txt", expires=expires, signature=signature) is None
-    assert "signature" in service.verify_presigned("PUT", "default", "doc.txt", expires=expires, signature=signature)
-    assert "signature" in service.verify_presigned("GET", "default", "doc.txT", expires=expires, signature=signature)
+    assert (
+        service.verify_presigned("GET", "default", "doc.txt", expires=expires, signature=signature, minter="master")
+        is None
+    )
+    assert (
+        service.verify_presigned("HEAD", "default", "doc.txt", expires=expires, signature=signature, minter="master")
+        is None
+    )
+    assert "signature" in service.verify_presigned(
+        "PUT", "default", "doc.txt", expires=expires, signature=signature, minter="master"
+    )
+    assert "signature" in service.verify_presigned(
+        "GET", "default", "doc.txT", expires=expires, signature=signature, minter="master"
+    )
     later = str(int(expires) + 3600)
-    assert "signature" in service.verify_presigned("GET", "default", "doc.txt", expires=later, signature=signature)
+    assert "signature" in service.verify_presigned(
+        "GET", "default", "doc.txt", expires=later, signature=signature, minter="master"
+    )
     clock.advance(61)
-    assert "expired" in service.verify_presigned("GET", "default", "doc.txt", expires=expires, signature=signature)
+    assert "expired" in service.verify_presigned(
+        "GET", "default", "doc.txt", expires=expires, signature=signature, minter="master"
+    )
 
 
 async def test_public_buckets_get_plain_urls_and_expiry_is_clamped(tmp_path: Path) -> None:
     clock = FakeClock()
     service = service_in(tmp_path, clock=clock)
     service.public_url = "https://hub.example"
-    assert service.url("uploads", "a b.png") == ("https://hub.example/storage/uploads/a%20b.png", None)
-    _, far = service.url("default", "k", expires_in=10**9)
-    _, near = service.url("default", "k", expires_in=0)
+    assert service.url("uploads", "a b.png", minter="master") == ("https://hub.example/storage/uploads/a%20b.png", None)
+    _, far = service.url("default", "k", minter="master", expires_in=10**9)
+    _, near = service.url("default", "k", minter="master", expires_in=0)
     assert far == int(clock.now) + 7 * 24 * 3600 and near == int(clock.now) + 1

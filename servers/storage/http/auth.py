@@ -3,11 +3,13 @@
     hub master key          every bucket, every operation
     other hub keys          every bucket, as far as the key's tool scopes allow (storage-get_object, ...)
     a bucket's own key      that bucket only (Bearer header, or SigV4 with the bucket name as access key id)
-    presigned URL           the one method and object it was signed for
+    presigned URL           the one method and object it was signed for, while the key that
+                            minted it exists and may still read (GET) or write (PUT)
     no credentials          reading objects of public-read buckets
 
 Credentials are tried in this order: SigV4 header, SigV4 query (presigned), toolmux presigned
 query, then a plain key (Bearer / x-api-key / ?api_key=), which may be a bucket key or a hub key.
+Hub keys are the mounting hub's business (`hooks.AuthHooks`); bucket keys are the store's.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from typing import Literal
 
 from starlette.requests import Request
 
-from aggregator.facade.base import FacadeContext, FacadeHTTPError, presented_key
-from aggregator.facade.storage_http import StorageHTTPError
-from aggregator.facade.storage_sigv2 import matching_v2_secret, parse_v2_query, v2_string_to_sign
-from aggregator.facade.storage_sigv4 import (
+from servers.storage.buckets import Bucket
+from servers.storage.http.errors import StorageHTTPError
+from servers.storage.http.hooks import TOOL_FOR, AuthHooks, Caller
+from servers.storage.http.sigv2 import matching_v2_secret, parse_v2_query, v2_string_to_sign
+from servers.storage.http.sigv4 import (
     SigV4Auth,
     SigV4Error,
     canonical_request,
@@ -31,21 +34,12 @@ from aggregator.facade.storage_sigv4 import (
     parse_header_auth,
     parse_query_auth,
 )
-from aggregator.principal import Principal
-from servers.storage.presign import EXPIRES_PARAM, SIGNATURE_PARAM
-from servers.storage.service import Bucket, StorageService
+from servers.storage.presign import EXPIRES_PARAM, KEY_PARAM, SIGNATURE_PARAM
+from servers.storage.store import ObjectStore
 
 STORAGE_PREFIX = "/storage"
-Operation = Literal["read", "write", "delete", "list", "list_buckets"]
-
-# The MCP tool whose scope governs each operation for hub keys other than the master key.
-TOOL_FOR: dict[Operation, str] = {
-    "read": "storage-get_object",
-    "write": "storage-put_object",
-    "delete": "storage-delete_object",
-    "list": "storage-list_objects",
-    "list_buckets": "storage-list_buckets",
-}
+BUCKET_MINTER = "bucket:"  # minter names of URLs a bucket's own key minted: "bucket:<name>"
+Operation = Literal["read", "write", "delete", "list", "list_buckets", "presign"]
 S3_QUERY_MARKERS = (
     "list-type",
     "uploads",
@@ -61,15 +55,23 @@ S3_QUERY_MARKERS = (
 @dataclass(frozen=True)
 class Access:
     kind: Literal["anonymous", "hub", "bucket", "presigned"]
-    principal: Principal | None = None
+    principal: Caller | None = None
     bucket: str | None = None
     grant: tuple[str, str, str] | None = None  # (method, bucket, key) a presigned URL allows
     sigv4: SigV4Auth | None = None
     secret: str | None = None  # the secret that signed the request (aws-chunked bodies need it)
+    minted_by: str = ""  # a presigned URL's minter, which URLs in its answers stay bound to
 
     @property
     def is_master(self) -> bool:
         return self.principal is not None and self.principal.is_master
+
+    @property
+    def minter(self) -> str:
+        """The name a URL minted with this access is bound to."""
+        if self.kind == "bucket" and self.bucket is not None:
+            return BUCKET_MINTER + self.bucket
+        return self.principal.name if self.principal is not None else self.minted_by
 
     def allows(self, operation: Operation, bucket: Bucket, key: str | None = None) -> bool:
         if operation == "read" and bucket.public:
@@ -93,13 +95,32 @@ def is_s3_request(request: Request) -> bool:
     return "x-amz-content-sha256" in request.headers or "x-amz-copy-source" in request.headers
 
 
-def _candidates(ctx: FacadeContext, service: StorageService, access_key_id: str) -> list[tuple[str, Access]]:
+def access_key_id_of(request: Request) -> str | None:
+    """The access key id a SigV4/SigV2 request names (unverified: only to look its secret up)."""
+    authorization = request.headers.get("authorization", "")
+    credential = ""
+    if authorization.startswith("AWS4-"):
+        for part in authorization.split(" ", 1)[-1].split(","):
+            name, _, value = part.strip().partition("=")
+            if name == "Credential":
+                credential = value
+    else:
+        credential = request.query_params.get("X-Amz-Credential", "") or request.query_params.get("AWSAccessKeyId", "")
+    return credential.split("/", 1)[0] or None
+
+
+def minter_of(request: Request) -> str | None:
+    """The key name a toolmux presigned URL says minted it."""
+    return request.query_params.get(KEY_PARAM) if SIGNATURE_PARAM in request.query_params else None
+
+
+def _candidates(hooks: AuthHooks, store: ObjectStore, access_key_id: str) -> list[tuple[str, Access]]:
     """Secrets an access key id may stand for: a bucket's key (id = bucket name), a hub key."""
     candidates: list[tuple[str, Access]] = []
-    bucket = service.buckets.get(access_key_id)
+    bucket = store.buckets.get(access_key_id)
     if bucket is not None:
         candidates.append((bucket.key, Access("bucket", bucket=bucket.name)))
-    hub = ctx.signing_secret(access_key_id)
+    hub = hooks.signing_secret(access_key_id)
     if hub is not None:
         candidates.append((hub[0], Access("hub", principal=hub[1])))
     return candidates
@@ -118,10 +139,10 @@ def _mismatch() -> SigV4Error:
     )
 
 
-def _sigv4(request: Request, ctx: FacadeContext, service: StorageService, auth: SigV4Auth) -> Access:
+def _sigv4(request: Request, hooks: AuthHooks, store: ObjectStore, auth: SigV4Auth) -> Access:
     check_payload_hash(auth.payload_hash)
     check_time(auth, time.time())
-    candidates = _candidates(ctx, service, auth.access_key_id)
+    candidates = _candidates(hooks, store, auth.access_key_id)
     raw_path, raw_query = _raw(request)
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
     secrets = [secret for secret, _ in candidates]
@@ -136,9 +157,9 @@ def _sigv4(request: Request, ctx: FacadeContext, service: StorageService, auth: 
     raise _mismatch()
 
 
-def _sigv2_query(request: Request, ctx: FacadeContext, service: StorageService) -> Access:
+def _sigv2_query(request: Request, hooks: AuthHooks, store: ObjectStore) -> Access:
     auth = parse_v2_query(dict(request.query_params), time.time())
-    candidates = _candidates(ctx, service, auth.access_key_id)
+    candidates = _candidates(hooks, store, auth.access_key_id)
     secrets = [secret for secret, _ in candidates]
     raw_path, raw_query = _raw(request)
     # botocore signs the path below the endpoint URL ("/bucket/key"); others sign the full path.
@@ -152,8 +173,36 @@ def _sigv2_query(request: Request, ctx: FacadeContext, service: StorageService) 
     raise _mismatch()
 
 
+def _minter_may(hooks: AuthHooks, store: ObjectStore, minter: str, method: str, bucket: str) -> bool:
+    """Whether the key that minted a presigned URL may still do what the URL allows."""
+    if minter.startswith(BUCKET_MINTER):
+        return minter[len(BUCKET_MINTER) :] == bucket and bucket in store.buckets
+    caller = hooks.caller_named(minter)
+    return caller is not None and caller.may_call(TOOL_FOR["read" if method == "GET" else "write"])
+
+
+def _presigned(request: Request, hooks: AuthHooks, store: ObjectStore, bucket: str | None, key: str | None) -> Access:
+    if bucket is None or not key:
+        raise StorageHTTPError(403, "presigned URLs are for objects", s3_code="AccessDenied")
+    minter = request.query_params.get(KEY_PARAM, "")
+    problem = store.verify_presigned(
+        request.method,
+        bucket,
+        key,
+        expires=request.query_params.get(EXPIRES_PARAM, ""),
+        signature=request.query_params[SIGNATURE_PARAM],
+        minter=minter,
+    )
+    method = "GET" if request.method in ("GET", "HEAD") else request.method
+    if problem is None and not _minter_may(hooks, store, minter, method, bucket):
+        problem = "the key that minted this presigned URL no longer exists or may no longer do this"
+    if problem is not None:
+        raise StorageHTTPError(403, problem, s3_code="AccessDenied")
+    return Access("presigned", grant=(method, bucket, key), minted_by=minter)
+
+
 def resolve_access(
-    request: Request, ctx: FacadeContext, service: StorageService, bucket: str | None, key: str | None
+    request: Request, hooks: AuthHooks, store: ObjectStore, bucket: str | None, key: str | None
 ) -> Access:
     """The request's credentials turned into an Access (raises 400/401/403 for bad credentials)."""
     try:
@@ -161,50 +210,42 @@ def resolve_access(
         if authorization.startswith("AWS "):
             raise SigV4Error("InvalidRequest", "AWS Signature Version 2 is not supported; sign with SigV4", 400)
         if authorization.startswith("AWS4-"):
-            return _sigv4(request, ctx, service, parse_header_auth(authorization, dict(request.headers)))
+            return _sigv4(request, hooks, store, parse_header_auth(authorization, dict(request.headers)))
         if "X-Amz-Algorithm" in request.query_params or "X-Amz-Signature" in request.query_params:
-            return _sigv4(request, ctx, service, parse_query_auth(dict(request.query_params)))
+            return _sigv4(request, hooks, store, parse_query_auth(dict(request.query_params)))
         if "AWSAccessKeyId" in request.query_params and "Signature" in request.query_params:
-            return _sigv2_query(request, ctx, service)
+            return _sigv2_query(request, hooks, store)
     except SigV4Error as exc:
         raise StorageHTTPError(exc.status, exc.message, s3_code=exc.s3_code) from None
 
     if SIGNATURE_PARAM in request.query_params:
-        if bucket is None or not key:
-            raise StorageHTTPError(403, "presigned URLs are for objects", s3_code="AccessDenied")
-        problem = service.verify_presigned(
-            request.method,
-            bucket,
-            key,
-            expires=request.query_params.get(EXPIRES_PARAM, ""),
-            signature=request.query_params[SIGNATURE_PARAM],
-        )
-        if problem is not None:
-            raise StorageHTTPError(403, problem, s3_code="AccessDenied")
-        method = "GET" if request.method in ("GET", "HEAD") else request.method
-        return Access("presigned", grant=(method, bucket, key))
+        return _presigned(request, hooks, store, bucket, key)
 
     presented = presented_key(request)
     if presented is None:
         return Access("anonymous")
-    own_bucket = service.bucket_for_key(presented)
+    own_bucket = store.bucket_for_key(presented)
     if own_bucket is not None:
         return Access("bucket", bucket=own_bucket)
-    try:
-        principal = ctx.authenticate(request)
-    except FacadeHTTPError as exc:
-        raise StorageHTTPError(
-            401, exc.message, s3_code="AccessDenied", headers={"WWW-Authenticate": "Bearer"}
-        ) from None
-    assert principal is not None
+    principal = hooks.caller_of(request)
+    if principal is None:
+        raise StorageHTTPError(401, "invalid API key", s3_code="AccessDenied", headers={"WWW-Authenticate": "Bearer"})
     return Access("hub", principal=principal)
 
 
+def presented_key(request: Request) -> str | None:
+    """The plain key a request carries: `Authorization: Bearer`, `x-api-key`, or `?api_key=`."""
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return request.headers.get("x-api-key") or request.query_params.get("api_key")
+
+
 def authorize(
-    access: Access, service: StorageService, operation: Operation, bucket_name: str, key: str | None = None
+    access: Access, store: ObjectStore, operation: Operation, bucket_name: str, key: str | None = None
 ) -> Bucket:
     """The bucket, when `access` may do `operation` on it. Unknown and forbidden answer alike."""
-    bucket = service.buckets.get(bucket_name)
+    bucket = store.buckets.get(bucket_name)
     if bucket is not None and access.allows(operation, bucket, key):
         return bucket
     if access.is_master:

@@ -11,17 +11,20 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from aggregator.facade import storage_s3 as s3xml
-from aggregator.facade.storage_auth import Access, authorize, is_s3_request
-from aggregator.facade.storage_http import (
-    StorageHTTPError,
+from servers.kit import ToolError
+from servers.storage.answers import listing_answer, stored_object
+from servers.storage.buckets import iter_file
+from servers.storage.http import s3xml
+from servers.storage.http.auth import Access, authorize, is_s3_request
+from servers.storage.http.errors import StorageHTTPError
+from servers.storage.http.plumbing import (
     body_stream,
     object_headers,
     parse_range,
     precondition_status,
     read_small_body,
 )
-from aggregator.facade.storage_sigv4 import (
+from servers.storage.http.sigv4 import (
     STREAMING_SIGNED,
     STREAMING_UNSIGNED_TRAILER,
     AwsChunkedDecoder,
@@ -29,10 +32,8 @@ from aggregator.facade.storage_sigv4 import (
     crc32_base64,
     crc32_header,
 )
-from servers.kit import ToolError
-from servers.storage.answers import listing_answer, stored_object
 from servers.storage.names import check_key
-from servers.storage.service import StorageService, iter_file
+from servers.storage.store import ObjectStore
 
 SMALL_BODY_LIMIT = 4 * 1024 * 1024  # DeleteObjects and CompleteMultipartUpload documents
 WHOLE_READ_LIMIT = 256 * 1024  # objects (or ranges) up to this size are answered from memory
@@ -102,10 +103,10 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
 
 
 class ObjectHandlers:
-    """One request's object operations, with its service, access and request id at hand."""
+    """One request's object operations, with its store, access and request id at hand."""
 
-    def __init__(self, service: StorageService, access: Access, request: Request, request_id: str) -> None:
-        self.service = service
+    def __init__(self, store: ObjectStore, access: Access, request: Request, request_id: str) -> None:
+        self.store = store
         self.access = access
         self.request = request
         self.request_id = request_id
@@ -170,8 +171,8 @@ class ObjectHandlers:
 
     # --- objects --------------------------------------------------------------------------------
     async def get(self, bucket: str, key: str) -> Response:
-        authorize(self.access, self.service, "read", bucket, key)
-        opened = await self.service.open(bucket, key)
+        authorize(self.access, self.store, "read", bucket, key)
+        opened = await self.store.open(bucket, key)
         try:
             record = opened.record
             headers = object_headers(record, self.request_id)
@@ -205,10 +206,10 @@ class ObjectHandlers:
             raise
 
     async def put(self, bucket: str, key: str) -> Response:
-        target = authorize(self.access, self.service, "write", bucket, key)
+        target = authorize(self.access, self.store, "write", bucket, key)
         self._declared_size(target.max_object_size)
         body, expected = self._source()
-        record = await self.service.put(
+        record = await self.store.put(
             bucket,
             key,
             body,
@@ -219,19 +220,19 @@ class ObjectHandlers:
         headers = self._put_headers(record.etag, expected.get("expected_crc32"))
         if self.s3:
             return Response(status_code=200, headers=headers)
-        return JSONResponse(stored_object(self.service, record), headers=headers)
+        return JSONResponse(stored_object(self.store, record, self.access.minter), headers=headers)
 
     async def delete(self, bucket: str, key: str) -> Response:
-        authorize(self.access, self.service, "delete", bucket, key)
-        await self.service.delete(bucket, key)
+        authorize(self.access, self.store, "delete", bucket, key)
+        await self.store.delete(bucket, key)
         return Response(status_code=204)
 
     async def copy(self, bucket: str, key: str) -> Response:
-        authorize(self.access, self.service, "write", bucket, key)
+        authorize(self.access, self.store, "write", bucket, key)
         source_bucket, source_key = copy_source(self.request.headers["x-amz-copy-source"])
-        authorize(self.access, self.service, "read", source_bucket, source_key)
+        authorize(self.access, self.store, "read", source_bucket, source_key)
         replace = self.request.headers.get("x-amz-metadata-directive", "COPY").upper() == "REPLACE"
-        record = await self.service.copy(
+        record = await self.store.copy(
             source_bucket,
             source_key,
             bucket,
@@ -241,7 +242,7 @@ class ObjectHandlers:
         )
         if self.s3:
             return Response(s3xml.copy_result(record), media_type=s3xml.XML_TYPE)
-        return JSONResponse(stored_object(self.service, record))
+        return JSONResponse(stored_object(self.store, record, self.access.minter))
 
     # --- bucket listings and batch deletes -------------------------------------------------------
     async def list_objects(self, bucket: str) -> Response:
@@ -251,7 +252,7 @@ class ObjectHandlers:
         v2 = query.get("list-type") == "2"
         token = query.get("continuation-token") or None
         start_after = query.get("start-after") or (query.get("marker") if not v2 else None) or None
-        listing = await self.service.list(
+        listing = await self.store.list(
             bucket,
             prefix=prefix,
             delimiter=delimiter,
@@ -292,13 +293,13 @@ class ObjectHandlers:
         return body
 
     async def delete_objects(self, bucket: str) -> Response:
-        authorize(self.access, self.service, "delete", bucket)
+        authorize(self.access, self.store, "delete", bucket)
         keys, quiet = s3xml.parse_delete(await self._document())
         deleted: list[str] = []
         errors: list[tuple[str, str, str]] = []
         for key in keys:
             try:
-                await self.service.delete(bucket, key)
+                await self.store.delete(bucket, key)
                 deleted.append(key)
             except ToolError as exc:
                 errors.append((key, (exc.data or {}).get("s3_code", "InvalidArgument"), exc.message))
@@ -309,8 +310,8 @@ class ObjectHandlers:
         return self.request.query_params.get("uploadId", "")
 
     async def create_upload(self, bucket: str, key: str) -> Response:
-        authorize(self.access, self.service, "write", bucket, key)
-        upload_id = await self.service.multipart.create(
+        authorize(self.access, self.store, "write", bucket, key)
+        upload_id = await self.store.create_upload(
             bucket,
             key,
             content_type=self.request.headers.get("content-type") or None,
@@ -319,28 +320,28 @@ class ObjectHandlers:
         return Response(s3xml.initiate_multipart(bucket, key, upload_id), media_type=s3xml.XML_TYPE)
 
     async def upload_part(self, bucket: str, key: str) -> Response:
-        target = authorize(self.access, self.service, "write", bucket, key)
+        target = authorize(self.access, self.store, "write", bucket, key)
         if "x-amz-copy-source" in self.request.headers:
             raise StorageHTTPError(501, "UploadPartCopy is not supported")
         part_number = _int_param(self.request, "partNumber", 0, 1, 10000)
         self._declared_size(target.max_object_size)
         body, expected = self._source()
-        etag = await self.service.multipart.upload_part(bucket, key, self._upload_id(), part_number, body, **expected)
+        etag = await self.store.upload_part(bucket, key, self._upload_id(), part_number, body, **expected)
         return Response(status_code=200, headers=self._put_headers(etag, expected.get("expected_crc32")))
 
     async def complete_upload(self, bucket: str, key: str) -> Response:
-        authorize(self.access, self.service, "write", bucket, key)
+        authorize(self.access, self.store, "write", bucket, key)
         parts = s3xml.parse_complete(await self._document())
-        record = await self.service.multipart.complete(bucket, key, self._upload_id(), parts)
-        location, _ = self.service.url(bucket, key)
+        record = await self.store.complete_upload(bucket, key, self._upload_id(), parts)
+        location, _ = self.store.url(bucket, key, minter=self.access.minter)
         return Response(s3xml.complete_multipart(location.split("?", 1)[0], record), media_type=s3xml.XML_TYPE)
 
     async def abort_upload(self, bucket: str, key: str) -> Response:
-        authorize(self.access, self.service, "write", bucket, key)
-        await self.service.multipart.abort(bucket, key, self._upload_id())
+        authorize(self.access, self.store, "write", bucket, key)
+        await self.store.abort_upload(bucket, key, self._upload_id())
         return Response(status_code=204)
 
     async def list_parts(self, bucket: str, key: str) -> Response:
-        authorize(self.access, self.service, "write", bucket, key)
-        parts = await self.service.multipart.list_parts(bucket, key, self._upload_id())
+        authorize(self.access, self.store, "write", bucket, key)
+        parts = await self.store.list_parts(bucket, key, self._upload_id())
         return Response(s3xml.list_parts(bucket, key, self._upload_id(), parts), media_type=s3xml.XML_TYPE)

@@ -1,94 +1,32 @@
-"""HTTP plumbing of the storage face: its error type and bodies, object headers, Range, conditions."""
+"""HTTP plumbing of the storage face: object headers, Range, conditions, request bodies."""
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
 
 import anyio
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
-from aggregator.facade import storage_s3 as s3xml
-from servers.kit import ToolError
-from servers.kit.errors import HTTP_STATUS_BY_CODE
+from servers.storage.http import s3xml
+from servers.storage.http.errors import StorageHTTPError
 from servers.storage.metadata import ObjectRecord
 
 BODY_IDLE_TIMEOUT = 60.0  # seconds a request body may stall before the upload is abandoned
 BODY_DONE = "toolmux.storage.body_done"  # scope flag: the request body was read to its end
 
 _ACTIVE_TYPES = frozenset({"text/html", "application/xhtml+xml", "text/xml", "application/xml", "image/svg+xml"})
-_S3_CODE_BY_STATUS = {
-    400: "InvalidArgument",
-    401: "AccessDenied",
-    403: "AccessDenied",
-    404: "NoSuchKey",
-    405: "MethodNotAllowed",
-    408: "RequestTimeout",
-    409: "OperationAborted",
-    411: "MissingContentLength",
-    412: "PreconditionFailed",
-    413: "EntityTooLarge",
-    416: "InvalidRange",
-    500: "InternalError",
-    501: "NotImplemented",
-    503: "SlowDown",
-}
-
-
-class StorageHTTPError(Exception):
-    """An error the storage face answers with: JSON for the plain API, S3 XML for S3 clients."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        s3_code: str | None = None,
-        field: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.s3_code = s3_code or _S3_CODE_BY_STATUS.get(status, "InvalidRequest")
-        self.field = field
-        self.headers = headers or {}
-
-
-def from_tool_error(error: ToolError) -> StorageHTTPError:
-    # A busy object is a transient server condition here: 503 + Retry-After, which S3 SDKs retry.
-    status = 503 if error.code == "busy" else HTTP_STATUS_BY_CODE.get(error.code, 400)
-    headers = {"Retry-After": str(math.ceil(error.retry_after or 1))} if error.code == "busy" else None
-    s3_code = (error.data or {}).get("s3_code")
-    return StorageHTTPError(status, error.message, s3_code=s3_code, field=error.field, headers=headers)
-
-
-def error_response(
-    error: StorageHTTPError, *, s3: bool, request_id: str, resource: str, head: bool = False
-) -> Response:
-    headers = {"x-request-id": request_id, "x-amz-request-id": request_id, **error.headers}
-    if head:
-        return Response(status_code=error.status, headers=headers)
-    if s3:
-        body = s3xml.error_body(error.s3_code, error.message, resource, request_id)
-        return Response(body, status_code=error.status, media_type=s3xml.XML_TYPE, headers=headers)
-    payload: dict[str, object] = {"code": error.s3_code, "message": error.message, "request_id": request_id}
-    if error.field:
-        payload["field"] = error.field
-    return JSONResponse({"error": payload}, status_code=error.status, headers=headers)
 
 
 def object_headers(record: ObjectRecord, request_id: str) -> dict[str, str]:
+    # x-request-id is the hub's to send (once); the S3 header is the face's own.
     headers = {
         "ETag": s3xml.quoted_etag(record.etag),
         "Last-Modified": s3xml.http_date(record.modified),
         "Content-Type": record.content_type,
         "Accept-Ranges": "bytes",
         "X-Content-Type-Options": "nosniff",
-        "x-request-id": request_id,
         "x-amz-request-id": request_id,
     }
     base_type = record.content_type.split(";", 1)[0].strip().lower()

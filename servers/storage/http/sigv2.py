@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from aggregator.facade.storage_sigv4 import MAX_PRESIGN_EXPIRES, SigV4Error
+from servers.storage.http.sigv4 import MAX_PRESIGN_EXPIRES, SigV4Error
 
 V2_SUBRESOURCES = frozenset(
     (
