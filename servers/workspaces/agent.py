@@ -159,7 +159,7 @@ class BuiltinAgent:
         return text
 
     async def _chat(self, run: Run, request: AgentRequest, messages: list[dict[str, Any]]) -> dict[str, Any]:
-        args: dict[str, Any] = {"model": request.model, "messages": messages, "tools": self.toolbox.specs()}
+        args: dict[str, Any] = {"model": request.model, "messages": messages, "tools": await self.toolbox.specs()}
         if request.effort:
             args["reasoning_effort"] = request.effort
         if request.json_schema is not None:

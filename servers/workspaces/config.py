@@ -46,7 +46,9 @@ class ShellConfig(_Strict):
     """How the built-in agent's `run_shell` tool runs commands."""
 
     sandbox: Literal["auto", "bubblewrap", "none"] = Field(
-        default="auto", description="auto: bubblewrap when it works here, else resource limits only"
+        default="auto",
+        description="auto/bubblewrap: bubblewrap, else the shell is off; none: no namespaces, commands run as "
+        "a separate unprivileged user (needs the hub to run as root)",
     )
     bwrap_path: str = "bwrap"
     network: bool = Field(default=False, description="let sandboxed commands use the network (bubblewrap only)")
@@ -62,6 +64,13 @@ class ShellConfig(_Strict):
         default=512, ge=8, description="processes of the hub's user (RLIMIT_NPROC; not enforced for root)"
     )
     open_files: int = Field(default=1024, ge=16)
+    run_uid_base: int = Field(
+        default=2_100_000_000,
+        ge=1000,
+        le=4_000_000_000,
+        description="sandbox none: commands run as uid/gid base+slot, one otherwise unused id per concurrent command",
+    )
+    run_uid_slots: int = Field(default=64, ge=1, le=4096, description="sandbox none: concurrent commands at most")
 
     @model_validator(mode="after")
     def _timeouts(self) -> ShellConfig:

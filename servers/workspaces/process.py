@@ -147,6 +147,9 @@ class ProcessSpec:
     stderr_cap: int = 16 * 1024
     on_start: Callable[[int], Awaitable[None]] | None = field(default=None, repr=False)
     on_output: Callable[[bytes], None] | None = field(default=None, repr=False)
+    # Called whenever the leader's group is killed (leader exit, timeout, cancellation): kills what
+    # escaped the group (a `setsid` child), so its open pipe does not hold the drain either.
+    after_exit: Callable[[], Awaitable[None]] | None = field(default=None, repr=False)
 
 
 def kill_group(pgid: int) -> None:
@@ -220,6 +223,8 @@ async def run_process(spec: ProcessSpec) -> ProcessResult:
                 await protocol.exited.wait()
                 # The leader is done: whatever it left running in its group goes with it.
                 kill_group(pgid)
+                if spec.after_exit is not None:
+                    await spec.after_exit()
                 with anyio.move_on_after(DRAIN_GRACE):
                     await drained.wait()
                 tg.cancel_scope.cancel()
@@ -228,5 +233,7 @@ async def run_process(spec: ProcessSpec) -> ProcessResult:
         with anyio.CancelScope(shield=True):
             kill_group(pgid)
             await protocol.exited.wait()
+            if spec.after_exit is not None:
+                await spec.after_exit()
             transport.close()
     return ProcessResult(transport.get_returncode(), stdout, stderr, timed_out, time.perf_counter() - started, pid)
