@@ -25,7 +25,7 @@ from mcp.server.caching import CacheableMethod, CacheHint
 from mcp.server.context import ServerRequestContext
 
 import schemas
-from servers.kit.context import HubCaller, ToolContext
+from servers.kit.context import HubCaller, ToolContext, acting_for
 from servers.kit.contract import ToolContract
 from servers.kit.errors import ToolError, error_result
 
@@ -145,7 +145,8 @@ class Domain:
         arguments = arguments if arguments is not None else {}
         try:
             contract.validate_input(arguments)
-            outcome = await self.handlers[name](arguments, ctx)
+            with acting_for(ctx.caller):
+                outcome = await self.handlers[name](arguments, ctx)
         except ToolError as exc:
             return error_result(exc)
         except anyio.get_cancelled_exc_class():
