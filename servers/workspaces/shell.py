@@ -251,11 +251,7 @@ class Shell:
                 on_output=on_output,
                 after_exit=lambda: run_user.kill_all(user),
             )
-            try:
-                return await run_process(spec)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await run_user.kill_all(user)
+            return await run_process(spec)
 
 
 def describe(result: ProcessResult, timeout: float | None = None) -> str:
