@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from aggregator import jsonrpc
+from aggregator.auth import INTERNAL
 from aggregator.front.eras import META_CLIENT_CAPABILITIES, META_LOG_LEVEL, META_SERVER_INFO
 from aggregator.ids import new_id
 from aggregator.jsonrpc import RpcError
 from aggregator.principal import Principal
 from aggregator.upstreams.peer import CallRoute, ProgressFn
 from aggregator.upstreams.upstream import Upstream
-from servers.kit.context import CALLER_META_KEY, REQUEST_ID_META_KEY
+from servers.kit.context import CALLER_META_KEY, ON_BEHALF_OF_META_KEY, REQUEST_ID_META_KEY
 from servers.kit.errors import ToolError, error_result
 
 if TYPE_CHECKING:
@@ -123,6 +124,21 @@ def strip_server_identity(result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def acting_principal(hub: Hub, principal: Principal, client_meta: dict[str, Any] | None) -> Principal:
+    """Whose scopes a call is held to: a domain calling back for a caller acts as that caller.
+
+    Only calls made with the internal key (the hub's own domains) may name a caller; a name that
+    is no longer a key may call nothing.
+    """
+    if principal is not INTERNAL or not isinstance(client_meta, dict):
+        return principal
+    name = client_meta.get(ON_BEHALF_OF_META_KEY)
+    if not isinstance(name, str) or name == INTERNAL.name:
+        return principal
+    found = hub.keys.secret_for(name)
+    return found[1] if found is not None else Principal(name=name, allowed_tools=())
+
+
 def unknown_tool(hub: Hub, name: str, principal: Principal) -> RpcError:
     near = hub.catalog.nearest(name, principal)
     hint = f"; did you mean: {', '.join(near)}?" if near else ""
@@ -142,6 +158,7 @@ async def call_tool(
     retry_fields: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Call a namespaced tool; the wire CallToolResult. Protocol-level failures raise RpcError."""
+    principal = acting_principal(hub, principal, client_meta)
     entry = hub.catalog.tool(name)
     if entry is None or not principal.may_call(name):
         # Out-of-scope tools answer exactly like missing ones: a key must not learn what exists.

@@ -21,6 +21,7 @@ from aggregator.metrics import Metrics
 from aggregator.upstreams import openers
 from aggregator.upstreams.upstream import ChannelOpener, Upstream
 from servers import registry
+from servers.kit.context import delegation_meta
 from servers.kit.domain import HEALTH_METHOD, Domain
 from servers.kit.settings import ServerConfigError, ServerSettings
 
@@ -53,7 +54,7 @@ class InProcessHubCaller:
 
         try:
             with anyio.fail_after(timeout or 300):
-                return await dispatch.call_tool(self._hub, INTERNAL, name, arguments)
+                return await dispatch.call_tool(self._hub, INTERNAL, name, arguments, client_meta=delegation_meta())
         except jsonrpc.RpcError as exc:
             raise ToolError.from_dict(from_rpc_error(exc.code, exc.message, exc.data).to_dict()) from None
         except TimeoutError:

@@ -9,7 +9,8 @@ in-process hub. Prints:
 - model call: one `models-chat` through the hub to the fake (the floor an agent turn cannot beat);
 - agent turn: a run of N turns that each call a cheap file tool (list_files), per turn, and the
   overhead per turn over the model call (tool dispatch, transcript append, events);
-- shell turn: the same with `run_shell true`, under bubblewrap (when it works here) and rlimits only;
+- shell turn: the same with `run_shell true`, under bubblewrap (when it works here) and as a separate
+  user (sandbox none);
 - file API: write_file/read_file through the tool path and PUT/GET over HTTP, small and large files.
 """
 
@@ -89,7 +90,7 @@ async def agent_figures(fake: ScriptedOpenAI, data: Path, turns: int, runs: int)
         ("model call through the hub (floor)", floor),
         ("agent turn with list_files", file_turn),
         (f"agent turn with run_shell ({isolation})", shell_turn),
-        ("agent turn with run_shell (rlimits)", plain_shell_turn),
+        ("agent turn with run_shell (sandbox none: separate user)", plain_shell_turn),
     ]
     for label, seconds in rows:
         extra = "" if seconds is floor else f"  (+{(seconds - floor) * 1000:.2f} ms over the model call)"

@@ -21,6 +21,7 @@ import httpx2
 import mcp_types as types
 from mcp import Client, StdioServerParameters
 
+from servers.kit.context import delegation_meta
 from servers.kit.errors import ToolError, error_from_result
 
 ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
@@ -159,6 +160,7 @@ class HttpHubCaller:
                     "io.modelcontextprotocol/protocolVersion": STATELESS_VERSION,
                     "io.modelcontextprotocol/clientCapabilities": {},
                     "io.modelcontextprotocol/clientInfo": {"name": "toolmux-child", "version": "0.1.0"},
+                    **delegation_meta(),
                 },
             },
         }

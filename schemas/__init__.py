@@ -35,7 +35,7 @@ def _load_raw(domain: str) -> dict[str, Any]:
         raise ContractError(f"no contract file for domain {domain!r} ({path})") from None
     except json.JSONDecodeError as exc:
         raise ContractError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-    if not isinstance(data.get("tools"), list):
+    if not isinstance(data, dict) or not isinstance(data.get("tools"), list):
         raise ContractError(f"{path}: 'tools' must be a list")
     return data
 
@@ -63,7 +63,8 @@ def load(domain: str) -> dict[str, Any]:
 
 def tool(domain: str, name: str) -> dict[str, Any]:
     """One tool's contract."""
-    for entry in load(domain)["tools"]:
+    tools: list[dict[str, Any]] = load(domain)["tools"]
+    for entry in tools:
         if entry["name"] == name:
             return entry
     raise ContractError(f"domain {domain!r} has no tool {name!r}")

@@ -93,7 +93,7 @@ async def screenshot(env: Env, session: Session, args: dict[str, Any]) -> ToolRe
     stored = storage.stored_result(result, "saving the screenshot to storage failed")
     image.update(url=stored.get("url"), bucket=shots.bucket, key=key, url_expires_at=stored.get("url_expires_at"))
     thumb, thumb_type = await anyio.to_thread.run_sync(_thumbnail, png, shots.thumbnail_width)
-    content = [
+    links: list[dict[str, Any]] = [
         {
             "type": "resource_link",
             "uri": stored.get("url") or f"storage://{shots.bucket}/{key}",
@@ -103,4 +103,4 @@ async def screenshot(env: Env, session: Session, args: dict[str, Any]) -> ToolRe
         },
         {"type": "image", "data": base64.b64encode(thumb).decode("ascii"), "mimeType": thumb_type},
     ]
-    return ToolResult(structured=state, content=content)
+    return ToolResult(structured=state, content=links)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -27,6 +27,8 @@ from servers.browser.pool import BrowserPool
 from servers.browser.proxy import FilteringProxy
 from servers.browser.session import Session, SessionKey, SessionManager
 from servers.kit import ToolContext, ToolError, ToolResult
+
+_T = TypeVar("_T")
 
 _log = logging.getLogger("toolmux.browser")
 
@@ -171,7 +173,7 @@ class BrowserService:
                 script=tool == "eval_js",
             ) from None
 
-    async def _guarded(self, session: Session, tool: str, limit: float, work: Awaitable[Any]) -> Any:
+    async def _guarded(self, session: Session, tool: str, limit: float, work: Awaitable[_T]) -> _T:
         try:
             with anyio.fail_after(limit + HARD_TIMEOUT_MARGIN_S):
                 return await work
@@ -187,7 +189,8 @@ class BrowserService:
         if tool in NAVIGATING:
             per_try = timeout or self.config.navigation_timeout_s
             retries = int(args.get("retries", 0))
-            return per_try * (retries + 1) + navigation.RETRY_BACKOFF_S * (2**retries) + HARD_TIMEOUT_MARGIN_S
+            backoff: float = navigation.RETRY_BACKOFF_S * 2**retries
+            return per_try * (retries + 1) + backoff + HARD_TIMEOUT_MARGIN_S
         return max(timeout or self.config.action_timeout_s, self.config.navigation_timeout_s) + HARD_TIMEOUT_MARGIN_S
 
     # --- introspection ----------------------------------------------------------------------------

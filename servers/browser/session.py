@@ -85,6 +85,10 @@ class Session:
         return None
 
     # --- events -------------------------------------------------------------------------------
+    def on_page(self, page: Page) -> None:
+        """The context's `page` event handler (playwright wants one that returns nothing)."""
+        self.attach(page)
+
     def attach(self, page: Page) -> Tab | None:
         """Track a page opened in this session's context (by us or by the page: popups, target=_blank)."""
         index = self.tab_index(page)
@@ -247,7 +251,7 @@ class SessionManager:
         context.set_default_timeout(config.action_timeout_s * 1000)
         context.set_default_navigation_timeout(config.navigation_timeout_s * 1000)
         session = Session(key, slot, slot.generation, context, config)
-        context.on("page", session.attach)
+        context.on("page", session.on_page)
         context.on("console", session._on_console)
         context.on("response", session._on_response)
         context.on("requestfailed", session._on_request_failed)

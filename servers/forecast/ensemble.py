@@ -63,7 +63,7 @@ def select(
     if ensemble == "default" or (ensemble is None and not weights):
         candidates = [(name, "ensemble") for name in default_ensemble]
     elif ensemble is None:
-        candidates = [(name, f"weights.{name}") for name in weights]
+        candidates = [(name, f"weights.{name}") for name in weights or {}]
     else:
         candidates = [(name, f"ensemble.{i}") for i, name in enumerate(ensemble)]
     if not candidates:

@@ -19,8 +19,9 @@ TIMESFM_DECILES = np.linspace(0.1, 0.9, 9)
 def _numpy(value: Any) -> np.ndarray:
     if isinstance(value, list | tuple):
         return np.stack([_numpy(v) for v in value])
-    if hasattr(value, "detach"):
-        return value.detach().float().cpu().numpy()
+    if hasattr(value, "detach"):  # a torch tensor (torch ships no types here)
+        array: np.ndarray = value.detach().float().cpu().numpy()
+        return array
     return np.asarray(value, dtype=float)
 
 

@@ -37,7 +37,8 @@ def smape(actual: np.ndarray, point: np.ndarray) -> float:
 
 def pinball(actual: np.ndarray, quantile: np.ndarray, level: float) -> np.ndarray:
     diff = actual - quantile
-    return np.maximum(level * diff, (level - 1.0) * diff)
+    loss: np.ndarray = np.maximum(level * diff, (level - 1.0) * diff)
+    return loss
 
 
 def crps(actual: np.ndarray, quantiles: np.ndarray, levels: tuple[float, ...]) -> float:

@@ -105,7 +105,14 @@ def _arimax_one(
     n = y.shape[0]
     model = AutoARIMA(season_length=seasonality.primary)
     levels = grid.interval_levels()
-    out = model.forecast(y=y, h=horizon, X=future[:, :n].T, X_future=future[:, n : n + horizon].T, level=levels or None)
+    # statsforecast annotates `level` as list[int] but computes with any float percentage (80.0, 99.5).
+    out = model.forecast(
+        y=y,
+        h=horizon,
+        X=future[:, :n].T,
+        X_future=future[:, n : n + horizon].T,
+        level=levels or None,  # type: ignore[arg-type]
+    )
     return Forecast(mean=np.asarray(out["mean"], dtype=float)[:horizon], quantiles=grid.from_intervals(out, horizon))
 
 

@@ -8,6 +8,7 @@ error. A valid value is thus accepted at a fraction of the cost, and every error
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +21,16 @@ from servers.kit.fastcheck import Check, Unsupported, compile_check
 
 def _field_of(error: ValidationError) -> str:
     path = [str(p) for p in error.absolute_path]
-    if error.validator == "required" and isinstance(error.instance, dict):
-        missing = [name for name in error.validator_value if name not in error.instance]
+    required = error.validator_value
+    if error.validator == "required" and isinstance(error.instance, dict) and isinstance(required, list):
+        missing = [name for name in required if name not in error.instance]
         if missing:
             path.append(missing[0])
-    elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+    elif (
+        error.validator == "additionalProperties"
+        and isinstance(error.instance, dict)
+        and isinstance(error.schema, Mapping)
+    ):
         allowed = set(error.schema.get("properties", {}))
         extra = [k for k in error.instance if k not in allowed]
         if extra:

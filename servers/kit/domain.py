@@ -15,21 +15,32 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import mcp_types as types
 import orjson
 from mcp.server import Server
-from mcp.server.caching import CacheHint
+from mcp.server.caching import CacheableMethod, CacheHint
 from mcp.server.context import ServerRequestContext
 
 import schemas
-from servers.kit.context import HubCaller, ToolContext
+from servers.kit.context import HubCaller, ToolContext, acting_for
 from servers.kit.contract import ToolContract
 from servers.kit.errors import ToolError, error_result
 
 _log = logging.getLogger("toolmux.kit")
+
+# The SDK's runner sends a handler's plain dict as the result (mcp/server/runner.py `_dump_result`
+# accepts BaseModel or dict), but its handler annotations name only the pydantic models. Handing
+# it the dict the domain already built skips a model round-trip on every call.
+_ListToolsHandler = Callable[
+    [ServerRequestContext[Any, Any], types.PaginatedRequestParams | None], Awaitable[types.ListToolsResult]
+]
+_CallToolHandler = Callable[
+    [ServerRequestContext[Any, Any], types.CallToolRequestParams],
+    Awaitable[types.CallToolResult | types.InputRequiredResult],
+]
 
 VERSION = "0.1.0"
 # Custom JSON-RPC method a hub sends a domain running as its child for its deep health check.
@@ -144,7 +155,8 @@ class Domain:
         arguments = arguments if arguments is not None else {}
         try:
             contract.validate_input(arguments)
-            outcome = await self.handlers[name](arguments, ctx)
+            with acting_for(ctx.caller):
+                outcome = await self.handlers[name](arguments, ctx)
         except ToolError as exc:
             return error_result(exc)
         except anyio.get_cancelled_exc_class():
@@ -215,14 +227,14 @@ class Domain:
 
         # The stateless revision requires freshness hints on list results; tool lists change only
         # on restart or with list_changed, so clients may cache them briefly.
-        hints = {"tools/list": CacheHint(ttl_ms=60_000, scope="public")}
+        hints: dict[CacheableMethod, CacheHint] = {"tools/list": CacheHint(ttl_ms=60_000, scope="public")}
         server: Server[Any] = Server(
             f"toolmux-{self.name}",
             cache_hints=hints,
             version=VERSION,
             instructions=self.instructions,
-            on_list_tools=list_tools,
-            on_call_tool=call_tool,
+            on_list_tools=cast(_ListToolsHandler, list_tools),
+            on_call_tool=cast(_CallToolHandler, call_tool),
             get_tool_input_schema=input_schema,
             lifespan=lifespan,
             **self._server_options,

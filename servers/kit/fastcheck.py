@@ -17,7 +17,7 @@ from __future__ import annotations
 import numbers
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 Check = Callable[[Any], bool]
 
@@ -80,7 +80,7 @@ def _is_integer(value: Any) -> bool:
     if kind is int:
         return True
     if kind is float:
-        return value.is_integer()
+        return bool(value.is_integer())
     if isinstance(value, bool):
         return False
     return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
@@ -255,11 +255,19 @@ class _Compiler:
 
         return check_array
 
+    @overload
+    @staticmethod
+    def _count(schema: dict[str, Any], keyword: str, default: int) -> int: ...
+
+    @overload
+    @staticmethod
+    def _count(schema: dict[str, Any], keyword: str, default: None) -> int | None: ...
+
     @staticmethod
     def _count(schema: dict[str, Any], keyword: str, default: int | None) -> int | None:
-        value = schema.get(keyword, default)
-        if value is default:
-            return value
+        if keyword not in schema or schema[keyword] is default:
+            return default
+        value = schema[keyword]
         if not _is_integer(value) or value < 0:
             raise Unsupported(keyword)
         return int(value)

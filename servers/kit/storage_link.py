@@ -75,6 +75,7 @@ def object_bytes(stored: dict[str, Any], bucket: str, key: str, field: str | Non
             return base64.b64decode(stored["base64"], validate=True)
         except (binascii.Error, ValueError):
             raise ToolError(f"storage object {bucket}/{key} came back garbled", code="upstream_error") from None
-    if isinstance(stored.get("text"), str):
-        return stored["text"].encode("utf-8")
+    text = stored.get("text")
+    if isinstance(text, str):
+        return text.encode("utf-8")
     raise ToolError(f"storage object {bucket}/{key} came back without content", code="upstream_error", field=field)

@@ -84,7 +84,7 @@ class ImapSession:
     def simple(self, command: str, *args: Any) -> tuple[list[Any], dict[str, list[Any]]]:
         """Run a command imaplib has no helper for; (tagged data, untagged responses)."""
         self.reset()
-        typ, data = self.conn._simple_command(command, *args)  # type: ignore[attr-defined]
+        typ, data = self.conn._simple_command(command, *args)
         self.check(command, typ, data)
         return data, dict(self.conn.untagged_responses)
 
@@ -97,7 +97,7 @@ class ImapSession:
             return
         self.selected = None
         try:
-            typ, data = self.conn.select(folder_arg(folder).decode(), readonly=readonly)  # type: ignore[arg-type]
+            typ, data = self.conn.select(folder_arg(folder).decode(), readonly=readonly)
         except imaplib.IMAP4.readonly:
             self.conn.state = "AUTH"  # imaplib left it half-selected; the next select starts clean
             raise ToolError(
@@ -105,10 +105,9 @@ class ImapSession:
             ) from None
         self.check("SELECT", typ, data)
         untagged = self.conn.untagged_responses
-        self.uidvalidity = int((untagged.get("UIDVALIDITY") or [b"0"])[-1])
-        self.exists = int((untagged.get("EXISTS") or [b"0"])[-1])
-        uidnext = untagged.get("UIDNEXT")
-        self.uidnext = int(uidnext[-1]) if uidnext else None
+        self.uidvalidity = _last_number(untagged.get("UIDVALIDITY")) or 0
+        self.exists = _last_number(untagged.get("EXISTS")) or 0
+        self.uidnext = _last_number(untagged.get("UIDNEXT"))
         self.selected, self.selected_readonly = folder, readonly
 
     def close(self) -> None:
@@ -269,3 +268,11 @@ def require_uidvalidity(session: ImapSession, expected: int | None) -> None:
             code="conflict",
             field="uidvalidity",
         )
+
+
+def _last_number(responses: list[bytes | tuple[bytes, bytes]] | None) -> int | None:
+    """The number in the last untagged response of a kind (`* 5 EXISTS`, `* OK [UIDNEXT 7]`), if any."""
+    if not responses:
+        return None
+    last = responses[-1]
+    return int(last[0] if isinstance(last, tuple) else last)

@@ -307,13 +307,19 @@ def _expand(uid_set: str) -> list[int]:
 def move(
     session: ImapSession, folder: str, uids: list[int], to_folder: str, *, uidvalidity: int | None
 ) -> dict[int, int | None]:
-    """Move `uids` to `to_folder` (MOVE, else COPY + \\Deleted + expunge); old UID -> new UID."""
+    """Move `uids` to `to_folder`; old UID -> new UID.
+
+    MOVE where the server has it, else COPY + \\Deleted + UID EXPUNGE (UIDPLUS). A server with
+    neither is refused: a plain EXPUNGE would also remove every message another client flagged.
+    """
     if to_folder == folder:
         raise ToolError("to_folder is the folder the messages are already in", field="to_folder")
+    if not session.has("MOVE"):
+        require_uid_expunge(session, "move")
     select(session, folder, readonly=False, uidvalidity=uidvalidity)
     require_existing(session, uids, folder)
     uid_arg = wire.uid_set(uids)
-    target = wire.folder_arg(to_folder)
+    target = wire.folder_arg(to_folder).decode("ascii")
     session.reset()
     try:
         if session.has("MOVE"):
@@ -333,16 +339,26 @@ def move(
     return {u: mapping.get(u) for u in uids}
 
 
+def require_uid_expunge(session: ImapSession, operation: str) -> None:
+    """Refuse, before anything changes, where only a folder-wide EXPUNGE could remove named messages."""
+    if not session.has("UIDPLUS"):
+        needs = "MOVE or UIDPLUS" if operation == "move" else "UIDPLUS"
+        raise ToolError(
+            f"this IMAP server lacks {needs}: {operation} would have to expunge the whole folder, "
+            "removing messages other clients flagged \\Deleted, so it is refused",
+            code="unsupported",
+            data={"missing_capability": needs.split(" or ")},
+        )
+
+
 def expunge(session: ImapSession, uids: list[int]) -> None:
-    """Flag `uids` \\Deleted and remove them (only them when the server has UIDPLUS)."""
+    """Flag `uids` \\Deleted and remove only them (UID EXPUNGE; refused without UIDPLUS)."""
+    require_uid_expunge(session, "delete")
     uid_arg = wire.uid_set(uids)
     session.reset()
     session.uid("STORE", uid_arg, "+FLAGS.SILENT", "(\\Deleted)")
     session.reset()
-    if session.has("UIDPLUS"):
-        session.uid("EXPUNGE", uid_arg)
-    else:
-        session.check("EXPUNGE", *session.conn.expunge())
+    session.uid("EXPUNGE", uid_arg)
 
 
 def delete(

@@ -151,7 +151,7 @@ def parse_headers(raw: bytes) -> Message:
 
 
 def parse_message(raw: bytes) -> EmailMessage:
-    parsed: EmailMessage = BytesParser(policy=policy.default).parsebytes(raw)  # type: ignore[assignment]
+    parsed: EmailMessage = BytesParser(policy=policy.default).parsebytes(raw)
     return parsed
 
 
@@ -180,7 +180,7 @@ def part_text(part: Message) -> str:
 def _leaves(part: Message) -> list[Message]:
     if part.get_content_maintype() == "multipart" and part.is_multipart():
         out: list[Message] = []
-        for sub in part.get_payload():  # type: ignore[union-attr]
+        for sub in part.get_payload():
             if isinstance(sub, Message):
                 out.extend(_leaves(sub))
         return out

@@ -142,7 +142,7 @@ def to_tool_error(exc: UpstreamError, *, attempts: int, path: list[str]) -> Tool
         if exc.status in (401, 403, 404):
             # Wrong credentials or a model the backend lacks: the operator's config, not the caller.
             return ToolError(exc.message + tried, code="upstream_error", data=data)
-        if exc.status >= 500 or exc.status == 408:
+        if (exc.status is not None and exc.status >= 500) or exc.status == 408:
             return ToolError(exc.message + tried, code="upstream_error", retryable=True, data=data)
         return ToolError(exc.message + tried, code="invalid_argument", data=data)
     if isinstance(exc, UpstreamConnectError):

@@ -107,11 +107,11 @@ def _parse(kind: str, text: str, regex: str | None) -> tuple[list[ParsedCall], l
                 calls.append(ParsedCall(m.group("name"), args))
                 spans.append(m.span())
         if not calls:
-            m = _BRACKET_LIST.search(text)
-            found = _calls_from_objects(_json(m.group("json"))) if m else []
-            if m and found:
+            listed = _BRACKET_LIST.search(text)
+            found = _calls_from_objects(_json(listed.group("json"))) if listed else []
+            if listed and found:
                 calls += found
-                spans.append(m.span())
+                spans.append(listed.span())
     elif kind == "fenced_json":
         for m in _FENCED.finditer(text):
             found = _calls_from_objects(_json(m.group("json")))

@@ -149,7 +149,8 @@ class Router:
 def estimate_tokens(request: dict[str, object]) -> int:
     """A cheap upper-side guess of the prompt's size (about four characters a token)."""
     chars = 0
-    for message in request.get("messages") or []:  # type: ignore[union-attr]
+    messages = request.get("messages")
+    for message in messages if isinstance(messages, list) else []:
         if isinstance(message, dict):
             content = message.get("content")
             if isinstance(content, str):
@@ -157,5 +158,6 @@ def estimate_tokens(request: dict[str, object]) -> int:
             elif isinstance(content, list):
                 chars += sum(len(str(p.get("text", ""))) for p in content if isinstance(p, dict))
             chars += sum(len(str(c)) for c in message.get("tool_calls") or [])
-    chars += sum(len(str(t)) for t in request.get("tools") or [])  # type: ignore[union-attr]
+    tools = request.get("tools")
+    chars += sum(len(str(t)) for t in (tools if isinstance(tools, list) else []))
     return chars // 4 + 1

@@ -126,15 +126,16 @@ def query(
 ) -> dict[str, Any]:
     """Totals grouped by model / key / day / deployment / status (plain SQL, any thread)."""
     columns = [GROUPS[g] for g in group_by]
-    where, params = [], []
+    where: list[str] = []
+    params: list[str | float] = []
     for clause, value in (("ts >= ?", _timestamp(since)), ("ts < ?", _timestamp(until, end=True))):
         if value is not None:
             where.append(clause)
             params.append(value)
-    for column, value in (("key", key), ("model", model)):
-        if value is not None:
+    for column, text in (("key", key), ("model", model)):
+        if text is not None:
             where.append(f"{column} = ?")
-            params.append(value)
+            params.append(text)
     aggregates = (
         "COUNT(*), SUM(status != 'ok'), SUM(cache_hit), SUM(prompt_tokens), SUM(completion_tokens),"
         " SUM(cached_tokens), SUM(cost), AVG(latency_ms), AVG(ttft_ms)"

@@ -84,7 +84,8 @@ class Catalog:
                 return model
         engine_models = [m for m in self.models if m.engine == lowered]
         usable = [m for m in engine_models if m.available]
-        return (usable or engine_models or [None])[0]
+        found = usable or engine_models
+        return found[0] if found else None
 
     def describe_models(self) -> str:
         return ", ".join(m.id if m.available else f"{m.id} (unavailable: {m.reason})" for m in self.models)
@@ -142,7 +143,8 @@ class Catalog:
             if voice.engine == "piper":
                 return voice
         english = [v for v in candidates if v.language in ("en-us", "en")]
-        return (english or candidates or [None])[0]
+        found = english or candidates
+        return found[0] if found else None
 
     def describe_voices(self) -> str:
         piper = [

@@ -37,7 +37,8 @@ def frame_energy(samples: np.ndarray, frame: int) -> np.ndarray:
     count = -(-len(samples) // frame)
     padded = np.zeros(count * frame, dtype=np.float64)
     padded[: len(samples)] = samples
-    return np.sqrt(np.mean(padded.reshape(count, frame) ** 2, axis=1))
+    energy: np.ndarray = np.sqrt(np.mean(padded.reshape(count, frame) ** 2, axis=1))
+    return energy
 
 
 def speech_regions(samples: np.ndarray, rate: int) -> list[tuple[int, int]]:

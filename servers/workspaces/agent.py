@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from servers.kit import HubCaller, ToolError
+from servers.kit.context import acting_for
 from servers.kit.errors import error_from_result, error_result
 from servers.workspaces.agent_tools import Toolbox
 from servers.workspaces.runs import Run
@@ -127,7 +128,10 @@ class BuiltinAgent:
         """A hub call's result; a hub that raises (unreachable, unknown tool) gives an error result too."""
         hub = self._require_hub()
         try:
-            return await hub.call_tool(name, arguments, timeout=timeout)
+            # The agent's own model calls are the workspaces server's (the operator chose its model
+            # for whoever may run agents); the tools the model calls act for the run's caller.
+            with acting_for(None):
+                return await hub.call_tool(name, arguments, timeout=timeout)
         except ToolError as exc:
             return error_result(exc)
 
@@ -159,7 +163,7 @@ class BuiltinAgent:
         return text
 
     async def _chat(self, run: Run, request: AgentRequest, messages: list[dict[str, Any]]) -> dict[str, Any]:
-        args: dict[str, Any] = {"model": request.model, "messages": messages, "tools": self.toolbox.specs()}
+        args: dict[str, Any] = {"model": request.model, "messages": messages, "tools": await self.toolbox.specs()}
         if request.effort:
             args["reasoning_effort"] = request.effort
         if request.json_schema is not None:

@@ -156,8 +156,11 @@ class Toolbox:
         self.hub_tools = hub_tools
         self.read_cap = read_cap
 
-    def specs(self) -> list[dict[str, Any]]:
-        return [*LOCAL_TOOLS, *self.hub_tools.values()]
+    async def specs(self) -> list[dict[str, Any]]:
+        """The tools offered to the model; no `run_shell` while the shell is off (no isolation here)."""
+        shell_off = (await self.shell.isolation()).mode == "unavailable"
+        local = [t for t in LOCAL_TOOLS if not (shell_off and t["function"]["name"] == "run_shell")]
+        return [*local, *self.hub_tools.values()]
 
     async def call(self, run: Run, name: str, raw_arguments: Any) -> tuple[str, bool]:
         """`(text for the model, is_error)` for one tool call."""
@@ -172,7 +175,7 @@ class Toolbox:
                 return await self._hub(name, arguments)
             handler = getattr(self, f"_tool_{name}", None)
             if handler is None:
-                known = ", ".join(s["function"]["name"] for s in self.specs())
+                known = ", ".join(s["function"]["name"] for s in await self.specs())
                 return f"error: there is no tool {name!r}; tools: {known}", True
             return await handler(run, arguments), False
         except ToolError as exc:

@@ -46,20 +46,31 @@ class ShellConfig(_Strict):
     """How the built-in agent's `run_shell` tool runs commands."""
 
     sandbox: Literal["auto", "bubblewrap", "none"] = Field(
-        "auto", description="auto: bubblewrap when it works here, else resource limits only"
+        default="auto",
+        description="auto/bubblewrap: bubblewrap, else the shell is off; none: no namespaces, commands run as "
+        "a separate unprivileged user (needs the hub to run as root)",
     )
     bwrap_path: str = "bwrap"
-    network: bool = Field(False, description="let sandboxed commands use the network (bubblewrap only)")
+    network: bool = Field(default=False, description="let sandboxed commands use the network (bubblewrap only)")
     extra_ro_binds: list[str] = Field(default_factory=list, description="host paths visible read-only")
-    shell: str = Field("bash", description="interpreter for `-c`; /bin/sh when this is not found")
-    timeout: float = Field(120.0, gt=0, le=24 * 3600, description="seconds one command may run")
-    max_timeout: float = Field(600.0, gt=0, le=24 * 3600, description="largest timeout a command may ask for")
-    output_cap: int = Field(32 * 1024, ge=256, le=16 * MiB, description="bytes of output kept (head and tail)")
-    cpu_seconds: int = Field(120, ge=1)
-    address_space: int = Field(4 * GiB, ge=64 * MiB, description="bytes of virtual memory per process")
-    file_size: int = Field(1 * GiB, ge=1024, description="largest file a command may write, bytes")
-    nproc: int = Field(512, ge=8, description="processes of the hub's user (RLIMIT_NPROC; not enforced for root)")
-    open_files: int = Field(1024, ge=16)
+    shell: str = Field(default="bash", description="interpreter for `-c`; /bin/sh when this is not found")
+    timeout: float = Field(default=120.0, gt=0, le=24 * 3600, description="seconds one command may run")
+    max_timeout: float = Field(default=600.0, gt=0, le=24 * 3600, description="largest timeout a command may ask for")
+    output_cap: int = Field(default=32 * 1024, ge=256, le=16 * MiB, description="bytes of output kept (head and tail)")
+    cpu_seconds: int = Field(default=120, ge=1)
+    address_space: int = Field(default=4 * GiB, ge=64 * MiB, description="bytes of virtual memory per process")
+    file_size: int = Field(default=1 * GiB, ge=1024, description="largest file a command may write, bytes")
+    nproc: int = Field(
+        default=512, ge=8, description="processes of the hub's user (RLIMIT_NPROC; not enforced for root)"
+    )
+    open_files: int = Field(default=1024, ge=16)
+    run_uid_base: int = Field(
+        default=2_100_000_000,
+        ge=1000,
+        le=4_000_000_000,
+        description="sandbox none: commands run as uid/gid base+slot, one otherwise unused id per concurrent command",
+    )
+    run_uid_slots: int = Field(default=64, ge=1, le=4096, description="sandbox none: concurrent commands at most")
 
     @model_validator(mode="after")
     def _timeouts(self) -> ShellConfig:

@@ -8,6 +8,7 @@ block on disk I/O: callers run them in a worker thread.
 from __future__ import annotations
 
 import base64
+import builtins
 import contextlib
 import os
 import shutil
@@ -218,7 +219,7 @@ class FileOps:
         return {"workspace": workspace.name, "path": target.shown, "entries": entries, "truncated": truncated}
 
     @staticmethod
-    def _walk(dir_fd: int, base: str, entries: list[dict[str, Any]], limit: int) -> bool:
+    def _walk(dir_fd: int, base: str, entries: builtins.list[dict[str, Any]], limit: int) -> bool:
         for root, dirs, files, root_fd in os.fwalk(".", dir_fd=dir_fd):
             prefix = "/".join(p for p in (base, root.removeprefix(".").strip("/")) if p)
             for name in sorted(dirs) + sorted(files):

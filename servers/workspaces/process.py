@@ -3,7 +3,8 @@
 The child starts a new session (so its process group holds it and everything it forks, unless
 something calls setsid itself) with resource limits applied between fork and exec. When the
 leader exits, when the timeout passes, or when the caller is cancelled, the whole group is
-killed with SIGKILL and the leader reaped, so nothing outlives the call.
+killed with SIGKILL and the leader reaped. What left the group (`setsid`) is the caller's to
+end through `after_exit` (the shell's sandbox modes track the whole tree).
 """
 
 from __future__ import annotations
@@ -147,6 +148,9 @@ class ProcessSpec:
     stderr_cap: int = 16 * 1024
     on_start: Callable[[int], Awaitable[None]] | None = field(default=None, repr=False)
     on_output: Callable[[bytes], None] | None = field(default=None, repr=False)
+    # Called whenever the leader's group is killed (leader exit, timeout, cancellation): kills what
+    # escaped the group (a `setsid` child), so its open pipe does not hold the drain either.
+    after_exit: Callable[[], Awaitable[None]] | None = field(default=None, repr=False)
 
 
 def kill_group(pgid: int) -> None:
@@ -203,6 +207,7 @@ async def run_process(spec: ProcessSpec) -> ProcessResult:
     stdout = CappedBuffer(spec.output_cap, tail=spec.keep_tail)
     stderr = None if spec.merge_stderr else CappedBuffer(spec.stderr_cap)
     timed_out = False
+    swept = False
     try:
         if spec.on_start is not None:
             await spec.on_start(pid)
@@ -220,6 +225,9 @@ async def run_process(spec: ProcessSpec) -> ProcessResult:
                 await protocol.exited.wait()
                 # The leader is done: whatever it left running in its group goes with it.
                 kill_group(pgid)
+                if spec.after_exit is not None:
+                    await spec.after_exit()
+                    swept = True
                 with anyio.move_on_after(DRAIN_GRACE):
                     await drained.wait()
                 tg.cancel_scope.cancel()
@@ -228,5 +236,7 @@ async def run_process(spec: ProcessSpec) -> ProcessResult:
         with anyio.CancelScope(shield=True):
             kill_group(pgid)
             await protocol.exited.wait()
+            if spec.after_exit is not None and not swept:
+                await spec.after_exit()
             transport.close()
     return ProcessResult(transport.get_returncode(), stdout, stderr, timed_out, time.perf_counter() - started, pid)

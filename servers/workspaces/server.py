@@ -24,7 +24,7 @@ PROGRESS_EVENTS = frozenset({"run_started", "assistant", "tool_call", "tool_resu
 
 def create(settings: ServerSettings) -> Domain:
     config = settings.parse(WorkspacesConfig)
-    service = WorkspacesService(config, settings.server_dir, settings.hub)
+    service = WorkspacesService(config, settings.server_dir, settings.hub, data_dir=settings.data_dir)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:

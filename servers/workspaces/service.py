@@ -26,11 +26,14 @@ from servers.workspaces.shell import Shell
 
 
 class WorkspacesService:
-    def __init__(self, config: WorkspacesConfig, server_dir: Path, hub: HubCaller | None) -> None:
+    def __init__(
+        self, config: WorkspacesConfig, server_dir: Path, hub: HubCaller | None, *, data_dir: Path | None = None
+    ) -> None:
+        """`data_dir` is the hub's data dir (secrets included), which shell commands must not reach."""
         self.config = config
         self.layout = WorkspaceLayout(config.root or server_dir / "workspaces", server_dir / "state")
         self.files = FileOps(config.max_file_bytes, config.max_list_entries)
-        self.shell = Shell(config.shell)
+        self.shell = Shell(config.shell, data_dir=data_dir, workspace_root=self.layout.root)
         self.sessions = SessionStore()
         self.runs = RunManager(async_result_ttl=config.async_result_ttl, read_result_ttl=config.read_result_ttl)
         self.hub_tools = hub_tool_specs(config)

@@ -82,7 +82,7 @@ def close_dangling_tool_calls(messages: list[dict[str, Any]]) -> list[dict[str, 
     """Answer tool calls that never got a result (a run cancelled or crashed mid-call): chat APIs
     refuse a conversation where an assistant's tool call has no tool message after it."""
     out: list[dict[str, Any]] = []
-    pending: list[str] = []
+    pending: list[object] = []  # the tool-call ids as the model sent them
 
     def close_pending() -> None:
         for call_id in pending:

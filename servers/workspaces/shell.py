@@ -1,28 +1,34 @@
-"""The agent's shell: commands run in the workspace, sandboxed by bubblewrap when it works here.
+"""The agent's shell: commands run in the workspace, isolated from the hub, or not at all.
 
 Isolation is decided once, by trying it: `bwrap` is run with the exact options commands will
-get. In containers bwrap often fails (no user namespaces, no mount rights); then commands run
-with resource limits only, and `status` says so with bwrap's own reason.
-
-Under bubblewrap a command sees: /usr (and the /bin, /lib... links) and a few files of /etc
+get. Under bubblewrap a command sees: /usr (and the /bin, /lib... links) and a few files of /etc
 read-only, its workspace read-write at its real path, a private /tmp, /proc and /dev, no network
-(unless `shell.network`), no other workspace and none of the hub's data. Either way it gets a
-scrubbed environment, rlimits, a timeout, capped output and its own process group.
+(unless `shell.network`), no other workspace and none of the hub's data; it runs in its own PID
+namespace, so everything it started dies with it.
+
+In containers bwrap often fails (no user namespaces, no mount rights). Isolation is never
+dropped silently: with `sandbox: auto` or `bubblewrap` the shell is then off (`status` says why).
+Only `sandbox: none`, the operator's explicit choice, runs commands without namespaces, and then
+as a separate unprivileged user (`run_user`). Every mode adds a scrubbed environment, rlimits, a
+timeout and capped output.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shlex
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
 
 from servers.kit import ToolError
+from servers.workspaces import run_user
 from servers.workspaces.config import ShellConfig
 from servers.workspaces.process import Limits, ProcessResult, ProcessSpec, run_process
 
@@ -42,7 +48,7 @@ SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 class Isolation:
     """What actually confines shell commands here (found by trying bubblewrap)."""
 
-    mode: str  # "bubblewrap" | "rlimits" | "unavailable"
+    mode: str  # "bubblewrap" | "separate-user" | "unavailable"
     reason: str
     network: bool
 
@@ -68,8 +74,12 @@ def scrubbed_env(workspace_dir: str, *, tmp: str = "/tmp") -> dict[str, str]:
 
 
 class Shell:
-    def __init__(self, config: ShellConfig) -> None:
+    def __init__(self, config: ShellConfig, *, data_dir: Path | None = None, workspace_root: str | None = None) -> None:
+        """`data_dir` and `workspace_root` let `sandbox: none` shut the run user out of the hub's data."""
         self.config = config
+        self.data_dir = data_dir
+        self.workspace_root = workspace_root
+        self.run_users = run_user.RunUsers(config.run_uid_base, config.run_uid_slots)
         self.limits = Limits(
             cpu_seconds=config.cpu_seconds,
             address_space=config.address_space,
@@ -115,13 +125,48 @@ class Shell:
     async def _probe(self) -> Isolation:
         mode = self.config.sandbox
         if mode == "none":
-            return Isolation("rlimits", "sandbox: none in the config; resource limits only", True)
+            failure = await self._try_run_user()
+            if failure is not None:
+                return Isolation("unavailable", f"the shell is off: {failure}", False)
+            return Isolation(
+                "separate-user",
+                "sandbox: none in the config; no namespaces, commands run as a separate unprivileged user "
+                "that cannot read the hub's data dir",
+                True,
+            )
         failure = await self._try_bwrap()
         if failure is None:
             return Isolation("bubblewrap", "bubblewrap works here", self.config.network)
         if mode == "bubblewrap":
             return Isolation("unavailable", f"sandbox: bubblewrap is required but does not work here: {failure}", False)
-        return Isolation("rlimits", f"bubblewrap does not work here ({failure}); resource limits only", True)
+        return Isolation(
+            "unavailable",
+            f"the shell is off: bubblewrap does not work here ({failure}); set shell.sandbox: none to run "
+            "commands as a separate unprivileged user instead",
+            False,
+        )
+
+    async def _try_run_user(self) -> str | None:
+        """None when a command ran as a separate user that cannot list the hub's data dir; else why not."""
+        reason = run_user.unavailable_reason()
+        if reason is not None:
+            return reason
+        if self.data_dir is not None:
+            root = self.workspace_root or str(self.data_dir)
+            await anyio.to_thread.run_sync(run_user.protect_data_dir, self.data_dir, root)
+        data = str(self.data_dir.resolve()) if self.data_dir is not None else None
+        check = f"ls {shlex.quote(data)} >/dev/null 2>&1 && echo exposed; id -u" if data else "id -u"
+        with tempfile.TemporaryDirectory(prefix="toolmux-user-probe-") as probe_dir:
+            try:
+                result = await self._run_as_user([self.shell, "-c", check], probe_dir, timeout=10.0, output_cap=4096)
+            except OSError as exc:
+                return f"cannot start {run_user.SETPRIV}: {exc.strerror}"
+        lines = result.stdout.text().split()
+        if result.exit_code != 0 or not lines or lines[-1] == "0":
+            return f"a probe command could not run as a separate user: {' '.join(lines) or result.exit_code}"
+        if "exposed" in lines:
+            return f"the separate user can still list the data dir {data}"
+        return None
 
     async def _try_bwrap(self) -> str | None:
         """None when bwrap ran a command with our options; else why not."""
@@ -160,19 +205,53 @@ class Shell:
         if isolation.mode == "unavailable":
             raise ToolError(isolation.reason, code="unavailable")
         wanted = timeout if timeout is not None else self.config.timeout
+        limit = min(max(wanted, 0.1), self.config.max_timeout)
         inner = [self.shell, "-c", command]
-        argv = self.bwrap_argv(workspace_dir, inner) if isolation.mode == "bubblewrap" else inner
+        if isolation.mode == "separate-user":
+            return await self._run_as_user(
+                inner, workspace_dir, timeout=limit, on_start=on_start, on_output=on_output, own_workspace=True
+            )
         spec = ProcessSpec(
-            argv=argv,
+            argv=self.bwrap_argv(workspace_dir, inner),
             cwd=workspace_dir,
             env=scrubbed_env(workspace_dir),
-            timeout=min(max(wanted, 0.1), self.config.max_timeout),
+            timeout=limit,
             output_cap=self.config.output_cap,
             limits=self.limits,
             on_start=on_start,
             on_output=on_output,
         )
         return await run_process(spec)
+
+    async def _run_as_user(
+        self,
+        inner: list[str],
+        workspace_dir: str,
+        *,
+        timeout: float,
+        output_cap: int | None = None,
+        on_start: Callable[[int], Awaitable[None]] | None = None,
+        on_output: Callable[[bytes], None] | None = None,
+        own_workspace: bool = False,
+    ) -> ProcessResult:
+        """Run `inner` as a fresh unprivileged uid; every process of that uid is killed afterwards."""
+        with self.run_users.claim() as user:
+            if own_workspace:
+                await anyio.to_thread.run_sync(run_user.own_tree, workspace_dir, user)
+            spec = ProcessSpec(
+                # The hub enters the workspace before dropping to the user, so the user needs no
+                # rights on the directories above it.
+                argv=[*user.wrapper(), *inner],
+                cwd=workspace_dir,
+                env=scrubbed_env(workspace_dir),
+                timeout=timeout,
+                output_cap=output_cap or self.config.output_cap,
+                limits=self.limits,
+                on_start=on_start,
+                on_output=on_output,
+                after_exit=lambda: run_user.kill_all(user),
+            )
+            return await run_process(spec)
 
 
 def describe(result: ProcessResult, timeout: float | None = None) -> str:

@@ -152,8 +152,9 @@ class MailUser:
 
 
 class Dovecot:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra_config: str = "") -> None:
         self.root = root
+        self.extra_config = extra_config
         self.port = 0
         self.tls_port = 0
         self.process: subprocess.Popen[bytes] | None = None
@@ -167,7 +168,8 @@ class Dovecot:
 
     @classmethod
     @contextmanager
-    def started(cls) -> Iterator[Dovecot]:
+    def started(cls, extra_config: str = "") -> Iterator[Dovecot]:
+        """A running dovecot; `extra_config` is appended to its config (e.g. an `imap_capability` override)."""
         binary = shutil.which("dovecot") or ("/usr/sbin/dovecot" if os.path.exists("/usr/sbin/dovecot") else None)
         if binary is None:
             raise MailFixtureError("dovecot is not installed: run ./scripts/setup (Debian package dovecot-imapd)")
@@ -175,7 +177,7 @@ class Dovecot:
             raise MailFixtureError("the dovecot test fixture runs dovecot as root (it drops to uid 65534 for mail)")
         root = Path(tempfile.mkdtemp(prefix="tm-dovecot-"))
         root.chmod(0o755)
-        server = cls(root)
+        server = cls(root, extra_config)
         try:
             server._start(binary)
             yield server
@@ -193,7 +195,9 @@ class Dovecot:
         for _ in range(3):  # a free port can be taken by someone else before dovecot binds it
             self.port, self.tls_port = free_port(), free_port()
             conf = self.root / "dovecot.conf"
-            conf.write_text(_CONFIG.format(root=self.root, uid=MAIL_UID, port=self.port, tls_port=self.tls_port))
+            conf.write_text(
+                _CONFIG.format(root=self.root, uid=MAIL_UID, port=self.port, tls_port=self.tls_port) + self.extra_config
+            )
             self.process = subprocess.Popen(
                 [binary, "-F", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
             )

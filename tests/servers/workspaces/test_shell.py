@@ -50,21 +50,25 @@ async def escape_attempt(shell: Shell, tmp_path: Path) -> tuple[bool, bool]:
 
 async def test_status_reports_the_isolation_that_is_really_active(env: Env, tmp_path: Path) -> None:
     isolation = (await env.ok("status", {}))["isolation"]
-    read_outside, has_network = await escape_attempt(env.service.shell, tmp_path)
     if isolation["shell"] == "bubblewrap":
+        read_outside, has_network = await escape_attempt(env.service.shell, tmp_path)
         assert not read_outside and not has_network and isolation["network"] is False
     else:
-        assert isolation["shell"] == "rlimits" and "bubblewrap" in isolation["reason"]
-        assert read_outside  # nothing but rlimits: the command sees the host's files, and status says so
+        # No working sandbox under `auto`: the shell is off, and status says so and why.
+        assert isolation["shell"] == "unavailable" and "bubblewrap" in isolation["reason"]
+        with pytest.raises(ToolError):
+            await escape_attempt(env.service.shell, tmp_path)
     assert isolation["limits"]["cpu_seconds"] == 120
 
 
-async def test_a_bwrap_that_cannot_create_namespaces_falls_back_to_rlimits_and_says_why(tmp_path: Path) -> None:
+async def test_a_bwrap_that_cannot_create_namespaces_turns_the_shell_off_and_says_why(tmp_path: Path) -> None:
     shell = Shell(ShellConfig(bwrap_path=broken_bwrap(tmp_path)))
     isolation = await shell.isolation()
-    assert isolation.mode == "rlimits" and CONTAINER_BWRAP_ERROR in isolation.reason
-    read_outside, _ = await escape_attempt(shell, tmp_path)
-    assert read_outside
+    assert isolation.mode == "unavailable" and CONTAINER_BWRAP_ERROR in isolation.reason
+    assert "sandbox: none" in isolation.reason  # names the explicit way out
+    with pytest.raises(ToolError) as refused:
+        await escape_attempt(shell, tmp_path)
+    assert refused.value.code == "unavailable"
 
 
 async def test_required_bubblewrap_that_does_not_work_refuses_to_run_commands(
@@ -80,9 +84,13 @@ async def test_required_bubblewrap_that_does_not_work_refuses_to_run_commands(
     assert refused.value.code == "unavailable"
 
 
-async def test_sandbox_none_is_reported_as_rlimits_only(tmp_path: Path) -> None:
-    isolation = await Shell(ShellConfig(sandbox="none")).isolation()
-    assert isolation.mode == "rlimits" and "sandbox: none" in isolation.reason and isolation.network
+async def test_sandbox_none_runs_commands_as_a_separate_unprivileged_user(tmp_path: Path) -> None:
+    shell = Shell(ShellConfig(sandbox="none"))
+    isolation = await shell.isolation()
+    assert isolation.mode == "separate-user" and "sandbox: none" in isolation.reason and isolation.network
+    result = await shell.run("id -u; id -G", workspace(tmp_path))
+    uid, groups = result.stdout.text().splitlines()
+    assert int(uid) >= 1000 and groups.split() == [uid]  # no root, no supplementary groups
 
 
 @pytest.mark.parametrize("sandbox", ["auto", "none"])

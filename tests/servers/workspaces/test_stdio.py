@@ -68,7 +68,7 @@ async def test_workspaces_server_runs_as_a_stdio_child(tmp_path: Path) -> None:
     assert [e["event"] for e in events][:2] == ["run_started", "process_started"]
     # Alone (no hub), the built-in agent cannot reach the models server, and says so.
     assert builtin.is_error and "hub" in builtin.content[0].text
-    assert status.structured_content["isolation"]["shell"] in ("bubblewrap", "rlimits")
+    assert status.structured_content["isolation"]["shell"] in ("bubblewrap", "unavailable")
     assert status.structured_content["agents"] == ["builtin", "scripted"]
 
 
