@@ -77,7 +77,7 @@ async def test_a_sync_run_over_http_answers_with_the_result(face: Face, http: ht
     sessions = await http.get("/workspaces/sessions/http")
     assert sessions.json()["sessions"][0]["session_id"] == body["session_id"]
     status = await http.get("/workspaces/status")
-    assert status.json()["busy"] == [] and status.json()["isolation"]["shell"] in ("bubblewrap", "rlimits")
+    assert status.json()["busy"] == [] and status.json()["isolation"]["shell"] in ("bubblewrap", "separate-user")
 
 
 async def test_async_run_is_accepted_then_fetched(http: httpx2.AsyncClient) -> None:
