@@ -15,4 +15,5 @@ FACADE_MODULES: list[str] = [
     "aggregator.facade.browser",
     "aggregator.facade.audio",
     "aggregator.facade.workspaces",
+    "aggregator.facade.web",
 ]
