@@ -102,6 +102,12 @@ class FetchConfig(BaseModel):
         default=300.0, ge=0, description="Extracted documents are kept this long, so paging with offset is cheap"
     )
     cache_entries: int = Field(default=32, ge=1, le=10000)
+    thorough_html_bytes: int = Field(
+        default=512 * 1024,
+        ge=0,
+        description="HTML up to this size gets trafilatura's full extraction (with its fallback extractors); "
+        "larger pages its fast mode, which needs about a quarter of the memory",
+    )
     extract_concurrency: int = Field(default=2, ge=1, le=64, description="Extractions (HTML, PDF) running at once")
 
 

@@ -85,7 +85,9 @@ def _declared_canonical(tree: Any, base: str) -> str | None:
     return None
 
 
-def extract_html(text: str, url: str, *, markdown: bool, max_links: int, language: str | None = None) -> Extracted:
+def extract_html(
+    text: str, url: str, *, markdown: bool, max_links: int, language: str | None = None, fast: bool = False
+) -> Extracted:
     """The main content of an HTML page (navigation, ads, banners and footers left out) with metadata."""
     from lxml import etree
     from trafilatura import bare_extraction, html2txt
@@ -106,6 +108,7 @@ def extract_html(text: str, url: str, *, markdown: bool, max_links: int, languag
         include_formatting=markdown,
         include_comments=False,
         include_tables=True,
+        fast=fast,
     )
     if not isinstance(document, Document) or document.body is None:
         # Too little text for the extractor to call anything "main content": give the page's text.

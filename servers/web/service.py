@@ -180,8 +180,14 @@ class WebService:
 
     def _html(self, text: str, raw: RawDocument, markdown: bool) -> Extracted:
         language = (raw.content_language or "").split(",")[0].strip() or None
+        fetch = self.config.fetch
         return extract_html(
-            text, raw.final_url, markdown=markdown, max_links=self.config.fetch.max_links, language=language
+            text,
+            raw.final_url,
+            markdown=markdown,
+            max_links=fetch.max_links,
+            language=language,
+            fast=len(raw.body) > fetch.thorough_html_bytes,
         )
 
     async def _render(self, url: str, hub: HubCaller | None) -> RawDocument:
