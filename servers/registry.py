@@ -135,8 +135,9 @@ BUILTINS: dict[str, BuiltinServer] = {
         config_model="servers.web.config:WebConfig",
         python_modules=("trafilatura", "pypdf", "charset_normalizer"),
         extra="web",
-        # Light imports (loaded on the first fetch) and extraction in worker threads.
-        default_mode="inprocess",
+        # Extraction costs ~90 ms CPU per 200 KB article (bench/web.py) and parses untrusted HTML and
+        # PDF: keep that CPU, and any parser blow-up, out of the hub. `mode: inprocess` saves a hop.
+        default_mode="stdio",
     ),
     "workspaces": BuiltinServer(
         name="workspaces",
