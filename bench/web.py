@@ -38,18 +38,18 @@ from typing import Any
 import anyio
 import psutil
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from lean_peers import BenchError, HttpPeer
 
+ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 MASTER_KEY = "bench-master-key-0123456789"
-WORDS = (
-    "river council flood park engineers wetland budget houses street regional fund autumn mayor town bridge "
-    "gauge level report residents campaign decade meadow path bank water season survey"
-).split()
+WORDS = [
+    *("river", "council", "flood", "park", "engineers", "wetland", "budget", "houses", "street", "regional"),
+    *("fund", "autumn", "mayor", "town", "bridge", "gauge", "level", "report", "residents", "campaign"),
+    *("decade", "meadow", "path", "bank", "water", "season", "survey"),
+]
 FETCH_NULLS = {"format": None, "max_chars": None, "offset": None, "render": None, "save": None}
 SEARCH_NULLS = {"categories": None, "language": None, "time_range": None, "safe_search": None, "page": None}
 
@@ -132,7 +132,7 @@ def row(name: str, samples_ms: list[float], cpu_ms: float | None = None, extra: 
 
 def cpu_seconds(process: psutil.Process) -> float:
     times = process.cpu_times()
-    return times.user + times.system
+    return float(times.user + times.system)
 
 
 def web_config(site: str, *, search_cache: bool) -> dict[str, Any]:
@@ -324,7 +324,9 @@ def main() -> None:
         print(f"web server bench: {size / 1024:.0f} KB article and a fake SearXNG in their own process on loopback")
         print(f"(a) the web server's own work, {args.n} calls each:")
         anyio.run(direct, site, args.n)
-        print(f"(b) through a hub process over streamable HTTP (2026-07-28), {args.n} fetches, {args.search_n} searches:")
+        print(
+            f"(b) through a hub process over streamable HTTP (2026-07-28), {args.n} fetches, {args.search_n} searches:"
+        )
         for mode in args.modes.split(","):
             through_hub(site, mode, args.n, args.search_n, Path(tmp))
 

@@ -17,11 +17,17 @@ from typing import Any
 import anyio
 from pypdf import PdfWriter
 from pypdf.annotations import Link
-from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+from pypdf.generic import ContentStream, DictionaryObject, NameObject
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.responses import StreamingResponse
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 from tests.support.asgi import serve_asgi
@@ -86,7 +92,8 @@ def long_article(paragraphs: int = 300) -> str:
         f"and the report for section {i} notes the banks held.</p>"
         for i in range(paragraphs)
     )
-    return f"<!doctype html><html lang='en'><head><title>Gauge report</title></head><body><article>{body}</article></body></html>"
+    head = "<!doctype html><html lang='en'><head><title>Gauge report</title></head>"
+    return f"{head}<body><article>{body}</article></body></html>"
 
 
 def make_pdf(pages: list[list[str]], *, title: str, author: str, link: str | None = None) -> bytes:
@@ -104,7 +111,7 @@ def make_pdf(pages: list[list[str]], *, title: str, author: str, link: str | Non
         page[NameObject("/Resources")] = DictionaryObject(
             {NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})}
         )
-        stream = DecodedStreamObject()
+        stream = ContentStream(None, writer)
         stream.set_data(("BT /F1 12 Tf 72 720 Td 16 TL " + " ".join(f"({ln}) '" for ln in lines) + " ET").encode())
         page.replace_contents(stream)
     if link is not None:

@@ -53,7 +53,7 @@ async def test_the_hub_offers_web_search_and_web_fetch_over_mcp_and_http(
     assert refused.value.code == "forbidden" and refused.value.field == "url"
     assert stored["text"] == "first line\nsecond line\n" and saved["url"].startswith(running.url)
     assert searched.status_code == 200, searched.text
-    assert [r["url"] for r in searched.json()["results"]][0] == "https://blog.example/wal-tuning"
+    assert searched.json()["results"][0]["url"] == "https://blog.example/wal-tuning"
     assert fetched.status_code == 200 and fetched.json()["format"] == "text"
     assert bad.status_code == 403 and bad.json()["error"]["field"] == "url"
     assert site.secret_hits == []
