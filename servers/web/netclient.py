@@ -113,8 +113,9 @@ def _media_type(content_type: str) -> tuple[str, str | None]:
 
 
 async def read_capped(response: httpx2.Response, limit: int) -> tuple[bytes, bool]:
-    """At most `limit` bytes of the (decoded) body, and whether there was more. Stops reading at
-    the limit, so memory stays flat however large the body is."""
+    """At most `limit` bytes of the decoded body, and whether there was more. Stops reading at
+    the limit, so memory stays flat however large the body is. httpx2 inflates compressed bodies
+    in bounded steps as they are iterated, so a gzip bomb is cut like any other body."""
     buffer = bytearray()
     async for chunk in response.aiter_bytes():
         room = limit - len(buffer)

@@ -9,6 +9,8 @@ stands for an internal service the policy must keep fetches away from (it record
 from __future__ import annotations
 
 import io
+import zlib
+from functools import cache
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -130,6 +132,15 @@ REPORT_PDF = make_pdf(
 )
 
 
+@cache
+def gzip_bomb(size: int = 64 * 1024 * 1024) -> bytes:
+    """A gzip body that inflates to `size` bytes of text (about 700 times its own size)."""
+    packer = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = b"bomb\n" * 200_000
+    parts = [packer.compress(block) for _ in range(size // len(block))]
+    return b"".join([*parts, packer.flush()])
+
+
 @dataclass
 class Site:
     url: str = ""  # http://127.0.0.1:PORT
@@ -172,6 +183,14 @@ def site_app(site: Site) -> Starlette:
 
         return StreamingResponse(chunks(), media_type="text/html")
 
+    async def gzipped(request: Request) -> Response:
+        if request.url.path == "/bomb.txt":
+            body, media = gzip_bomb(), "text/plain"
+        else:
+            packer = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+            body, media = packer.compress(b"squeezed text\n" * 1000) + packer.flush(), "text/plain"
+        return Response(body, headers={"content-type": media, "content-encoding": "gzip"})
+
     async def missing(request: Request) -> Response:
         return HTMLResponse("<title>Not found</title><p>no such page</p>", status_code=404)
 
@@ -194,6 +213,8 @@ def site_app(site: Site) -> Starlette:
             Route("/huge.html", huge),
             Route("/huge.txt", huge),
             Route("/stall", stall),
+            Route("/bomb.txt", gzipped),
+            Route("/squeezed.txt", gzipped),
             Route("/missing", missing),
             Route("/busy", busy),
         ]

@@ -131,6 +131,21 @@ async def test_a_50_mb_html_page_is_cut_at_the_limit_and_its_start_extracted(sit
     assert growth < 50 * 1024 * 1024, f"peak RSS grew by {growth / 2**20:.1f} MiB"
 
 
+async def test_a_gzip_bomb_is_inflated_only_up_to_the_limit(site: Site) -> None:
+    limit = 1024 * 1024
+    async with web_server(web_config(fetch={"max_bytes": limit})) as web:
+        squeezed = await fetch(web, f"{site.url}/squeezed.txt", max_chars=100_000)
+        baseline = _reset_peak_rss()
+        page = await fetch(web, f"{site.url}/bomb.txt", max_chars=1000)
+        growth = _peak_rss() - baseline
+    print(f"gzip bomb of 64 MiB cut at 1 MiB: peak RSS grew by {growth / 2**20:.1f} MiB")
+
+    assert squeezed["content"] == "squeezed text\n" * 1000 and squeezed["cut"] is False
+    assert page["cut"] is True and page["bytes"] == limit and page["content"].startswith("bomb\nbomb\n")
+    # 64 MiB once inflated; inflated only up to the 1 MiB limit, a few MiB at most.
+    assert growth < 16 * 1024 * 1024, f"peak RSS grew by {growth / 2**20:.1f} MiB"
+
+
 def _reset_peak_rss() -> int:
     """The current RSS (psutil), with the kernel's peak-RSS mark (VmHWM) reset to it."""
     gc.collect()
