@@ -16,6 +16,7 @@ from servers.kit import ToolError
 Kind = Literal["html", "pdf", "text", "json"]
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 JSON_SUFFIX = "+json"
+XML_TYPES = ("application/xml", "application/javascript", "application/x-yaml", "application/yaml")
 
 
 @dataclass
@@ -41,8 +42,8 @@ def kind_of(media_type: str, body: bytes) -> Kind | None:
         return "pdf"
     if media_type in ("application/json", "text/json") or media_type.endswith(JSON_SUFFIX):
         return "json"
-    if media_type.startswith("text/"):
-        return "text"
+    if media_type.startswith("text/") or media_type in XML_TYPES or media_type.endswith("+xml"):
+        return "text"  # feeds and other XML read as their source text
     if media_type in ("", "application/octet-stream", "binary/octet-stream"):
         head = body[:1024].lstrip()
         if head.startswith(b"%PDF-"):

@@ -159,7 +159,8 @@ class SearxngBackend:
                 for e in data.get("unresponsive_engines") or []
                 if isinstance(e, list) and e
             ],
-            number_of_results=int(data["number_of_results"]) if _score(data.get("number_of_results")) else None,
+            # SearXNG sends 0 when no engine gave an estimate.
+            number_of_results=int(count) if (count := _score(data.get("number_of_results"))) else None,
         )
 
     @staticmethod

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import io
 import zlib
-from functools import cache
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import anyio
