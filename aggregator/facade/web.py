@@ -13,6 +13,7 @@ unreadable document, 429 rate limited, 504 timeout).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import cache
 from typing import Any
 
 from starlette.requests import Request
@@ -30,10 +31,14 @@ MAX_BODY_BYTES = 64 * 1024
 REQUEST_TIMEOUT_S = 660.0
 
 
+@cache
+def _fields(tool: str) -> tuple[str, ...]:
+    return tuple(schemas.tool(SERVER, tool)["inputSchema"].get("properties", {}))
+
+
 def _with_nulls(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
     """`arguments` with every field of the tool's contract that the body left out set to null."""
-    fields = schemas.tool(SERVER, tool)["inputSchema"].get("properties", {})
-    return {**dict.fromkeys(fields), **arguments}
+    return {**dict.fromkeys(_fields(tool)), **arguments}
 
 
 def routes(ctx: FacadeContext) -> list[BaseRoute]:
