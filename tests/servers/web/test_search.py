@@ -111,7 +111,7 @@ async def test_a_rate_limited_backend_gives_a_retryable_error_with_its_retry_aft
     assert error["code"] == "rate_limited" and error["retryable"] is True and error["retry_after"] == 30
 
 
-async def test_a_backend_slower_than_its_timeout_gives_a_timeout_error(site: object, searxng: FakeSearxng) -> None:
+async def test_a_backend_slower_than_its_timeout_gives_a_timeout_error(searxng: FakeSearxng) -> None:
     config = web_config()
     config["search"] = {"searxng": {"url": searxng.url, "timeout_s": 0.3}}
     searxng.slow_arrived = anyio.Event()
@@ -157,14 +157,17 @@ async def test_a_query_longer_than_the_servers_limit_is_refused_naming_the_field
 
 
 async def test_every_field_is_required_as_openai_strict_schemas_demand(web: Domain) -> None:
-    contract = web.contracts["search"].input_schema
-    assert contract["additionalProperties"] is False
-    assert sorted(contract["required"]) == sorted(contract["properties"])
+    for tool in ("search", "fetch"):
+        contract = web.contracts[tool].input_schema
+        assert contract["additionalProperties"] is False
+        assert sorted(contract["required"]) == sorted(contract["properties"])
+        # Keywords OpenAI's strict mode refuses.
+        assert not _keys(contract) & {"default", "minLength", "maxLength", "uniqueItems", "format"}
     error = error_of(await call(web, "search", {"query": "x"}))
     assert error["code"] == "invalid_argument" and error["field"] in SEARCH_NULLS
 
 
-async def test_without_a_backend_search_is_absent_and_the_reason_is_given(site: object) -> None:
+async def test_without_a_backend_search_is_absent_and_the_reason_is_given() -> None:
     async with web_server(web_config()) as web:
         assert [t["name"] for t in web.list_tools()] == ["fetch"]
         error = error_of(await call(web, "search", {**SEARCH_NULLS, "query": "x"}))
@@ -206,3 +209,20 @@ async def test_brave_results_come_back_in_the_same_shape() -> None:
     assert news["results"][0]["category"] == "news" and fake.requests[1][0] == "news"
     assert refused["code"] == "invalid_argument" and refused["field"] == "categories"
     assert unauthorised["code"] == "unavailable"
+
+
+def _keys(schema: object) -> set[str]:
+    """Every keyword used anywhere in a schema (property names of `properties` excluded)."""
+    found: set[str] = set()
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key != "properties":
+                found.add(key)
+                found |= _keys(value)
+            else:
+                for sub in value.values():
+                    found |= _keys(sub)
+    elif isinstance(schema, list):
+        for item in schema:
+            found |= _keys(item)
+    return found
