@@ -52,7 +52,8 @@ class BrowserRenderer:
             raise
         error = error_from_result(result)
         if error is not None:
-            if error.code == "not_found" and "unknown tool" in error.message:
+            # The hub's "no such tool" names no field; the browser's own not_found names `session`.
+            if error.code == "not_found" and error.field is None:
                 raise _need_browser(self.config, error.message)
             # The browser names its own fields (url for goto); a refusal there is about our url.
             field = "url" if error.field in ("url", None) else "render"

@@ -82,7 +82,6 @@ class WebService:
         self.documents: TTLCache[Document] = TTLCache(fetch.cache_ttl_s, fetch.cache_entries)
         self.renderer = BrowserRenderer(config.render)
         self.extractions = anyio.CapacityLimiter(fetch.extract_concurrency)
-        self.backend_calls = 0
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -113,7 +112,6 @@ class WebService:
         cached = self.search_cache.get(key)
         if cached is not None:
             return {**cached, "cached": True}
-        self.backend_calls += 1
         page = await self.backend.search(query)
         answer = {
             "query": query.query,
