@@ -127,6 +127,18 @@ BUILTINS: dict[str, BuiltinServer] = {
         # Native engines (onnxruntime, pocketsphinx, CTranslate2) and their memory stay out of the hub.
         default_mode="stdio",
     ),
+    "web": BuiltinServer(
+        name="web",
+        summary="Web search through SearXNG (or Brave's API) and any page, PDF, text or JSON read as clean "
+        "Markdown or text, with the browser's network policy; /web/ over HTTP.",
+        module="servers.web.server",
+        config_model="servers.web.config:WebConfig",
+        python_modules=("trafilatura", "pypdf", "charset_normalizer"),
+        extra="web",
+        # Extraction costs ~90 ms CPU per 200 KB article (bench/web.py) and parses untrusted HTML and
+        # PDF: keep that CPU, and any parser blow-up, out of the hub. `mode: inprocess` saves a hop.
+        default_mode="stdio",
+    ),
     "workspaces": BuiltinServer(
         name="workspaces",
         summary="Directories where an agent runs tasks with file and shell tools (bubblewrap sandbox when "

@@ -16,4 +16,5 @@ FACADE_MODULES: list[str] = [
     "aggregator.facade.browser",
     "aggregator.facade.audio",
     "aggregator.facade.workspaces",
+    "aggregator.facade.web",
 ]

@@ -17,11 +17,11 @@ allow-listed, downloads are off, and sessions expire when idle.
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from servers.kit.netpolicy import HostPolicyConfig
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 
@@ -37,37 +37,9 @@ DEFAULT_FLAGS = (
     "--disable-sync",
 )
 
-HOST_PATTERN = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 
-
-class NavigationConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    allow_hosts: list[str] = Field(
-        default_factory=list,
-        description="Hosts reachable even when they resolve to private/loopback/link-local addresses: "
-        "names ('intranet.local', '*.corp.example'), IP addresses or CIDR ranges ('10.0.0.0/8')",
-    )
-    block_hosts: list[str] = Field(
-        default_factory=list, description="Hosts always refused (same forms as allow_hosts); wins over allow_hosts"
-    )
-    allow_private: bool = Field(
-        default=False, description="Allow every private, loopback and link-local address (not for shared hubs)"
-    )
-
-    @field_validator("allow_hosts", "block_hosts")
-    @classmethod
-    def _valid_entries(cls, entries: list[str]) -> list[str]:
-        cleaned = []
-        for entry in entries:
-            value = entry.strip().lower()
-            try:
-                ipaddress.ip_network(value.strip("[]"), strict=False)
-            except ValueError:
-                if not HOST_PATTERN.match(value):
-                    raise ValueError(f"{entry!r} is not a host name, '*.domain' pattern, IP address or CIDR") from None
-            cleaned.append(value)
-        return cleaned
+class NavigationConfig(HostPolicyConfig):
+    """Where the browser may go (the shared network policy's lists, under `navigation:`)."""
 
 
 class ScreenshotConfig(BaseModel):

@@ -23,7 +23,8 @@ from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
 
-from servers.browser.policy import NavigationPolicy, PolicyRefusal
+from servers.browser.policy import NavigationPolicy
+from servers.kit.netpolicy import PolicyRefusal
 
 _log = logging.getLogger("toolmux.browser.proxy")
 
