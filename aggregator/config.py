@@ -188,6 +188,7 @@ class FacadesConfig(_Model):
     browser: FacadeLimit = _limit(660.0, 32 * _MiB)  # run_script may run 600 s; upload_file carries base64
     forecast: FacadeLimit = _limit(900.0, 32 * _MiB)
     forecast_models: FacadeLimit = _limit(30.0, 64 * 1024)
+    web: FacadeLimit = _limit(660.0, 64 * 1024)  # the web server bounds each fetch and render itself
 
 
 class CatalogConfig(_Model):
