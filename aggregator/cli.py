@@ -41,8 +41,13 @@ def cmd_server(args: argparse.Namespace) -> int:
     if reason:
         print(f"toolmux server {args.name}: unavailable: {reason}", file=sys.stderr)
         return 3
-    if args.data_dir:
-        os.environ[ENV_DATA_DIR] = args.data_dir
+    from aggregator import datadir
+
+    try:
+        os.environ[ENV_DATA_DIR] = str(datadir.ensure_usable(datadir.resolve(args.data_dir)))
+    except datadir.DataDirError as exc:
+        print(f"{exc} [server {args.name}]", file=sys.stderr)
+        return 2
     settings = ServerSettings.from_environment(args.name, _load_server_config(args.config))
     try:
         domain = builtin.create(settings)
@@ -68,6 +73,24 @@ def _hub_config(path: str | None) -> Any:
     return hub_config.default()
 
 
+def _settle_data_dir(args: argparse.Namespace, config: Any, command: str) -> bool:
+    """Apply the one data-dir rule to `config` and make sure the directory is usable.
+
+    On failure prints one line (no traceback: a desktop client shows only the last stderr line)
+    and returns False; the caller exits with code 2.
+    """
+    from aggregator import datadir
+
+    path = datadir.resolve(getattr(args, "data_dir", None), config.server.data_dir, config_file=config.source)
+    try:
+        datadir.ensure_usable(path)
+    except datadir.DataDirError as exc:
+        print(f"{exc} [{command}]", file=sys.stderr)
+        return False
+    config.server.data_dir = str(path)
+    return True
+
+
 def cmd_stdio(args: argparse.Namespace) -> int:
     import importlib.util
 
@@ -88,10 +111,18 @@ def cmd_stdio(args: argparse.Namespace) -> int:
         return 2
     if args.startup_timeout is not None:
         config.server.startup_timeout = args.startup_timeout
+    if not _settle_data_dir(args, config, "stdio"):
+        return 2
+    # Over stdio stderr is the desktop client's log file: a generated key is stored, never shown.
+    key_file = config.data_dir / "master.key"
+    had_key = key_file.exists()
+    master_key = resolve_master_key(config, announce=False)
+    if not had_key and key_file.exists():
+        print(f"toolmux stdio: generated a master key, stored in {key_file}", file=sys.stderr)
     # Built-ins running as child processes call the hub back (e.g. speech storing audio); over
     # stdio the hub has no HTTP face, so it opens a private one on loopback for them.
     sock = bind_socket("127.0.0.1", 0)
-    hub = Hub(config, master_key=resolve_master_key(config), public_url=f"http://127.0.0.1:{sock.getsockname()[1]}")
+    hub = Hub(config, master_key=master_key, public_url=f"http://127.0.0.1:{sock.getsockname()[1]}")
     principal = hub.keys.principal_for(args.key) if args.key else None
     if args.key and principal is None:
         print("toolmux stdio: --key matches no configured key", file=sys.stderr)
@@ -145,8 +176,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config.server.host = args.host
     if args.port is not None:
         config.server.port = args.port
-    if args.data_dir:
-        config.server.data_dir = args.data_dir
+    if not _settle_data_dir(args, config, "serve"):
+        return 2
     host = config.server.host
     try:
         sock = bind_socket(host, config.server.port)
@@ -219,7 +250,9 @@ def _hub_target(args: argparse.Namespace) -> tuple[str, str | None]:
     url = args.url or os.environ.get("TOOLMUX_URL") or "http://127.0.0.1:4000/mcp/"
     key = args.key or os.environ.get("TOOLMUX_API_KEY") or os.environ.get("TOOLMUX_MASTER_KEY")
     if not key:
-        path = Path(args.data_dir or "./toolmux-data") / "master.key"
+        from aggregator import datadir
+
+        path = datadir.resolve(args.data_dir) / "master.key"
         if path.exists():
             key = path.read_text(encoding="utf-8").strip()
     return url, key
@@ -324,6 +357,12 @@ def cmd_clients(args: argparse.Namespace) -> int:
     return 0
 
 
+DATA_DIR_HELP = (
+    "data directory (default: $TOOLMUX_DATA_DIR, else the config's server.data_dir, else the user data dir, "
+    "e.g. ~/.local/share/toolmux)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toolmux", description="MCP-first tool server aggregator")
     parser.add_argument("--log-level", default=os.environ.get("TOOLMUX_LOG_LEVEL", "WARNING"))
@@ -338,14 +377,14 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--port", type=int, default=4001)
     server.add_argument("--key", help="API key for --http (default: $TOOLMUX_SERVER_KEY or generated)")
     server.add_argument("--config", help="YAML/JSON file with this server's own config section")
-    server.add_argument("--data-dir", help="data directory (default: $TOOLMUX_DATA_DIR or .data)")
+    server.add_argument("--data-dir", help=DATA_DIR_HELP)
     server.set_defaults(func=cmd_server)
 
     serve = sub.add_parser("serve", help="run the hub over HTTP: MCP at /mcp/, OpenAI-compatible /v1, facades")
     serve.add_argument("--config", help="toolmux YAML config (default: the embedded default)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 4000; 0 picks a free one)")
-    serve.add_argument("--data-dir", help="data directory (default ./toolmux-data)")
+    serve.add_argument("--data-dir", help=DATA_DIR_HELP)
     serve.set_defaults(func=cmd_serve)
 
     config_cmd = sub.add_parser("config", help="work with config files")
@@ -357,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     def hub_target(p: argparse.ArgumentParser) -> None:
         p.add_argument("--url", help="hub MCP URL (default $TOOLMUX_URL or http://127.0.0.1:4000/mcp/)")
         p.add_argument("--key", help="API key (default $TOOLMUX_API_KEY, $TOOLMUX_MASTER_KEY, or the data dir's)")
-        p.add_argument("--data-dir", help="where to find master.key (default ./toolmux-data)")
+        p.add_argument("--data-dir", help="where to find master.key; " + DATA_DIR_HELP)
 
     tools = sub.add_parser("tools", help="list the live catalog of a running hub")
     hub_target(tools)
@@ -380,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     stdio = sub.add_parser("stdio", help="serve the aggregated MCP server over stdin/stdout")
     stdio.add_argument("--config", help="toolmux YAML config (default: the embedded default)")
+    stdio.add_argument("--data-dir", help=DATA_DIR_HELP)
     stdio.add_argument("--key", help="act with this named key's tool scope instead of the master key's")
     stdio.add_argument(
         "--startup-timeout", type=float, help="seconds to wait for upstreams before serving (default 30)"

@@ -1,7 +1,7 @@
 """toolmux configuration: one YAML file, validated by pydantic, read once.
 
     builtins: auto                 # enable every built-in server whose dependencies are present
-    server: {host: 127.0.0.1, port: 4000, data_dir: ./toolmux-data, public_url: null}
+    server: {host: 127.0.0.1, port: 4000, data_dir: null, public_url: null}   # data_dir: see aggregator.datadir
     http: {allowed_origins: [], allowed_hosts: [], max_request_bytes: 10485760}
     auth:
       master_key: ${TOOLMUX_MASTER_KEY}
@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from aggregator import datadir
 
 SERVER_NAME_RE = re.compile(r"^[a-z0-9_]+$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -151,7 +153,11 @@ class HttpConfig(_Model):
 class ServerSection(_Model):
     host: str = "127.0.0.1"
     port: int = Field(4000, ge=0, le=65535)
-    data_dir: str = "./toolmux-data"
+    data_dir: str | None = Field(
+        None,
+        description="state directory; relative to this file. --data-dir and $TOOLMUX_DATA_DIR win over it; "
+        "unset means the platform's user data dir",
+    )
     public_url: str | None = None
     startup_timeout: float = Field(30.0, gt=0, description="seconds to wait for upstreams before serving")
 
@@ -180,7 +186,8 @@ class HubConfig(_Model):
 
     @property
     def data_dir(self) -> Path:
-        return Path(self.server.data_dir).expanduser()
+        """The configured data dir as an absolute path (the CLI has already applied flag and environment)."""
+        return datadir.resolve(None, self.server.data_dir, config_file=self.source, environ={})
 
 
 def interpolate(value: Any, path: str, problems: list[str], environ: dict[str, str]) -> Any:
