@@ -31,6 +31,18 @@ SERVER_NAME_RE = re.compile(r"^[a-z0-9_]+$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+def server_prefix(name: str) -> str:
+    """The tool-name prefix of a configured server name.
+
+    `-` separates prefix and tool, so a prefix is `[a-z0-9_]+`: a valid name is kept as it is;
+    any other is lowercased and each run of other characters becomes one `_`, trimmed at the
+    ends (`brave-search` -> `brave_search`, `GitHub` -> `github`, `My Server.v2` -> `my_server_v2`).
+    """
+    if SERVER_NAME_RE.match(name):
+        return name
+    return re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_")
+
+
 class ConfigError(ValueError):
     """The config is invalid. `problems` holds one `file: key.path: why` line per problem."""
 
@@ -174,13 +186,25 @@ class HubConfig(_Model):
     builtins: Literal["auto"] | list[str] = "auto"
     servers: dict[str, ServerEntry] = Field(default_factory=dict, alias="mcpServers")
 
-    @field_validator("servers")
+    @field_validator("servers", mode="before")
     @classmethod
-    def _names(cls, servers: dict[str, ServerEntry]) -> dict[str, ServerEntry]:
-        bad = [n for n in servers if not SERVER_NAME_RE.match(n)]
-        if bad:
-            raise ValueError(f"server names must match [a-z0-9_]+ (got {', '.join(map(repr, bad))})")
-        return servers
+    def _names(cls, servers: Any) -> Any:
+        """Accept any Claude Desktop name; the key becomes its tool-name prefix by `server_prefix`."""
+        if not isinstance(servers, dict):
+            return servers
+        renamed: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for name, entry in servers.items():
+            prefix = server_prefix(str(name))
+            if not prefix:
+                raise ValueError(f"server name {name!r} has no letter or digit to make a tool-name prefix from")
+            if prefix in sources:
+                raise ValueError(
+                    f"servers {sources[prefix]!r} and {name!r} both become the prefix {prefix!r}; rename one"
+                )
+            sources[prefix] = str(name)
+            renamed[prefix] = entry
+        return renamed
 
     source: str | None = Field(None, exclude=True, description="file the config came from")
 

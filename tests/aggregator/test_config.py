@@ -37,9 +37,23 @@ def test_errors_name_the_file_the_key_path_and_why(tmp_path: Path) -> None:
     assert f"{path}: auth.colour: unknown key" in problems
 
 
-def test_server_names_must_split_cleanly_at_the_first_separator() -> None:
-    with pytest.raises(ConfigError, match=r"mcpServers: .*server names must match \[a-z0-9_\]\+"):
-        parse({"mcpServers": {"My-Server": {"command": "x"}}})
+def test_claude_desktop_server_names_load_as_prefixes_that_split_cleanly_at_the_first_separator() -> None:
+    config = parse(
+        {"mcpServers": {"brave-search": {"command": "x"}, "GitHub": {"command": "y"}, "ok_1": {"url": "http://h"}}}
+    )
+    assert list(config.servers) == ["brave_search", "github", "ok_1"]
+    assert config.servers["brave_search"].command == "x"
+
+
+def test_two_server_names_with_the_same_prefix_are_a_load_error_naming_both() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse({"mcpServers": {"brave-search": {"command": "x"}, "Brave Search": {"command": "y"}}})
+    assert "'brave-search'" in caught.value.problems[0] and "'Brave Search'" in caught.value.problems[0]
+
+
+def test_a_server_name_with_no_letter_or_digit_is_refused() -> None:
+    with pytest.raises(ConfigError, match="mcpServers: "):
+        parse({"mcpServers": {"--": {"command": "x"}}})
 
 
 def test_environment_variables_are_interpolated_in_values_with_defaults() -> None:
