@@ -216,33 +216,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     from aggregator import config as hub_config
-    from servers import registry
+    from aggregator import datadir
+    from aggregator.hub import plan_servers
 
     try:
-        config = hub_config.load(args.file)
+        # Every problem of the file in one run: structure, unset variables and built-ins' own sections.
+        config = hub_config.load(args.file, builtins=True)
     except hub_config.ConfigError as exc:
         print("\n".join(exc.problems), file=sys.stderr)
         return 2
-    problems: list[str] = []
-    from aggregator.hub import plan_servers
-
     planned, unavailable = plan_servers(config)
-    for name, (entry, builtin) in planned.items():
-        if builtin is None:
-            continue
-        model = registry.BUILTINS[builtin].config_class()
-        if model is not None:
-            from servers.kit import ServerConfigError, ServerSettings
-
-            try:
-                ServerSettings(name=name, config=entry.config).parse(model)
-            except ServerConfigError as exc:
-                problems.append(f"{args.file}: {exc}")
-    if problems:
-        print("\n".join(problems), file=sys.stderr)
-        return 2
+    where = datadir.resolve(None, config.server.data_dir, config_file=config.source)
     print(f"{args.file}: ok ({len(planned)} servers", end="")
-    print(f"; unavailable here: {', '.join(f'{n} ({r})' for n, r in unavailable.items())})" if unavailable else ")")
+    print(
+        f"; unavailable here: {', '.join(f'{n} ({r})' for n, r in unavailable.items())}" if unavailable else "", end=""
+    )
+    print(f"); data dir {where}")
     return 0
 
 

@@ -56,6 +56,7 @@ def test_stdio_with_an_unusable_data_dir_fails_with_one_line_and_exit_code_2(tmp
     launch.mkdir(mode=0o555)
     done = subprocess.run(
         [sys.executable, "-m", "aggregator", "stdio"],
+        check=False,
         cwd=launch,
         env=_env(tmp_path, TOOLMUX_DATA_DIR=str(blocker / "data")),
         stdin=subprocess.DEVNULL,
