@@ -139,7 +139,10 @@ def cmd_stdio(args: argparse.Namespace) -> int:
             await StdioFace(app.core, principal or MASTER).serve()
             server.should_exit = True
 
-    anyio.run(main, backend_options={"use_uvloop": importlib.util.find_spec("uvloop") is not None})
+    try:
+        anyio.run(main, backend_options={"use_uvloop": importlib.util.find_spec("uvloop") is not None})
+    except KeyboardInterrupt:  # Ctrl-C in a terminal: a stop, not a crash
+        print("toolmux stdio: stopped", file=sys.stderr)
     return 0
 
 
@@ -196,7 +199,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    server = uvicorn.Server(
+    server = _stoppable_server(
         uvicorn.Config(
             app,
             loop=loop,
@@ -211,7 +214,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     )
     server.run(sockets=[sock])
+    if server.stopped_by:
+        print("toolmux: stopped", file=sys.stderr, flush=True)
     return 0 if server.started else 1
+
+
+def _stoppable_server_class() -> Any:
+    import contextlib
+    from collections.abc import Iterator
+
+    import uvicorn
+
+    class StoppableServer(uvicorn.Server):
+        """uvicorn's server, except that Ctrl-C or SIGTERM ends the process normally.
+
+        uvicorn re-raises a captured signal once it has shut down: SIGINT then surfaces as a
+        KeyboardInterrupt traceback and SIGTERM as death by signal. A person stopping the hub (or
+        systemd, or Docker) gets the graceful shutdown (in-flight requests get
+        timeout_graceful_shutdown seconds, children are stopped) and exit code 0.
+        """
+
+        stopped_by: list[int]
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            self.stopped_by = []
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    self.stopped_by = list(self._captured_signals)
+                    self._captured_signals.clear()
+
+    return StoppableServer
+
+
+def _stoppable_server(config: Any) -> Any:
+    return _stoppable_server_class()(config)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
