@@ -57,8 +57,14 @@ class _Model(BaseModel):
 
 class RestartPolicy(_Model):
     policy: Literal["always", "on-failure", "never"] = "always"
-    initial_backoff: float = Field(default=0.5, gt=0, le=60)
+    first_delay: float = Field(default=0.0, ge=0, le=60, description="seconds before restarting after one crash")
+    initial_backoff: float = Field(
+        default=0.5, gt=0, le=60, description="seconds before the next restart when it keeps crashing; doubles"
+    )
     max_backoff: float = Field(default=30.0, gt=0, le=3600)
+    stable_after: float = Field(
+        default=30.0, gt=0, description="seconds up after which a crash counts as a first crash again"
+    )
 
 
 class Timeouts(_Model):
