@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -27,6 +27,7 @@ from aggregator.front.http_stream import Receive, Send, header_map, send_body
 from aggregator.hub import Hub
 from aggregator.ids import new_id
 from aggregator.principal import Principal
+from aggregator.upstreams.upstream import Upstream
 
 _log = logging.getLogger("toolmux.app")
 
@@ -83,6 +84,9 @@ class HubApp:
         self.facades = Starlette(routes=self._facade_routes())
         self.ready = False
         self.started = anyio.Event()
+        # Start-up progress for a person watching (`toolmux serve`): each server as it settles, then ready.
+        self.on_join: Callable[[str, Upstream], None] | None = None
+        self.on_ready: Callable[[], None] | None = None
 
     def _facade_routes(self) -> list[BaseRoute]:
         routes: list[BaseRoute] = []
@@ -107,6 +111,9 @@ class HubApp:
         errors: list[str] = []
         async with anyio.create_task_group() as tg:
             await tg.start(self.hub.run)
+            if self.on_join is not None:
+                for name, upstream in list(self.hub.upstreams.items()):
+                    tg.start_soon(self._announce_join, name, upstream)
             await self.hub.wait_settled(self.hub.config.server.startup_timeout)
             # Name collisions are a load-time error: stop, then say why (outside the task group).
             errors = list(self.hub.catalog.snapshot.errors)
@@ -116,6 +123,8 @@ class HubApp:
                     tg.start_soon(self._reload_on_sighup)
                 self.ready = True
                 self.started.set()
+                if self.on_ready is not None:
+                    self.on_ready()
                 try:
                     yield
                 finally:
@@ -124,6 +133,11 @@ class HubApp:
             tg.cancel_scope.cancel()
         if errors:
             raise RuntimeError("name collisions in the catalog:\n  " + "\n  ".join(errors))
+
+    async def _announce_join(self, name: str, upstream: Upstream) -> None:
+        await upstream.settled.wait()
+        if self.on_join is not None:
+            self.on_join(name, upstream)
 
     async def _reload_on_sighup(self) -> None:
         import signal

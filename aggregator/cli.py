@@ -160,6 +160,23 @@ def bind_socket(host: str, port: int) -> Any:
     return sock
 
 
+def _drop_cancelled_tracebacks(record: logging.LogRecord) -> bool:
+    import asyncio
+
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+def _key_source(config: Any) -> str:
+    """Where the master key comes from, for the start-up summary (never the key itself)."""
+    from aggregator.auth import MASTER_KEY_ENV, MASTER_KEY_FILE
+
+    if config.auth.master_key:
+        return f"from auth.master_key in {config.source}"
+    if os.environ.get(MASTER_KEY_ENV):
+        return f"from ${MASTER_KEY_ENV}"
+    return f"in {config.data_dir / MASTER_KEY_FILE}"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import importlib.util
 
@@ -169,6 +186,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aggregator.auth import resolve_master_key
     from aggregator.config import ConfigError
     from aggregator.hub import Hub
+    from aggregator.startup_report import StartupReport
 
     try:
         config = _hub_config(args.config)
@@ -192,9 +210,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     public_url = (config.server.public_url or f"http://{shown_host}:{port}").rstrip("/")
     hub = Hub(config, master_key=resolve_master_key(config), public_url=public_url)
     app = HubApp(hub, bind_host=host, config_path=args.config)
+    report = StartupReport(public_url, _key_source(config))
+    app.on_join, app.on_ready = report.joined, report.ready
     print(
-        f"toolmux {__import__('aggregator').__version__}: MCP at {public_url}/mcp/ "
-        f"(OpenAI-compatible API at {public_url}/v1), data in {config.data_dir}",
+        f"toolmux {__import__('aggregator').__version__}: starting on {public_url}, data in {config.data_dir}",
         file=sys.stderr,
         flush=True,
     )
@@ -213,6 +232,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             proxy_headers=False,
         )
     )
+    # A second Ctrl-C skips the graceful shutdown; uvicorn then logs the cancelled lifespan as a crash.
+    logging.getLogger("uvicorn.error").addFilter(_drop_cancelled_tracebacks)
     server.run(sockets=[sock])
     if server.stopped_by:
         print("toolmux: stopped", file=sys.stderr, flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -64,7 +65,7 @@ def checkout_with_installed_venv(tmp_path: Path) -> Path:
 
 
 async def run_serve(
-    tmp_path: Path, builtins: list[str], path: str, stop: signal.Signals = signal.SIGTERM
+    tmp_path: Path, builtins: list[str], path: str, stop: tuple[signal.Signals, ...] = (signal.SIGTERM,)
 ) -> tuple[int, str]:
     """Run ./scripts/serve of a prepared checkout until ready, stop it with `stop`: (exit code, stderr)."""
     root = checkout_with_installed_venv(tmp_path)
@@ -87,16 +88,21 @@ async def run_serve(
                     break
         with anyio.fail_after(60):
             await readiness(url.removesuffix("/mcp/"))
-        process.send_signal(stop)
+        for sig in stop:
+            process.send_signal(sig)
         with anyio.fail_after(30):
             rest = b"".join([chunk async for chunk in process.stderr])
             code = await process.wait()
     return code, "\n".join(lines) + buffered.decode() + rest.decode()
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+@pytest.mark.parametrize(
+    "stop",
+    [(signal.SIGTERM,), (signal.SIGINT,), (signal.SIGINT, signal.SIGINT)],
+    ids=["sigterm", "ctrl-c", "ctrl-c-twice"],
+)
 async def test_scripts_serve_starts_the_hub_without_node_or_npm_and_stops_cleanly_on_a_signal(
-    tmp_path: Path, stop: signal.Signals
+    tmp_path: Path, stop: tuple[signal.Signals, ...]
 ) -> None:
     path = path_without(tmp_path)
     assert shutil.which("npm", path=path) is None
@@ -104,6 +110,8 @@ async def test_scripts_serve_starts_the_hub_without_node_or_npm_and_stops_cleanl
     assert code == 0, output
     assert "Traceback" not in output and "toolmux: stopped" in output
     assert "npm" not in output and "[setup] installing" not in output
+    assert re.search(r"\+ storage: \d+ tools in [0-9.]+ s", output) and "toolmux ready in" in output
+    assert re.search(r"key in .*master\.key", output)
 
 
 async def test_a_domain_whose_system_package_is_missing_is_left_out_in_one_line_and_the_hub_still_starts(
