@@ -442,6 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.set_defaults(func=cmd_config_check)
 
+    doctor = sub.add_parser("doctor", help="check this machine and config: extras, system packages, sandbox, ...")
+    doctor.add_argument("--config", help="toolmux YAML config (default: the embedded default)")
+    doctor.add_argument("--data-dir", help=DATA_DIR_HELP)
+    doctor.set_defaults(func=lambda args: __import__("aggregator.doctor").doctor.run(args.config, args.data_dir))
+
     def hub_target(p: argparse.ArgumentParser) -> None:
         p.add_argument("--url", help="hub MCP URL (default $TOOLMUX_URL or http://127.0.0.1:4000/mcp/)")
         p.add_argument("--key", help="API key (default $TOOLMUX_API_KEY, $TOOLMUX_MASTER_KEY, or the data dir's)")
