@@ -396,13 +396,24 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def cmd_clients(args: argparse.Namespace) -> int:
+    from aggregator import datadir
     from clients import configs
 
-    url = args.url or "http://127.0.0.1:4000/mcp/"
+    url = args.url or configs.DEFAULT_MCP_URL
     if args.app == "claude-desktop":
-        print(configs.claude_desktop(url=url, config_path=args.config, use_stdio=not args.http))
-    else:
+        # The launched hub must find the same data dir whatever directory the app starts it in.
+        data_dir = None if args.http else datadir.resolve(args.data_dir)
+        print(configs.claude_desktop(url=url, config_path=args.config, use_stdio=not args.http, data_dir=data_dir))
+    elif args.app == "librechat":
         print(configs.librechat(url=url))
+    elif args.app == "librechat-endpoint":
+        print(configs.librechat_endpoint(url=url, model=args.model))
+    elif args.app == "open-webui":
+        print(configs.open_webui(url=url))
+    elif args.app == "continue":
+        print(configs.continue_dev(url=url, model=args.model))
+    else:
+        print(configs.openai_env(url=url))
     return 0
 
 
@@ -464,11 +475,19 @@ def build_parser() -> argparse.ArgumentParser:
     hub_target(call)
     call.set_defaults(func=cmd_call)
 
-    clients = sub.add_parser("clients", help="print ready-to-paste config for MCP apps")
-    clients.add_argument("app", choices=["claude-desktop", "librechat"])
-    clients.add_argument("--url", help="the hub's MCP URL (default http://127.0.0.1:4000/mcp/)")
+    from clients.configs import APPS
+
+    clients = sub.add_parser(
+        "clients",
+        help="print ready-to-paste config for MCP and OpenAI-compatible apps",
+        description="apps: " + "; ".join(f"{name}: {what}" for name, what in APPS.items()),
+    )
+    clients.add_argument("app", choices=list(APPS))
+    clients.add_argument("--url", help="the hub's MCP URL or root URL (default http://127.0.0.1:4000/mcp/)")
     clients.add_argument("--config", help="claude-desktop stdio: the toolmux config to launch with")
+    clients.add_argument("--data-dir", help="claude-desktop stdio: data dir to pin; " + DATA_DIR_HELP)
     clients.add_argument("--http", action="store_true", help="claude-desktop: connect over HTTP instead of stdio")
+    clients.add_argument("--model", default="main", help="model alias for /v1 apps (default main)")
     clients.set_defaults(func=cmd_clients)
 
     stdio = sub.add_parser("stdio", help="serve the aggregated MCP server over stdin/stdout")
