@@ -349,8 +349,18 @@ def cmd_tools(args: argparse.Namespace) -> int:
     try:
         return anyio.run(main)
     except Exception as exc:
-        print(f"toolmux tools: cannot reach the hub at {url}: {exc}", file=sys.stderr)
+        print(f"toolmux tools: cannot reach the hub at {url}: {_root_cause(exc)}", file=sys.stderr)
         return 1
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The error a person can act on: the innermost of task-group wrappers, with its kind."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) or type(exc).__name__ in ("ConnectError", "ConnectTimeout"):
+        return f"{text} (is `toolmux serve` running there?)"
+    return text
 
 
 def _parse_call_args(pairs: list[str], raw_json: str | None) -> dict[str, Any]:
@@ -391,7 +401,7 @@ def cmd_call(args: argparse.Namespace) -> int:
     try:
         return anyio.run(main)
     except Exception as exc:
-        print(f"toolmux call: {exc}", file=sys.stderr)
+        print(f"toolmux call: {_root_cause(exc)}", file=sys.stderr)
         return 1
 
 

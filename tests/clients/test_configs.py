@@ -73,3 +73,14 @@ def test_openai_compatible_apps_get_the_hubs_v1_and_no_real_key(capsys: pytest.C
     assert env["OPENAI_API_BASE_URL"] == "http://hub.internal:4000/v1"
     servers = json.loads(env["TOOL_SERVER_CONNECTIONS"].strip("'"))
     assert servers[0]["type"] == "mcp" and servers[0]["url"] == url
+
+
+def test_toolmux_tools_with_the_hub_down_says_so_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert main(["tools", "--url", f"http://127.0.0.1:{port}/mcp/", "--key", "k"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"127.0.0.1:{port}" in err and "TaskGroup" not in err
