@@ -427,6 +427,9 @@ def cmd_clients(args: argparse.Namespace) -> int:
     return 0
 
 
+# The apps clients/configs.py generates for (listed here so that building the parser imports no client code).
+CLIENT_APPS = ("claude-desktop", "librechat", "librechat-endpoint", "open-webui", "continue", "openai-env")
+
 DATA_DIR_HELP = (
     "data directory (default: $TOOLMUX_DATA_DIR, else the config's server.data_dir, else the user data dir, "
     "e.g. ~/.local/share/toolmux)"
@@ -485,14 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     hub_target(call)
     call.set_defaults(func=cmd_call)
 
-    from clients.configs import APPS
-
-    clients = sub.add_parser(
-        "clients",
-        help="print ready-to-paste config for MCP and OpenAI-compatible apps",
-        description="apps: " + "; ".join(f"{name}: {what}" for name, what in APPS.items()),
-    )
-    clients.add_argument("app", choices=list(APPS))
+    clients = sub.add_parser("clients", help="print ready-to-paste config for MCP and OpenAI-compatible apps")
+    clients.add_argument("app", choices=CLIENT_APPS)
     clients.add_argument("--url", help="the hub's MCP URL or root URL (default http://127.0.0.1:4000/mcp/)")
     clients.add_argument("--config", help="claude-desktop stdio: the toolmux config to launch with")
     clients.add_argument("--data-dir", help="claude-desktop stdio: data dir to pin; " + DATA_DIR_HELP)

@@ -84,3 +84,10 @@ def test_toolmux_tools_with_the_hub_down_says_so_in_one_line(capsys: pytest.Capt
     assert main(["tools", "--url", f"http://127.0.0.1:{port}/mcp/", "--key", "k"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"127.0.0.1:{port}" in err and "TaskGroup" not in err
+
+
+def test_the_command_line_offers_every_app_the_generators_know() -> None:
+    from aggregator.cli import CLIENT_APPS
+    from clients.configs import APPS
+
+    assert set(CLIENT_APPS) == set(APPS)
