@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -33,6 +33,7 @@ from aggregator.hub import Hub
 from aggregator.ids import new_id
 from aggregator.principal import Principal
 from aggregator.protocol.errors import ErrorCode, ToolmuxError, code_for_status, internal_error
+from aggregator.upstreams.upstream import Upstream
 
 _log = logging.getLogger("toolmux.app")
 
@@ -119,6 +120,9 @@ class HubApp:
         )
         self.ready = False
         self.started = anyio.Event()
+        # Start-up progress for a person watching (`toolmux serve`): each server as it settles, then ready.
+        self.on_join: Callable[[str, Upstream], None] | None = None
+        self.on_ready: Callable[[], None] | None = None
 
     def _facade_routes(self) -> list[BaseRoute]:
         routes: list[BaseRoute] = []
@@ -143,6 +147,9 @@ class HubApp:
         errors: list[str] = []
         async with anyio.create_task_group() as tg:
             await tg.start(self.hub.run)
+            if self.on_join is not None:
+                for name, upstream in list(self.hub.upstreams.items()):
+                    tg.start_soon(self._announce_join, name, upstream)
             await self.hub.wait_settled(self.hub.config.server.startup_timeout)
             # Name collisions are a load-time error: stop, then say why (outside the task group).
             errors = list(self.hub.catalog.snapshot.errors)
@@ -152,6 +159,8 @@ class HubApp:
                     tg.start_soon(self._reload_on_sighup)
                 self.ready = True
                 self.started.set()
+                if self.on_ready is not None:
+                    self.on_ready()
                 try:
                     yield
                 finally:
@@ -160,6 +169,11 @@ class HubApp:
             tg.cancel_scope.cancel()
         if errors:
             raise RuntimeError("name collisions in the catalog:\n  " + "\n  ".join(errors))
+
+    async def _announce_join(self, name: str, upstream: Upstream) -> None:
+        await upstream.settled.wait()
+        if self.on_join is not None:
+            self.on_join(name, upstream)
 
     async def _reload_on_sighup(self) -> None:
         import signal

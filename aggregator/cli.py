@@ -41,8 +41,13 @@ def cmd_server(args: argparse.Namespace) -> int:
     if reason:
         print(f"toolmux server {args.name}: unavailable: {reason}", file=sys.stderr)
         return 3
-    if args.data_dir:
-        os.environ[ENV_DATA_DIR] = args.data_dir
+    from aggregator import datadir
+
+    try:
+        os.environ[ENV_DATA_DIR] = str(datadir.ensure_usable(datadir.resolve(args.data_dir)))
+    except datadir.DataDirError as exc:
+        print(f"{exc} [server {args.name}]", file=sys.stderr)
+        return 2
     settings = ServerSettings.from_environment(args.name, _load_server_config(args.config))
     try:
         domain = builtin.create(settings)
@@ -68,6 +73,24 @@ def _hub_config(path: str | None) -> Any:
     return hub_config.default()
 
 
+def _settle_data_dir(args: argparse.Namespace, config: Any, command: str) -> bool:
+    """Apply the one data-dir rule to `config` and make sure the directory is usable.
+
+    On failure prints one line (no traceback: a desktop client shows only the last stderr line)
+    and returns False; the caller exits with code 2.
+    """
+    from aggregator import datadir
+
+    path = datadir.resolve(getattr(args, "data_dir", None), config.server.data_dir, config_file=config.source)
+    try:
+        datadir.ensure_usable(path)
+    except datadir.DataDirError as exc:
+        print(f"{exc} [{command}]", file=sys.stderr)
+        return False
+    config.server.data_dir = str(path)
+    return True
+
+
 def cmd_stdio(args: argparse.Namespace) -> int:
     import importlib.util
 
@@ -88,10 +111,18 @@ def cmd_stdio(args: argparse.Namespace) -> int:
         return 2
     if args.startup_timeout is not None:
         config.server.startup_timeout = args.startup_timeout
+    if not _settle_data_dir(args, config, "stdio"):
+        return 2
+    # Over stdio stderr is the desktop client's log file: a generated key is stored, never shown.
+    key_file = config.data_dir / "master.key"
+    had_key = key_file.exists()
+    master_key = resolve_master_key(config, announce=False)
+    if not had_key and key_file.exists():
+        print(f"toolmux stdio: generated a master key, stored in {key_file}", file=sys.stderr)
     # Built-ins running as child processes call the hub back (e.g. speech storing audio); over
     # stdio the hub has no HTTP face, so it opens a private one on loopback for them.
     sock = bind_socket("127.0.0.1", 0)
-    hub = Hub(config, master_key=resolve_master_key(config), public_url=f"http://127.0.0.1:{sock.getsockname()[1]}")
+    hub = Hub(config, master_key=master_key, public_url=f"http://127.0.0.1:{sock.getsockname()[1]}")
     principal = hub.keys.principal_for(args.key) if args.key else None
     if args.key and principal is None:
         print("toolmux stdio: --key matches no configured key", file=sys.stderr)
@@ -108,7 +139,10 @@ def cmd_stdio(args: argparse.Namespace) -> int:
             await StdioFace(app.core, principal or MASTER).serve()
             server.should_exit = True
 
-    anyio.run(main, backend_options={"use_uvloop": importlib.util.find_spec("uvloop") is not None})
+    try:
+        anyio.run(main, backend_options={"use_uvloop": importlib.util.find_spec("uvloop") is not None})
+    except KeyboardInterrupt:  # Ctrl-C in a terminal: a stop, not a crash
+        print("toolmux stdio: stopped", file=sys.stderr)
     return 0
 
 
@@ -126,6 +160,23 @@ def bind_socket(host: str, port: int) -> Any:
     return sock
 
 
+def _drop_cancelled_tracebacks(record: logging.LogRecord) -> bool:
+    import asyncio
+
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+def _key_source(config: Any) -> str:
+    """Where the master key comes from, for the start-up summary (never the key itself)."""
+    from aggregator.auth import MASTER_KEY_ENV, MASTER_KEY_FILE
+
+    if config.auth.master_key:
+        return f"from auth.master_key in {config.source}"
+    if os.environ.get(MASTER_KEY_ENV):
+        return f"from ${MASTER_KEY_ENV}"
+    return f"in {config.data_dir / MASTER_KEY_FILE}"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import importlib.util
 
@@ -135,6 +186,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aggregator.auth import resolve_master_key
     from aggregator.config import ConfigError
     from aggregator.hub import Hub
+    from aggregator.startup_report import StartupReport
 
     try:
         config = _hub_config(args.config)
@@ -145,8 +197,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config.server.host = args.host
     if args.port is not None:
         config.server.port = args.port
-    if args.data_dir:
-        config.server.data_dir = args.data_dir
+    if not _settle_data_dir(args, config, "serve"):
+        return 2
     host = config.server.host
     try:
         sock = bind_socket(host, config.server.port)
@@ -158,14 +210,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     public_url = (config.server.public_url or f"http://{shown_host}:{port}").rstrip("/")
     hub = Hub(config, master_key=resolve_master_key(config), public_url=public_url)
     app = HubApp(hub, bind_host=host, config_path=args.config)
+    report = StartupReport(public_url, _key_source(config))
+    app.on_join, app.on_ready = report.joined, report.ready
     print(
-        f"toolmux {__import__('aggregator').__version__}: MCP at {public_url}/mcp/ "
-        f"(OpenAI-compatible API at {public_url}/v1), data in {config.data_dir}",
+        f"toolmux {__import__('aggregator').__version__}: starting on {public_url}, data in {config.data_dir}",
         file=sys.stderr,
         flush=True,
     )
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    server = uvicorn.Server(
+    server = _stoppable_server(
         uvicorn.Config(
             app,
             loop=loop,
@@ -179,39 +232,66 @@ def cmd_serve(args: argparse.Namespace) -> int:
             proxy_headers=False,
         )
     )
+    # A second Ctrl-C skips the graceful shutdown; uvicorn then logs the cancelled lifespan as a crash.
+    logging.getLogger("uvicorn.error").addFilter(_drop_cancelled_tracebacks)
     server.run(sockets=[sock])
+    if server.stopped_by:
+        print("toolmux: stopped", file=sys.stderr, flush=True)
     return 0 if server.started else 1
+
+
+def _stoppable_server_class() -> Any:
+    import contextlib
+    from collections.abc import Iterator
+
+    import uvicorn
+
+    class StoppableServer(uvicorn.Server):
+        """uvicorn's server, except that Ctrl-C or SIGTERM ends the process normally.
+
+        uvicorn re-raises a captured signal once it has shut down: SIGINT then surfaces as a
+        KeyboardInterrupt traceback and SIGTERM as death by signal. A person stopping the hub (or
+        systemd, or Docker) gets the graceful shutdown (in-flight requests get
+        timeout_graceful_shutdown seconds, children are stopped) and exit code 0.
+        """
+
+        stopped_by: list[int]
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            self.stopped_by = []
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    self.stopped_by = list(self._captured_signals)
+                    self._captured_signals.clear()
+
+    return StoppableServer
+
+
+def _stoppable_server(config: Any) -> Any:
+    return _stoppable_server_class()(config)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     from aggregator import config as hub_config
-    from servers import registry
+    from aggregator import datadir
+    from aggregator.hub import plan_servers
 
     try:
-        config = hub_config.load(args.file)
+        # Every problem of the file in one run: structure, unset variables and built-ins' own sections.
+        config = hub_config.load(args.file, builtins=True)
     except hub_config.ConfigError as exc:
         print("\n".join(exc.problems), file=sys.stderr)
         return 2
-    problems: list[str] = []
-    from aggregator.hub import plan_servers
-
     planned, unavailable = plan_servers(config)
-    for name, (entry, builtin) in planned.items():
-        if builtin is None:
-            continue
-        model = registry.BUILTINS[builtin].config_class()
-        if model is not None:
-            from servers.kit import ServerConfigError, ServerSettings
-
-            try:
-                ServerSettings(name=name, config=entry.config).parse(model)
-            except ServerConfigError as exc:
-                problems.append(f"{args.file}: {exc}")
-    if problems:
-        print("\n".join(problems), file=sys.stderr)
-        return 2
+    where = datadir.resolve(None, config.server.data_dir, config_file=config.source)
     print(f"{args.file}: ok ({len(planned)} servers", end="")
-    print(f"; unavailable here: {', '.join(f'{n} ({r})' for n, r in unavailable.items())})" if unavailable else ")")
+    print(
+        f"; unavailable here: {', '.join(f'{n} ({r})' for n, r in unavailable.items())}" if unavailable else "", end=""
+    )
+    print(f"); data dir {where}")
     return 0
 
 
@@ -219,7 +299,9 @@ def _hub_target(args: argparse.Namespace) -> tuple[str, str | None]:
     url = args.url or os.environ.get("TOOLMUX_URL") or "http://127.0.0.1:4000/mcp/"
     key = args.key or os.environ.get("TOOLMUX_API_KEY") or os.environ.get("TOOLMUX_MASTER_KEY")
     if not key:
-        path = Path(args.data_dir or "./toolmux-data") / "master.key"
+        from aggregator import datadir
+
+        path = datadir.resolve(args.data_dir) / "master.key"
         if path.exists():
             key = path.read_text(encoding="utf-8").strip()
     return url, key
@@ -267,8 +349,18 @@ def cmd_tools(args: argparse.Namespace) -> int:
     try:
         return anyio.run(main)
     except Exception as exc:
-        print(f"toolmux tools: cannot reach the hub at {url}: {exc}", file=sys.stderr)
+        print(f"toolmux tools: cannot reach the hub at {url}: {_root_cause(exc)}", file=sys.stderr)
         return 1
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The error a person can act on: the innermost of task-group wrappers, with its kind."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) or type(exc).__name__ in ("ConnectError", "ConnectTimeout"):
+        return f"{text} (is `toolmux serve` running there?)"
+    return text
 
 
 def _parse_call_args(pairs: list[str], raw_json: str | None) -> dict[str, Any]:
@@ -309,19 +401,39 @@ def cmd_call(args: argparse.Namespace) -> int:
     try:
         return anyio.run(main)
     except Exception as exc:
-        print(f"toolmux call: {exc}", file=sys.stderr)
+        print(f"toolmux call: {_root_cause(exc)}", file=sys.stderr)
         return 1
 
 
 def cmd_clients(args: argparse.Namespace) -> int:
+    from aggregator import datadir
     from clients import configs
 
-    url = args.url or "http://127.0.0.1:4000/mcp/"
+    url = args.url or configs.DEFAULT_MCP_URL
     if args.app == "claude-desktop":
-        print(configs.claude_desktop(url=url, config_path=args.config, use_stdio=not args.http))
-    else:
+        # The launched hub must find the same data dir whatever directory the app starts it in.
+        data_dir = None if args.http else datadir.resolve(args.data_dir)
+        print(configs.claude_desktop(url=url, config_path=args.config, use_stdio=not args.http, data_dir=data_dir))
+    elif args.app == "librechat":
         print(configs.librechat(url=url))
+    elif args.app == "librechat-endpoint":
+        print(configs.librechat_endpoint(url=url, model=args.model))
+    elif args.app == "open-webui":
+        print(configs.open_webui(url=url))
+    elif args.app == "continue":
+        print(configs.continue_dev(url=url, model=args.model))
+    else:
+        print(configs.openai_env(url=url))
     return 0
+
+
+# The apps clients/configs.py generates for (listed here so that building the parser imports no client code).
+CLIENT_APPS = ("claude-desktop", "librechat", "librechat-endpoint", "open-webui", "continue", "openai-env")
+
+DATA_DIR_HELP = (
+    "data directory (default: $TOOLMUX_DATA_DIR, else the config's server.data_dir, else the user data dir, "
+    "e.g. ~/.local/share/toolmux)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -338,14 +450,14 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--port", type=int, default=4001)
     server.add_argument("--key", help="API key for --http (default: $TOOLMUX_SERVER_KEY or generated)")
     server.add_argument("--config", help="YAML/JSON file with this server's own config section")
-    server.add_argument("--data-dir", help="data directory (default: $TOOLMUX_DATA_DIR or .data)")
+    server.add_argument("--data-dir", help=DATA_DIR_HELP)
     server.set_defaults(func=cmd_server)
 
     serve = sub.add_parser("serve", help="run the hub over HTTP: MCP at /mcp/, OpenAI-compatible /v1, facades")
     serve.add_argument("--config", help="toolmux YAML config (default: the embedded default)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 4000; 0 picks a free one)")
-    serve.add_argument("--data-dir", help="data directory (default ./toolmux-data)")
+    serve.add_argument("--data-dir", help=DATA_DIR_HELP)
     serve.set_defaults(func=cmd_serve)
 
     config_cmd = sub.add_parser("config", help="work with config files")
@@ -354,10 +466,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.set_defaults(func=cmd_config_check)
 
+    doctor = sub.add_parser("doctor", help="check this machine and config: extras, system packages, sandbox, ...")
+    doctor.add_argument("--config", help="toolmux YAML config (default: the embedded default)")
+    doctor.add_argument("--data-dir", help=DATA_DIR_HELP)
+    doctor.set_defaults(func=lambda args: __import__("aggregator.doctor").doctor.run(args.config, args.data_dir))
+
     def hub_target(p: argparse.ArgumentParser) -> None:
         p.add_argument("--url", help="hub MCP URL (default $TOOLMUX_URL or http://127.0.0.1:4000/mcp/)")
         p.add_argument("--key", help="API key (default $TOOLMUX_API_KEY, $TOOLMUX_MASTER_KEY, or the data dir's)")
-        p.add_argument("--data-dir", help="where to find master.key (default ./toolmux-data)")
+        p.add_argument("--data-dir", help="where to find master.key; " + DATA_DIR_HELP)
 
     tools = sub.add_parser("tools", help="list the live catalog of a running hub")
     hub_target(tools)
@@ -371,15 +488,18 @@ def build_parser() -> argparse.ArgumentParser:
     hub_target(call)
     call.set_defaults(func=cmd_call)
 
-    clients = sub.add_parser("clients", help="print ready-to-paste config for MCP apps")
-    clients.add_argument("app", choices=["claude-desktop", "librechat"])
-    clients.add_argument("--url", help="the hub's MCP URL (default http://127.0.0.1:4000/mcp/)")
+    clients = sub.add_parser("clients", help="print ready-to-paste config for MCP and OpenAI-compatible apps")
+    clients.add_argument("app", choices=CLIENT_APPS)
+    clients.add_argument("--url", help="the hub's MCP URL or root URL (default http://127.0.0.1:4000/mcp/)")
     clients.add_argument("--config", help="claude-desktop stdio: the toolmux config to launch with")
+    clients.add_argument("--data-dir", help="claude-desktop stdio: data dir to pin; " + DATA_DIR_HELP)
     clients.add_argument("--http", action="store_true", help="claude-desktop: connect over HTTP instead of stdio")
+    clients.add_argument("--model", default="main", help="model alias for /v1 apps (default main)")
     clients.set_defaults(func=cmd_clients)
 
     stdio = sub.add_parser("stdio", help="serve the aggregated MCP server over stdin/stdout")
     stdio.add_argument("--config", help="toolmux YAML config (default: the embedded default)")
+    stdio.add_argument("--data-dir", help=DATA_DIR_HELP)
     stdio.add_argument("--key", help="act with this named key's tool scope instead of the master key's")
     stdio.add_argument(
         "--startup-timeout", type=float, help="seconds to wait for upstreams before serving (default 30)"

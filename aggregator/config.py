@@ -1,7 +1,7 @@
 """toolmux configuration: one YAML file, validated by pydantic, read once.
 
     builtins: auto                 # enable every built-in server whose dependencies are present
-    server: {host: 127.0.0.1, port: 4000, data_dir: ./toolmux-data, public_url: null}
+    server: {host: 127.0.0.1, port: 4000, data_dir: null, public_url: null}   # data_dir: see aggregator.datadir
     http: {allowed_origins: [], allowed_hosts: [], max_request_bytes: 10485760}
     facades: {llm: {timeout: 600, max_body_bytes: 16777216}, mail: {...}, ...}   # see FacadesConfig
     auth:
@@ -26,8 +26,22 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from aggregator import datadir
+
 SERVER_NAME_RE = re.compile(r"^[a-z0-9_]+$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def server_prefix(name: str) -> str:
+    """The tool-name prefix of a configured server name.
+
+    `-` separates prefix and tool, so a prefix is `[a-z0-9_]+`: a valid name is kept as it is;
+    any other is lowercased and each run of other characters becomes one `_`, trimmed at the
+    ends (`brave-search` -> `brave_search`, `GitHub` -> `github`, `My Server.v2` -> `my_server_v2`).
+    """
+    if SERVER_NAME_RE.match(name):
+        return name
+    return re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_")
 
 
 class ConfigError(ValueError):
@@ -44,14 +58,20 @@ class _Model(BaseModel):
 
 class RestartPolicy(_Model):
     policy: Literal["always", "on-failure", "never"] = "always"
-    initial_backoff: float = Field(0.5, gt=0, le=60)
-    max_backoff: float = Field(30.0, gt=0, le=3600)
+    first_delay: float = Field(default=0.0, ge=0, le=60, description="seconds before restarting after one crash")
+    initial_backoff: float = Field(
+        default=0.5, gt=0, le=60, description="seconds before the next restart when it keeps crashing; doubles"
+    )
+    max_backoff: float = Field(default=30.0, gt=0, le=3600)
+    stable_after: float = Field(
+        default=30.0, gt=0, description="seconds up after which a crash counts as a first crash again"
+    )
 
 
 class Timeouts(_Model):
-    connect: float = Field(30.0, gt=0, description="seconds to spawn/connect and finish the handshake")
-    call: float = Field(120.0, gt=0, description="seconds one tools/call (or other request) may take")
-    list: float = Field(15.0, gt=0, description="seconds for tools/resources/prompts listing")
+    connect: float = Field(default=30.0, gt=0, description="seconds to spawn/connect and finish the handshake")
+    call: float = Field(default=120.0, gt=0, description="seconds one tools/call (or other request) may take")
+    list: float = Field(default=15.0, gt=0, description="seconds for tools/resources/prompts listing")
 
 
 class ToolFilter(_Model):
@@ -72,11 +92,11 @@ class ServerEntry(_Model):
     headers: dict[str, str] = Field(default_factory=dict)
     transport: Literal["auto", "streamable-http", "sse"] = "auto"
     protocol: Literal["auto", "legacy", "modern"] = Field(
-        "auto",
+        default="auto",
         description="auto probes with server/discover and speaks the stateless 2026-07-28 revision when the "
         "server does, else the 2025-11-25 session handshake",
     )
-    type: str | None = Field(None, description="accepted for compatibility with other configs; ignored")
+    type: str | None = Field(default=None, description="accepted for compatibility with other configs; ignored")
     # built-in domain server
     builtin: str | None = None
     mode: Literal["inprocess", "stdio"] | None = None
@@ -115,10 +135,10 @@ class KeyEntry(_Model):
 
 
 class AuthConfig(_Model):
-    master_key: str | None = Field(None, min_length=16)
+    master_key: str | None = Field(default=None, min_length=16)
     keys: list[KeyEntry] = Field(default_factory=list)
     anonymous: str | None = Field(
-        None,
+        default=None,
         description="act as this key ('master' or a named key) for requests that carry no key at all; "
         "a wrong key is still refused. For single-user machines; never on a public address.",
     )
@@ -143,18 +163,22 @@ class AuthConfig(_Model):
 class HttpConfig(_Model):
     allowed_origins: list[str] = Field(default_factory=list, description="extra Origins (scheme://host[:port])")
     allowed_hosts: list[str] = Field(default_factory=list, description="extra Host headers (host[:port])")
-    max_request_bytes: int = Field(10 * 1024 * 1024, gt=0)
-    body_timeout: float = Field(30.0, gt=0, description="seconds a client may take to send one request body")
-    session_idle_timeout: float = Field(3600.0, gt=0)
-    max_sessions: int = Field(10000, gt=0)
+    max_request_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    body_timeout: float = Field(default=30.0, gt=0, description="seconds a client may take to send one request body")
+    session_idle_timeout: float = Field(default=3600.0, gt=0)
+    max_sessions: int = Field(default=10000, gt=0)
 
 
 class ServerSection(_Model):
     host: str = "127.0.0.1"
-    port: int = Field(4000, ge=0, le=65535)
-    data_dir: str = "./toolmux-data"
+    port: int = Field(default=4000, ge=0, le=65535)
+    data_dir: str | None = Field(
+        default=None,
+        description="state directory; relative to this file. --data-dir and $TOOLMUX_DATA_DIR win over it; "
+        "unset means the platform's user data dir",
+    )
     public_url: str | None = None
-    startup_timeout: float = Field(30.0, gt=0, description="seconds to wait for upstreams before serving")
+    startup_timeout: float = Field(default=30.0, gt=0, description="seconds to wait for upstreams before serving")
 
 
 _MiB = 1024 * 1024
@@ -204,23 +228,39 @@ class HubConfig(_Model):
     builtins: Literal["auto"] | list[str] = "auto"
     servers: dict[str, ServerEntry] = Field(default_factory=dict, alias="mcpServers")
 
-    @field_validator("servers")
+    @field_validator("servers", mode="before")
     @classmethod
-    def _names(cls, servers: dict[str, ServerEntry]) -> dict[str, ServerEntry]:
-        bad = [n for n in servers if not SERVER_NAME_RE.match(n)]
-        if bad:
-            raise ValueError(f"server names must match [a-z0-9_]+ (got {', '.join(map(repr, bad))})")
-        return servers
+    def _names(cls, servers: Any) -> Any:
+        """Accept any Claude Desktop name; the key becomes its tool-name prefix by `server_prefix`."""
+        if not isinstance(servers, dict):
+            return servers
+        renamed: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for name, entry in servers.items():
+            prefix = server_prefix(str(name))
+            if not prefix:
+                raise ValueError(f"server name {name!r} has no letter or digit to make a tool-name prefix from")
+            if prefix in sources:
+                raise ValueError(
+                    f"servers {sources[prefix]!r} and {name!r} both become the prefix {prefix!r}; rename one"
+                )
+            sources[prefix] = str(name)
+            renamed[prefix] = entry
+        return renamed
 
-    source: str | None = Field(None, exclude=True, description="file the config came from")
+    source: str | None = Field(default=None, exclude=True, description="file the config came from")
 
     @property
     def data_dir(self) -> Path:
-        return Path(self.server.data_dir).expanduser()
+        """The configured data dir as an absolute path (the CLI has already applied flag and environment)."""
+        return datadir.resolve(None, self.server.data_dir, config_file=self.source, environ={})
 
 
-def interpolate(value: Any, path: str, problems: list[str], environ: dict[str, str]) -> Any:
-    """Replace `${VAR}` / `${VAR:-default}` in every string of a parsed YAML tree."""
+Loc = tuple[str | int, ...]
+Problem = tuple[Loc, str]
+
+
+def _interpolate(value: Any, loc: Loc, problems: list[Problem], environ: dict[str, str]) -> Any:
     if isinstance(value, str):
 
         def sub(match: re.Match[str]) -> str:
@@ -229,54 +269,154 @@ def interpolate(value: Any, path: str, problems: list[str], environ: dict[str, s
                 return environ[name]
             if default is not None:
                 return default
-            problems.append(f"{path}: environment variable {name} is not set (use ${{{name}:-default}})")
+            problems.append((loc, f"environment variable {name} is not set (use ${{{name}:-default}})"))
             return ""
 
         return _ENV_RE.sub(sub, value)
     if isinstance(value, dict):
-        return {k: interpolate(v, f"{path}.{k}" if path else str(k), problems, environ) for k, v in value.items()}
+        return {k: _interpolate(v, (*loc, str(k)), problems, environ) for k, v in value.items()}
     if isinstance(value, list):
-        return [interpolate(v, f"{path}[{i}]", problems, environ) for i, v in enumerate(value)]
+        return [_interpolate(v, (*loc, i), problems, environ) for i, v in enumerate(value)]
     return value
 
 
-def _format_loc(loc: tuple[Any, ...]) -> str:
+def interpolate(value: Any, path: str, problems: list[str], environ: dict[str, str]) -> Any:
+    """Replace `${VAR}` / `${VAR:-default}` in every string of a parsed YAML tree."""
+    found: list[Problem] = []
+    result = _interpolate(value, (path,) if path else (), found, environ)
+    problems.extend(f"{_format_loc(loc)}: {why}" for loc, why in found)
+    return result
+
+
+def _format_loc(loc: Loc) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
             out += f".{part}" if out else str(part)
-    return out or "(root)"
+    return out or "(top level)"
+
+
+def _plain(err: Any) -> str:
+    """A pydantic error message in plain words."""
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required, but missing"
+    return str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+def _either(messages: list[str]) -> str:
+    """One message for the members of a union: "Input should be 'auto' or a valid list"."""
+    unique = list(dict.fromkeys(messages))
+    lead = "Input should be "
+    return " or ".join([unique[0], *(m.removeprefix(lead) if unique[0].startswith(lead) else m for m in unique[1:])])
+
+
+def _is_union_tag(part: str | int) -> bool:
+    # pydantic names the member of a union it tried (`literal['auto']`, `list[str]`): not a key of the file.
+    return isinstance(part, str) and ("[" in part or "'" in part or part.startswith("function-"))
+
+
+def model_problems(model: type[BaseModel], data: Any, at: Loc = ()) -> list[Problem]:
+    """Every validation problem of `data` against `model`, located under `at`."""
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        merged: dict[Loc, list[str]] = {}
+        for err in exc.errors():
+            loc = (*at, *(p for p in err["loc"] if not _is_union_tag(p)))
+            merged.setdefault(loc, []).append(_plain(err))
+        return [(loc, _either(msgs)) for loc, msgs in merged.items()]
+    return []
+
+
+def builtin_problems(data: dict[str, Any]) -> list[Problem]:
+    """Problems in the `config:` sections of built-in servers, checked against each server's own model."""
+    from servers import registry
+
+    key = "mcpServers" if "mcpServers" in data else "servers"
+    servers = data.get(key)
+    if not isinstance(servers, dict):
+        return []
+    problems: list[Problem] = []
+    for name, entry in servers.items():
+        if not isinstance(entry, dict) or entry.get("command") or entry.get("url"):
+            continue
+        builtin = registry.BUILTINS.get(str(entry.get("builtin") or server_prefix(str(name))))
+        if builtin is None or not isinstance(entry.get("config", {}), dict):
+            continue
+        model = builtin.config_class()
+        if model is not None:
+            problems += model_problems(model, entry.get("config", {}), (key, server_prefix(str(name)), "config"))
+    return problems
+
+
+def validate(data: Any, environ: dict[str, str] | None = None, *, builtins: bool = False) -> tuple[Any, list[Problem]]:
+    """(HubConfig or None, every problem found): interpolation, structure, and optionally built-ins' sections."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        return None, [((), "the top level must be a mapping")]
+    problems: list[Problem] = []
+    data = _interpolate(data, (), problems, dict(os.environ) if environ is None else environ)
+    unset = {loc for loc, _ in problems}
+    # A value left empty by an unset variable would only repeat that problem in other words.
+    problems += [p for p in model_problems(HubConfig, data) if p[0] not in unset]
+    if builtins:
+        problems += [p for p in builtin_problems(data) if p[0] not in unset]
+    if problems:
+        return None, problems
+    return HubConfig.model_validate(data), []
 
 
 def parse(data: Any, source: str = "<config>", environ: dict[str, str] | None = None) -> HubConfig:
     """Validate an already-parsed YAML tree."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError([f"{source}: the top level must be a mapping"])
-    problems: list[str] = []
-    data = interpolate(data, "", problems, dict(os.environ) if environ is None else environ)
-    if problems:
-        raise ConfigError([f"{source}: {p}" for p in problems])
-    try:
-        config = HubConfig.model_validate(data)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = _format_loc(tuple(err["loc"]))
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key"
-            lines.append(f"{source}: {loc}: {msg}")
-        raise ConfigError(lines) from None
+    config, problems = validate(data, environ)
+    if config is None:
+        raise ConfigError([f"{source}: {_format_loc(loc)}: {why}" for loc, why in problems])
+    assert isinstance(config, HubConfig)
     config.source = source
     return config
 
 
-def load(path: str | Path, environ: dict[str, str] | None = None) -> HubConfig:
-    """Read and validate a YAML config file."""
+def key_lines(text: str) -> dict[Loc, int]:
+    """{key path: 1-based line} of every mapping key and sequence item in a YAML document."""
+    lines: dict[Loc, int] = {}
+
+    def walk(node: yaml.Node, loc: Loc) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                if loc in (("mcpServers",), ("servers",)):  # servers are validated under their prefix
+                    key = server_prefix(key)
+                lines[(*loc, key)] = key_node.start_mark.line + 1
+                walk(value_node, (*loc, key))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[(*loc, i)] = item.start_mark.line + 1
+                walk(item, (*loc, i))
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _line_of(loc: Loc, lines: dict[Loc, int]) -> int:
+    """The line of the deepest part of `loc` the file has (a missing key points at its parent)."""
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return 1
+
+
+def load(path: str | Path, environ: dict[str, str] | None = None, *, builtins: bool = False) -> HubConfig:
+    """Read and validate a YAML config file; every problem is reported as `file:line: key.path: why`.
+
+    `builtins=True` also checks the built-in servers' own `config:` sections (as `config check` does).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -284,12 +424,23 @@ def load(path: str | Path, environ: dict[str, str] | None = None) -> HubConfig:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
     try:
         data = yaml.safe_load(text)
+        lines = key_lines(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        where = (
+            f"{mark.line + 1}: invalid YAML at line {mark.line + 1}, column {mark.column + 1}"
+            if mark
+            else " invalid YAML"
+        )
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{path}: {where}invalid YAML: {problem}"]) from None
-    return parse(data, str(path), environ)
+        raise ConfigError([f"{path}:{where}: {problem}"]) from None
+    config, problems = validate(data, environ, builtins=builtins)
+    if config is None:
+        located = sorted(((_line_of(loc, lines), loc, why) for loc, why in problems), key=lambda p: p[0])
+        raise ConfigError([f"{path}:{line}: {_format_loc(loc)}: {why}" for line, loc, why in located])
+    assert isinstance(config, HubConfig)
+    config.source = str(path)
+    return config
 
 
 def default() -> HubConfig:

@@ -192,7 +192,7 @@ class Upstream:
     async def run(self) -> None:
         """Connect and serve until stopped, restarting per the server's restart policy."""
         policy = self.entry.restart
-        backoff = policy.initial_backoff
+        delay = policy.first_delay
         with anyio.CancelScope() as scope:
             self._scope = scope
             while not self._stopped:
@@ -204,12 +204,13 @@ class Upstream:
                 if policy.policy == "never" or (policy.policy == "on-failure" and not failed):
                     self.state = "stopped"
                     break
-                # A session that stayed up a while earns a fresh backoff.
-                if time.monotonic() - started > 60:
-                    backoff = policy.initial_backoff
-                _log.warning("server %s is down (%s); restarting in %.1f s", self.name, self.reason, backoff)
-                await anyio.sleep(backoff)
-                backoff = min(backoff * 2, policy.max_backoff)
+                # One crash restarts at once; only a server that keeps crashing (down again within
+                # stable_after seconds of its restart) waits, initial_backoff doubling up to max_backoff.
+                if time.monotonic() - started > policy.stable_after:
+                    delay = policy.first_delay
+                _log.warning("server %s is down (%s); restarting in %.1f s", self.name, self.reason, delay)
+                await anyio.sleep(delay)
+                delay = min(max(delay * 2, policy.initial_backoff), policy.max_backoff)
                 self.restarts += 1
         self._set_down("stopped" if self._stopped else self.state, self.reason)
 

@@ -27,6 +27,13 @@ class ServerConfigError(ValueError):
     """A server's config section is invalid; the message names the key path."""
 
 
+def _data_dir() -> Path:
+    """$TOOLMUX_DATA_DIR (the hub always sets it for its children), else the one rule the CLI uses."""
+    from aggregator import datadir
+
+    return datadir.resolve()
+
+
 @dataclass
 class ServerSettings:
     """Everything a domain's `create()` needs."""
@@ -70,7 +77,7 @@ class ServerSettings:
         return cls(
             name=name,
             config=config,
-            data_dir=Path(os.environ.get(ENV_DATA_DIR) or ".data"),
+            data_dir=_data_dir(),
             public_url=os.environ.get(ENV_PUBLIC_URL),
             hub=hub,
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -33,7 +32,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--key", help="only this hub key's usage")
     parser.add_argument("--model", help="only this alias's usage")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--data-dir", help="data directory (default: $TOOLMUX_DATA_DIR or .data)")
+    parser.add_argument("--data-dir", help="data directory (default: $TOOLMUX_DATA_DIR, else the user data dir)")
     parser.add_argument("--db", help="path of the usage database (default: <data dir>/models/usage.sqlite3)")
     parser.set_defaults(func=run)
 
@@ -75,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
     if args.db:
         path = Path(args.db)
     else:
-        path = Path(args.data_dir or os.environ.get("TOOLMUX_DATA_DIR") or ".data") / "models" / "usage.sqlite3"
+        from aggregator import datadir  # the one data-dir rule every command shares
+
+        path = datadir.resolve(args.data_dir) / "models" / "usage.sqlite3"
     if not path.exists():
         print(f"toolmux usage: no usage recorded yet ({path} does not exist)", file=sys.stderr)
         return 1

@@ -40,7 +40,8 @@ class ListChanges:
 
 
 async def test_a_killed_child_fails_its_call_leaves_the_catalog_and_comes_back(tmp_path: Path) -> None:
-    servers = {"alpha": probe("alpha", restart={"initial_backoff": 1.0}), "beta": probe("beta")}
+    # A second before the restart, so the test can see the server gone in between.
+    servers = {"alpha": probe("alpha", restart={"first_delay": 1.0}), "beta": probe("beta")}
     async with running_hub(tmp_path, servers) as running:
         changes = ListChanges()
         progressed = anyio.Event()
@@ -172,3 +173,43 @@ async def test_a_child_that_exits_at_start_is_reported_with_what_it_said(tmp_pat
         reason = running.hub.health(deep=False)["servers"]["storage"]["reason"]
     assert "exited with status 2" in reason
     assert "invalid config: servers.storage.config.buckets" in reason
+
+
+async def test_a_killed_child_is_back_with_its_tools_within_two_seconds(tmp_path: Path) -> None:
+    async with running_hub(tmp_path, {"alpha": probe("alpha")}) as running:
+        changes = ListChanges()
+        async with running.client(message_handler=changes.handler) as hub:
+            pid = int((await hub.call_tool("alpha-pid", {})).content[0].text)  # type: ignore[union-attr]
+            os.kill(pid, signal.SIGKILL)
+            with anyio.fail_after(2):
+                await changes.next()  # gone
+                await changes.next()  # back
+                new_pid = int((await hub.call_tool("alpha-pid", {})).content[0].text)  # type: ignore[union-attr]
+    assert new_pid != pid
+
+
+async def test_a_child_that_keeps_crashing_waits_longer_before_each_restart(tmp_path: Path) -> None:
+    import logging
+    import re
+
+    delays: list[float] = []
+    three = anyio.Event()
+
+    class Restarts(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            found = re.search(r"server crashy is down .*; restarting in ([0-9.]+) s", record.getMessage())
+            if found:
+                delays.append(float(found.group(1)))
+                if len(delays) == 3:
+                    three.set()
+
+    crashing = {"command": sys.executable, "args": ["-c", "pass"], "restart": {"initial_backoff": 0.2}}
+    handler = Restarts()
+    logging.getLogger("toolmux").addHandler(handler)
+    try:
+        async with running_hub(tmp_path, {"crashy": crashing}):
+            with anyio.fail_after(20):
+                await three.wait()
+    finally:
+        logging.getLogger("toolmux").removeHandler(handler)
+    assert delays[:3] == [0.0, 0.2, 0.4]

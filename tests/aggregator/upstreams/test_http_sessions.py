@@ -32,7 +32,11 @@ async def remote() -> AsyncIterator[tuple[SessionServer, str]]:
 
 
 def remote_entry(url: str, token: str = SECRET) -> dict[str, object]:
-    return {"url": url, "headers": {"Authorization": f"Bearer {token}"}, "restart": {"initial_backoff": 5}}
+    return {
+        "url": url,
+        "headers": {"Authorization": f"Bearer {token}"},
+        "restart": {"first_delay": 5, "initial_backoff": 5},
+    }
 
 
 async def started(hub: RunningHub) -> None:
@@ -197,7 +201,7 @@ async def test_a_remote_server_that_goes_away_gives_clear_errors_and_leaves_the_
 
     async with anyio.create_task_group() as tg:
         base = await tg.start(serve)
-        entry = {"url": f"{base}/mcp", "restart": {"initial_backoff": 5}}
+        entry = {"url": f"{base}/mcp", "restart": {"first_delay": 5, "initial_backoff": 5}}
         async with running_hub(tmp_path, {"remote": entry}) as hub, hub.client(message_handler=on_message) as client:
             assert await client.call("remote-echo", text="hello") == [{"type": "text", "text": "echo hello"}]
             stop.set()

@@ -70,7 +70,7 @@ async def test_an_endpoint_on_another_origin_is_refused(tmp_path: Path) -> None:
 async def test_when_neither_transport_answers_the_reason_names_both(tmp_path: Path) -> None:
     server = LegacySseServer()
     async with serve_asgi(server.app()) as base:
-        wrong = {"url": f"{base}/nothing-here", "restart": {"initial_backoff": 5}}
+        wrong = {"url": f"{base}/nothing-here", "restart": {"first_delay": 5, "initial_backoff": 5}}
         async with running_hub(tmp_path, {"gone": wrong}) as hub, hub.client():
             state = hub.hub.health(deep=True)["servers"]["gone"]
 
