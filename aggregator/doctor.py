@@ -11,6 +11,7 @@ import shutil
 import socket
 import stat
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import anyio
@@ -81,21 +82,39 @@ async def check_sandbox(config: HubConfig) -> list[Finding]:
     if "workspaces" not in plan_servers(config)[0]:
         return []
     from servers.workspaces.config import WorkspacesConfig
-    from servers.workspaces.shell import Shell
+    from servers.workspaces.doctor import shell_isolation
 
     entry = config.servers.get("workspaces")
-    shell_config = WorkspacesConfig.model_validate(entry.config if entry else {}).shell
-    isolation = await Shell(shell_config).isolation()
-    if isolation.mode == "bubblewrap":
+    section = entry.config if entry else {}
+    # The workspaces server's own probe: it tries the sandbox the way a run would.
+    isolation = await anyio.to_thread.run_sync(shell_isolation, section, Path(config.data_dir))
+    if isolation["shell"] == "bubblewrap":
         return [Finding("ok", "workspace sandbox", "bubblewrap isolates commands here")]
+    if isolation["ok"]:
+        return [Finding("warn", "workspace sandbox", f"{isolation['shell']}: {isolation['reason']}")]
+    bwrap_path = WorkspacesConfig.model_validate(dict(section or {})).shell.bwrap_path
     fix = (
         "apt-get install bubblewrap"
-        if shutil.which(shell_config.bwrap_path) is None
+        if shutil.which(bwrap_path) is None
         else "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1; in Docker run with "
-        "--security-opt seccomp=unconfined or a seccomp profile allowing clone/unshare)"
+        "--security-opt seccomp=unconfined or a seccomp profile allowing clone/unshare), or choose "
+        "shell.sandbox: none (commands then run as a separate unprivileged user; needs the hub to run as root)"
     )
-    level: Level = "fail" if isolation.mode == "unavailable" else "warn"
-    return [Finding(level, "workspace sandbox", isolation.reason, fix)]
+    return [Finding("fail", "workspace sandbox", f"the agent's shell is off: {isolation['reason']}", fix)]
+
+
+def check_web(config: HubConfig) -> list[Finding]:
+    from aggregator.hub import plan_servers
+
+    if "web" not in plan_servers(config)[0]:
+        return []
+    from servers.web.config import search_unavailable_reason
+
+    entry = config.servers.get("web")
+    reason = search_unavailable_reason(entry.config if entry else None)
+    if reason is None:
+        return [Finding("ok", "web search", "a search backend is configured")]
+    return [Finding("warn", "web search", f"web-search is absent: {reason}", "see docs/web.md (servers.web.config)")]
 
 
 def check_data_dir(config: HubConfig) -> list[Finding]:
@@ -175,6 +194,7 @@ async def diagnose(config_path: str | None, data_dir: str | None = None) -> list
     config.server.data_dir = str(datadir.resolve(data_dir, config.server.data_dir, config_file=config.source))
     findings += check_domains(config)
     findings += await check_sandbox(config)
+    findings += check_web(config)
     findings += check_data_dir(config)
     findings += await check_port(config)
     findings += await check_backends(config)

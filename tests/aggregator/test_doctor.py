@@ -89,3 +89,19 @@ async def _run_cli(main: object, argv: list[str]) -> int:
 
     # The CLI runs its own event loop: call it from a worker thread.
     return int(await anyio.to_thread.run_sync(main, argv))  # type: ignore[arg-type]
+
+
+async def test_web_search_without_a_backend_is_a_warning_naming_the_key(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    config: dict[str, object] = {"builtins": ["web"], "server": {"data_dir": str(data), "port": 0}}
+    path = tmp_path / "toolmux.yaml"
+    path.write_text(yaml.safe_dump(config))
+    findings = {f.topic: f for f in await diagnose(str(path))}
+    assert findings["web search"].level == "warn"
+    assert "search.searxng.url" in findings["web search"].detail
+
+    config["mcpServers"] = {"web": {"config": {"search": {"searxng": {"url": "http://127.0.0.1:9/"}}}}}
+    path.write_text(yaml.safe_dump(config))
+    findings = {f.topic: f for f in await diagnose(str(path))}
+    assert findings["web search"].level == "ok"
