@@ -21,8 +21,8 @@ from fnmatch import fnmatchcase
 from functools import cached_property
 from typing import Any
 
-from aggregator.front.headers import x_mcp_headers
 from aggregator.principal import Principal
+from aggregator.protocol.headers import x_mcp_headers
 from aggregator.upstreams.upstream import Upstream
 from servers.kit.contract import ToolContract
 

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from aggregator import jsonrpc
-from aggregator.front.eras import META_CLIENT_CAPABILITIES, META_LOG_LEVEL, META_SERVER_INFO
 from aggregator.ids import new_id
-from aggregator.jsonrpc import RpcError
 from aggregator.principal import Principal
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.eras import META_CLIENT_CAPABILITIES, META_LOG_LEVEL, META_SERVER_INFO
+from aggregator.protocol.jsonrpc import RpcError
 from aggregator.upstreams.peer import CallRoute, ProgressFn
 from aggregator.upstreams.upstream import Upstream
 from servers.kit.context import CALLER_META_KEY, REQUEST_ID_META_KEY

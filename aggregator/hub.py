@@ -10,14 +10,15 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from aggregator import __version__, dispatch, jsonrpc
+from aggregator import __version__, dispatch
 from aggregator.auth import INTERNAL, KeyStore
 from aggregator.catalog import Catalog
 from aggregator.config import HubConfig, ServerEntry
-from aggregator.front.eras import META_SUBSCRIPTION_ID
 from aggregator.front.mrtr import InputBroker
 from aggregator.front.session import FrontSession
 from aggregator.metrics import Metrics
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.eras import META_SUBSCRIPTION_ID
 from aggregator.upstreams import openers
 from aggregator.upstreams.upstream import ChannelOpener, Upstream
 from servers import registry

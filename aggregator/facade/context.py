@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection
 
-from aggregator import dispatch, jsonrpc
+from aggregator import dispatch
 from aggregator.facade.base import FacadeHTTPError, ProgressFn, presented_key
 from aggregator.ids import new_id
-from aggregator.jsonrpc import RpcError
 from aggregator.principal import Principal
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.jsonrpc import RpcError
 from servers.kit import Domain, ToolError
 
 if TYPE_CHECKING:

@@ -15,8 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from aggregator import dispatch, jsonrpc
-from aggregator.front.eras import (
+from aggregator import dispatch
+from aggregator.front.mrtr import ParkedCall, check_input_responses
+from aggregator.front.session import Emit, FrontCall, FrontSession
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.eras import (
     ALL_VERSIONS,
     LATEST_LEGACY,
     LEGACY_VERSIONS,
@@ -25,9 +28,7 @@ from aggregator.front.eras import (
     META_SUBSCRIPTION_ID,
     MODERN_VERSIONS,
 )
-from aggregator.front.mrtr import ParkedCall, check_input_responses
-from aggregator.front.session import Emit, FrontCall, FrontSession
-from aggregator.jsonrpc import RpcError
+from aggregator.protocol.jsonrpc import RpcError
 
 if TYPE_CHECKING:
     from aggregator.hub import Hub

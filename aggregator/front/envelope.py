@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from aggregator import jsonrpc
 from aggregator.front.core import negotiate_unsupported
-from aggregator.front.eras import META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, MODERN_VERSIONS
 from aggregator.front.session import FrontSession
-from aggregator.jsonrpc import RpcError
 from aggregator.principal import Principal
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.eras import META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, MODERN_VERSIONS
+from aggregator.protocol.jsonrpc import RpcError
 
 
 def envelope_version(params: dict[str, Any] | None) -> str:

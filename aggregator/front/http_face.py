@@ -22,11 +22,8 @@ from typing import Any
 
 import anyio
 
-from aggregator import jsonrpc
-from aggregator.front import headers as mcp_headers
 from aggregator.front.core import MRTR_METHODS, REMOVED_IN_MODERN, McpCore
 from aggregator.front.envelope import envelope_version, modern_session
-from aggregator.front.eras import LEGACY_VERSIONS, MODERN_VERSIONS, modern_meta
 from aggregator.front.http_stream import (
     HEARTBEAT_SECONDS,
     RESUME_TTL,
@@ -42,8 +39,11 @@ from aggregator.front.http_stream import (
 )
 from aggregator.front.session import FrontSession
 from aggregator.ids import new_id
-from aggregator.jsonrpc import RpcError
 from aggregator.principal import Principal
+from aggregator.protocol import headers as mcp_headers
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.eras import LEGACY_VERSIONS, MODERN_VERSIONS, modern_meta
+from aggregator.protocol.jsonrpc import RpcError
 
 _log = logging.getLogger("toolmux.http")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 
-from aggregator import jsonrpc
+from aggregator.protocol import jsonrpc
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

@@ -12,10 +12,10 @@ from typing import Any
 
 import anyio
 
-from aggregator import jsonrpc
-from aggregator.front.eras import META_LOG_LEVEL, log_rank
-from aggregator.jsonrpc import RpcError
 from aggregator.principal import Principal
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.eras import META_LOG_LEVEL, log_rank
+from aggregator.protocol.jsonrpc import RpcError
 
 _log = logging.getLogger("toolmux.front")
 

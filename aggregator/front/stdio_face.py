@@ -13,13 +13,13 @@ from typing import Any
 
 import anyio
 
-from aggregator import jsonrpc
 from aggregator.front.core import McpCore
 from aggregator.front.envelope import modern_session
-from aggregator.front.eras import LATEST_LEGACY, modern_meta
 from aggregator.front.session import FrontSession
-from aggregator.jsonrpc import RpcError
 from aggregator.principal import Principal
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.eras import LATEST_LEGACY, modern_meta
+from aggregator.protocol.jsonrpc import RpcError
 
 _log = logging.getLogger("toolmux.stdio")
 MAX_LINE = 64 * 1024 * 1024

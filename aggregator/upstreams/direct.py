@@ -17,7 +17,8 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from aggregator import jsonrpc
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.eras import LATEST_LEGACY
 from aggregator.upstreams.channel import ChannelClosed
 from servers.kit import Domain, ToolContext
 from servers.kit.context import CALLER_META_KEY, REQUEST_ID_META_KEY
@@ -106,7 +107,7 @@ class DirectChannel:
         domain = self.domain
         if method == "initialize":
             result: dict[str, Any] = {
-                "protocolVersion": params.get("protocolVersion", "2025-11-25"),
+                "protocolVersion": params.get("protocolVersion", LATEST_LEGACY),
                 "capabilities": {"tools": {"listChanged": True}},
                 "serverInfo": {"name": f"toolmux-{domain.name}", "version": VERSION},
             }

@@ -24,8 +24,8 @@ from typing import Any, Protocol
 import anyio
 from anyio.abc import TaskGroup
 
-from aggregator import jsonrpc
-from aggregator.jsonrpc import RpcError
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.jsonrpc import RpcError
 from aggregator.upstreams.channel import Channel, ChannelClosed
 
 _log = logging.getLogger("toolmux.upstream")

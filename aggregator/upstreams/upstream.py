@@ -17,16 +17,25 @@ from typing import Any, Literal
 
 import anyio
 
-from aggregator import __version__, jsonrpc
+from aggregator import __version__
 from aggregator.config import ServerEntry
-from aggregator.jsonrpc import RpcError
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.eras import (
+    LATEST_LEGACY,
+    META_CLIENT_CAPABILITIES,
+    META_CLIENT_INFO,
+    META_PROTOCOL_VERSION,
+    META_SERVER_INFO,
+    MODERN_VERSION,
+)
+from aggregator.protocol.jsonrpc import RpcError
 from aggregator.upstreams.channel import Channel, ChannelClosed
 from aggregator.upstreams.peer import CallRoute, ProgressFn, RpcPeer
 
 _log = logging.getLogger("toolmux.upstream")
 
-UPSTREAM_PROTOCOL_VERSION = "2025-11-25"
-MODERN_PROTOCOL_VERSION = "2026-07-28"
+UPSTREAM_PROTOCOL_VERSION = LATEST_LEGACY
+MODERN_PROTOCOL_VERSION = MODERN_VERSION
 HUB_CLIENT_INFO = {"name": "toolmux", "version": __version__}
 # What the hub can relay to its clients, declared where the upstream asks once (legacy handshake).
 RELAYABLE_CAPABILITIES = {"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {"listChanged": True}}
@@ -331,7 +340,7 @@ class Upstream:
         self.protocol_version = MODERN_PROTOCOL_VERSION
         self.capabilities = result.get("capabilities") or {}
         meta = result.get("_meta") if isinstance(result.get("_meta"), dict) else {}
-        self.server_info = meta.get("io.modelcontextprotocol/serverInfo") or result.get("serverInfo") or {}
+        self.server_info = meta.get(META_SERVER_INFO) or result.get("serverInfo") or {}
         self.instructions = result.get("instructions")
         return True
 
@@ -394,11 +403,11 @@ def with_envelope(params: dict[str, Any] | None, envelope: dict[str, Any] | None
     """`params` with the stateless revision's `_meta` envelope (the caller's fields win)."""
     out = dict(params or {})
     meta = dict(out.get("_meta") or {})
-    meta.setdefault("io.modelcontextprotocol/protocolVersion", MODERN_PROTOCOL_VERSION)
-    meta.setdefault("io.modelcontextprotocol/clientInfo", HUB_CLIENT_INFO)
+    meta.setdefault(META_PROTOCOL_VERSION, MODERN_PROTOCOL_VERSION)
+    meta.setdefault(META_CLIENT_INFO, HUB_CLIENT_INFO)
     for key, value in (envelope or {}).items():
         meta[key] = value
-    meta.setdefault("io.modelcontextprotocol/clientCapabilities", {})
+    meta.setdefault(META_CLIENT_CAPABILITIES, {})
     out["_meta"] = meta
     return out
 

@@ -1,11 +1,13 @@
-"""Protocol revisions the hub speaks to clients, and the `_meta` keys of the stateless revision."""
+"""MCP protocol revisions (both eras) and the `_meta` keys of the stateless revision."""
 
 from __future__ import annotations
 
 from typing import Any
 
 LEGACY_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
-MODERN_VERSIONS = ("2026-07-28",)
+# The stateless revision: no handshake, every request carries its envelope in `_meta`.
+MODERN_VERSION = "2026-07-28"
+MODERN_VERSIONS = (MODERN_VERSION,)
 LATEST_LEGACY = LEGACY_VERSIONS[-1]
 ALL_VERSIONS = (*LEGACY_VERSIONS, *MODERN_VERSIONS)
 
