@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,7 +19,7 @@ from anyio.abc import TaskGroup
 
 from aggregator.protocol import jsonrpc
 from aggregator.protocol.eras import LATEST_LEGACY
-from aggregator.upstreams.channel import ChannelClosed
+from aggregator.upstreams.channel import ChannelClosed, MessageHandler, PushChannel
 from servers.kit import Domain, ToolContext
 from servers.kit.context import CALLER_META_KEY, REQUEST_ID_META_KEY
 from servers.kit.domain import VERSION
@@ -52,20 +52,17 @@ class DirectToolContext(ToolContext):
             )
 
 
-class DirectChannel:
+class DirectChannel(PushChannel):
     def __init__(self, name: str, domain: Domain, tg: TaskGroup) -> None:
         self.name = name
         self.domain = domain
         self._tg = tg
         self._inbox_send, self._inbox = anyio.create_memory_object_stream[dict[str, Any]](1000)
         self._running: dict[Any, anyio.CancelScope] = {}
-        self._handler: Callable[[dict[str, Any]], None] | None = None
+        self._handler: MessageHandler | None = None
         self.closed = False
 
-    def attach(self, handler: Callable[[dict[str, Any]], None]) -> None:
-        """Hand messages straight to the peer's (synchronous) dispatcher instead of queueing them:
-        a streamed chat completion sends one message per chunk, and the queue hop cost more than
-        the rest of the relay."""
+    def attach(self, handler: MessageHandler) -> None:
         self._handler = handler
 
     async def deliver(self, message: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
 
 import anyio
@@ -56,6 +57,26 @@ _LIST_KEYS = {
 _CAPABILITY_OF = {"tools": "tools", "resources": "resources", "resourceTemplates": "resources", "prompts": "prompts"}
 
 
+class UpstreamKind(StrEnum):
+    """How the hub reaches an upstream (a str, so /health and logs show it as text)."""
+
+    STDIO = "stdio"
+    HTTP = "http"
+    BUILTIN_STDIO = "builtin-stdio"
+    BUILTIN_INPROCESS = "builtin-inprocess"
+
+    @classmethod
+    def of_entry(cls, entry: ServerEntry) -> UpstreamKind:
+        """The kind a config entry implies (a built-in without a chosen mode runs as a child)."""
+        return {"stdio": cls.STDIO, "http": cls.HTTP}.get(entry.kind, cls.BUILTIN_STDIO)
+
+    @property
+    def in_process(self) -> bool:
+        """A built-in domain served inside the hub: it validates its own input and never asks the
+        client for anything, so the hub need do neither for it."""
+        return self is UpstreamKind.BUILTIN_INPROCESS
+
+
 @dataclass
 class Listing:
     tools: list[dict[str, Any]] = field(default_factory=list)
@@ -74,11 +95,14 @@ class Upstream:
         on_change: Callable[[Upstream], Awaitable[None]],
         on_notification: Callable[[Upstream, str, dict[str, Any] | None], Awaitable[None]],
         on_orphan_request: Callable[[str, dict[str, Any] | None], Awaitable[dict[str, Any]]] | None = None,
-        kind: str | None = None,
+        kind: UpstreamKind | None = None,
+        builtin: str | None = None,
     ) -> None:
         self.name = name
         self.entry = entry
-        self.kind = kind or entry.kind
+        self.kind = kind or UpstreamKind.of_entry(entry)
+        # The built-in server this upstream runs (None for a third-party server).
+        self.builtin = builtin
         self._opener = opener
         self._on_change = on_change
         self._on_notification = on_notification

@@ -33,6 +33,8 @@ _log = logging.getLogger("toolmux.kit")
 
 VERSION = "0.1.0"
 # Custom JSON-RPC method a hub sends a domain running as its child for its deep health check.
+# Set by the hub on calls whose caller reads structuredContent only (no JSON text block wanted).
+STRUCTURED_ONLY_META_KEY = "toolmux/structuredOnly"
 HEALTH_METHOD = "toolmux/health"
 
 
@@ -166,7 +168,9 @@ class Domain:
         content: list[dict[str, Any]] = []
         if result.text is not None:
             content.append({"type": "text", "text": result.text})
-        elif result.structured is not None:
+        elif result.structured is not None and not ctx.meta.get(STRUCTURED_ONLY_META_KEY):
+            # MCP clients that predate structured content read this text block; an in-process caller
+            # (a facade, another tool) reads structuredContent and says so, sparing the JSON encoding.
             content.append({"type": "text", "text": _json_text(result.structured)})
         content.extend(result.content)
         wire: dict[str, Any] = {"content": content, "isError": False, "resultType": "complete"}
