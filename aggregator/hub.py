@@ -63,7 +63,7 @@ def plan_servers(config: HubConfig) -> tuple[dict[str, tuple[ServerEntry, str | 
         if name not in registry.BUILTINS:
             unavailable[name] = f"no built-in server named {name!r}"
             continue
-        entry = config.servers.get(name, ServerEntry())
+        entry = config.servers.get(name) or ServerEntry.model_validate({})
         if entry.kind == "builtin" and entry.enabled:
             planned[name] = (entry, entry.builtin or name)
     for name, entry in config.servers.items():
@@ -78,9 +78,9 @@ def plan_servers(config: HubConfig) -> tuple[dict[str, tuple[ServerEntry, str | 
             planned[name] = (entry, builtin)
         else:
             planned[name] = (entry, None)
-    for name, (_entry, builtin) in list(planned.items()):
-        if builtin is not None:
-            reason = registry.BUILTINS[builtin].unavailable_reason()
+    for name, (_entry, chosen) in list(planned.items()):
+        if chosen is not None:
+            reason = registry.BUILTINS[chosen].unavailable_reason()
             if reason:
                 unavailable[name] = reason
                 del planned[name]

@@ -11,13 +11,13 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx2
 import mcp_types as types
 from mcp import Client, StdioServerParameters
+from mcp.shared.dispatcher import ProgressFnT
 
 from aggregator.protocol import jsonrpc, sse
 from aggregator.protocol.eras import (
@@ -29,7 +29,8 @@ from aggregator.protocol.eras import (
 from aggregator.protocol.headers import PROTOCOL_VERSION, modern_headers
 from servers.kit.errors import ToolError, error_from_result
 
-ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
+# An async callable (progress, total, message), as the SDK's client calls it.
+ProgressCallback = ProgressFnT
 
 
 def _wire(result: types.CallToolResult) -> dict[str, Any]:

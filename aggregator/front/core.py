@@ -77,7 +77,7 @@ class McpCore:
     ) -> dict[str, Any] | None:
         """Serve one message; `tool` is the tools/call target when the transport already resolved it."""
         method = message["method"]
-        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        params = jsonrpc.obj(message.get("params"))
         if "id" not in message:
             await self.notification(session, method, params)
             return None
@@ -103,7 +103,7 @@ class McpCore:
         if result["resultType"] == "complete" and method in CACHEABLE:
             result.setdefault("ttlMs", 0 if method == "resources/read" else LIST_TTL_MS)
             result.setdefault("cacheScope", "private")
-        meta = result.get("_meta") if isinstance(result.get("_meta"), dict) else {}
+        meta = jsonrpc.obj(result.get("_meta"))
         result["_meta"] = {**meta, META_SERVER_INFO: self.hub.server_info()}
         return result
 

@@ -140,7 +140,7 @@ class FrontCall:
     @classmethod
     def for_request(cls, session: FrontSession, message: dict[str, Any], emit: Emit) -> FrontCall:
         params = message.get("params") or {}
-        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+        meta = jsonrpc.obj(params.get("_meta"))
         token = meta.get("progressToken")
         level = meta.get(META_LOG_LEVEL)
         return cls(

@@ -165,7 +165,7 @@ def validate(
 ) -> None:
     """Raise RpcError(-32020) when the request's Mcp-Method/Name/Param headers disagree with the body."""
     method = message["method"]
-    params = message.get("params") if isinstance(message.get("params"), dict) else {}
+    params = jsonrpc.obj(message.get("params"))
     header_method = headers.get("mcp-method")
     if header_method is None:
         raise mismatch("the Mcp-Method header is required")

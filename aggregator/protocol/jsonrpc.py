@@ -87,6 +87,11 @@ def error_from(request_id: RequestId | None, exc: RpcError) -> dict[str, Any]:
     return {"jsonrpc": JSONRPC, "id": request_id, "error": exc.to_error()}
 
 
+def obj(value: Any) -> dict[str, Any]:
+    """`value` when it is a JSON object, else an empty one (for optional `params`, `_meta`, …)."""
+    return value if isinstance(value, dict) else {}
+
+
 def is_request(msg: dict[str, Any]) -> bool:
     return "method" in msg and "id" in msg
 

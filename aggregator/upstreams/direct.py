@@ -85,7 +85,7 @@ class DirectChannel(PushChannel):
         method = message.get("method")
         if method is None:
             return  # a response to a request this server never sends
-        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        params = jsonrpc.obj(message.get("params"))
         if "id" not in message:
             if method == "notifications/cancelled":
                 scope = self._running.get(params.get("requestId"))
@@ -119,7 +119,7 @@ class DirectChannel(PushChannel):
         return jsonrpc.error(request_id, jsonrpc.METHOD_NOT_FOUND, f"Method not found: {method}")
 
     async def _call(self, request_id: Any, params: dict[str, Any], scope: anyio.CancelScope) -> None:
-        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+        meta = jsonrpc.obj(params.get("_meta"))
         name = str(params.get("name"))
         ctx = DirectToolContext(
             tool=name,

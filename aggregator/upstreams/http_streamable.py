@@ -188,7 +188,7 @@ class StreamableHttpChannel:
         request's stream is the cancellation. In the handshake era the notification is the
         signal; the stream is closed too once it is sent (its answer is no longer awaited).
         """
-        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        params = jsonrpc.obj(message.get("params"))
         flight = self._flights.get(params.get("requestId"))
         if flight is not None and flight.modern:
             flight.scope.cancel()

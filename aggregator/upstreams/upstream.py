@@ -363,7 +363,7 @@ class Upstream:
             return False
         self.protocol_version = MODERN_PROTOCOL_VERSION
         self.capabilities = result.get("capabilities") or {}
-        meta = result.get("_meta") if isinstance(result.get("_meta"), dict) else {}
+        meta = jsonrpc.obj(result.get("_meta"))
         self.server_info = meta.get(META_SERVER_INFO) or result.get("serverInfo") or {}
         self.instructions = result.get("instructions")
         return True
