@@ -173,6 +173,12 @@ class Hub:
             _log.exception("server %s could not be created", name)
             self.unavailable[name] = f"failed to start: {exc}"
             return
+        self.add_upstream(name, entry, opener, kind, builtin)
+
+    def add_upstream(
+        self, name: str, entry: ServerEntry, opener: ChannelOpener, kind: UpstreamKind, builtin: str | None = None
+    ) -> Upstream:
+        """Supervise an upstream reached through `opener`; its tools join the catalog once it is ready."""
         upstream = Upstream(
             name,
             entry,
@@ -184,6 +190,7 @@ class Hub:
         )
         self.upstreams[name] = upstream
         self.task_group.start_soon(upstream.run, name=f"upstream {name}")
+        return upstream
 
     async def wait_settled(self, timeout: float) -> None:
         """Wait until every upstream finished its first connection attempt (ready or down)."""
