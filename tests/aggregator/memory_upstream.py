@@ -9,7 +9,7 @@ stream progress, wait until cancelled, fail, stamp its identity. Everything it s
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,10 +169,8 @@ class MemoryServer:
             await self._reply(rid, result)
 
     async def _reply(self, rid: Any, result: dict[str, Any]) -> None:
-        try:
+        with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
             await self.channel.push(jsonrpc.result(rid, result))
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
 
     def opener(self) -> ChannelOpener:
         @asynccontextmanager

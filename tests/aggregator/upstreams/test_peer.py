@@ -167,7 +167,7 @@ async def test_a_server_request_during_a_call_goes_to_that_calls_route_and_is_an
 
 
 async def test_a_server_request_outside_any_call_is_refused_with_method_not_found() -> None:
-    async with running_peer() as (peer, channel):
+    async with running_peer() as (_peer, channel):
         await channel.push(jsonrpc.request("srv-1", "sampling/createMessage", {}))
         with anyio.fail_after(5):
             answer = await channel.to_server.receive()
@@ -176,7 +176,7 @@ async def test_a_server_request_outside_any_call_is_refused_with_method_not_foun
 
 
 async def test_a_ping_from_the_server_is_answered_by_the_peer_itself() -> None:
-    async with running_peer() as (peer, channel):
+    async with running_peer() as (_peer, channel):
         await channel.push(jsonrpc.request(7, "ping"))
         with anyio.fail_after(5):
             answer = await channel.to_server.receive()
@@ -191,7 +191,7 @@ async def test_notifications_outside_calls_go_to_the_session_handler() -> None:
         heard.append(method)
         done.set()
 
-    async with running_peer(on_notification=on_notification) as (peer, channel):
+    async with running_peer(on_notification=on_notification) as (_peer, channel):
         await channel.push(jsonrpc.notification("notifications/tools/list_changed"))
         with anyio.fail_after(5):
             await done.wait()
