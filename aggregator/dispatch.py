@@ -26,7 +26,7 @@ from aggregator.ids import new_id
 from aggregator.metrics import Metrics
 from aggregator.principal import Principal
 from aggregator.protocol import jsonrpc
-from aggregator.protocol.eras import META_CLIENT_CAPABILITIES, META_LOG_LEVEL
+from aggregator.protocol.eras import META_CLIENT_CAPABILITIES
 from aggregator.protocol.headers import param_headers
 from aggregator.protocol.jsonrpc import RpcError
 from aggregator.upstreams.peer import CallRoute, ProgressFn
@@ -109,17 +109,21 @@ MAX_INPUT_ROUNDS = 10
 MRTR_FIELDS = ("inputResponses", "requestState")
 
 
-def envelope_for(route: CallRoute | None) -> dict[str, Any]:
-    """The caller's part of a stateless upstream request's `_meta`: capabilities and log level."""
-    session = getattr(route, "session", None)
-    if session is None:
-        return {META_CLIENT_CAPABILITIES: {}}
-    envelope: dict[str, Any] = {META_CLIENT_CAPABILITIES: session.client_capabilities}
-    # A legacy client that never set a level hears every log line, as a legacy server would send it.
-    level = getattr(route, "request_log_level", None) if session.modern else (session.log_level or "debug")
-    if level:
-        envelope[META_LOG_LEVEL] = level
-    return envelope
+class ClientRoute(CallRoute, Protocol):
+    """The front call a request is made for, as dispatch sees it (implemented by the front layer)."""
+
+    @property
+    def stateless(self) -> bool:
+        """True when the client speaks the stateless revision and answers `input_required` itself."""
+        ...
+
+    def upstream_envelope(self) -> dict[str, Any]:
+        """The caller's part of a stateless upstream request's `_meta`: capabilities and log level."""
+        ...
+
+
+def envelope_for(route: ClientRoute | None) -> dict[str, Any]:
+    return route.upstream_envelope() if route is not None else {META_CLIENT_CAPABILITIES: {}}
 
 
 async def forward(
@@ -127,7 +131,7 @@ async def forward(
     method: str,
     params: dict[str, Any],
     *,
-    route: CallRoute | None,
+    route: ClientRoute | None,
     on_progress: ProgressFn | None = None,
     headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
@@ -138,15 +142,14 @@ async def forward(
     original request is retried with the answers.
     """
     envelope = envelope_for(route)
-    session = getattr(route, "session", None)
     for _ in range(MAX_INPUT_ROUNDS):
         result = await upstream.request(
             method, params, route=route, on_progress=on_progress, envelope=envelope, headers=headers
         )
-        if result.get("resultType") != "input_required" or (session is not None and session.modern):
+        if result.get("resultType") != "input_required" or (route is not None and route.stateless):
             return result
         requests = result.get("inputRequests") or {}
-        if route is None or session is None:
+        if route is None:
             wanted = sorted({str(r.get("method")) for r in requests.values() if isinstance(r, dict)})
             raise RpcError(
                 jsonrpc.MISSING_CLIENT_CAPABILITY,
@@ -177,7 +180,7 @@ async def call_tool(
     arguments: Any,
     *,
     tool: ResolvedTool | None = None,
-    route: CallRoute | None = None,
+    route: ClientRoute | None = None,
     on_progress: ProgressFn | None = None,
     client_meta: dict[str, Any] | None = None,
     request_id: str | None = None,
@@ -236,7 +239,7 @@ async def get_prompt(
     name: str,
     arguments: Any,
     *,
-    route: CallRoute | None = None,
+    route: ClientRoute | None = None,
     client_meta: dict[str, Any] | None = None,
     retry_fields: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -257,7 +260,7 @@ async def read_resource(
     principal: Principal,
     uri: str,
     *,
-    route: CallRoute | None = None,
+    route: ClientRoute | None = None,
     modern: bool = False,
     retry_fields: dict[str, Any] | None = None,
 ) -> dict[str, Any]:

@@ -64,9 +64,12 @@ async def memory_hub(
 
 
 class Route:
-    """A front call: dispatch only needs it to relay what the upstream asks during the call."""
+    """A session-era front call: dispatch relays what the upstream asks during the call to it."""
 
-    session = None
+    stateless = False
+
+    def upstream_envelope(self) -> dict[str, Any]:
+        return {}
 
     async def relay_request(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
         return {}
