@@ -141,7 +141,7 @@ async def forward(
     client the hub drives them: each input request goes to the client as a real request, and the
     original request is retried with the answers.
     """
-    envelope = envelope_for(route)
+    envelope = envelope_for(route) if upstream.modern else None
     for _ in range(MAX_INPUT_ROUNDS):
         result = await upstream.request(
             method, params, route=route, on_progress=on_progress, envelope=envelope, headers=headers

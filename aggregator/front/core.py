@@ -27,7 +27,6 @@ from aggregator.protocol.eras import (
     LOG_LEVELS,
     META_SERVER_INFO,
     META_SUBSCRIPTION_ID,
-    MODERN_VERSIONS,
 )
 from aggregator.protocol.jsonrpc import RpcError
 
@@ -420,11 +419,3 @@ def _without_server_info(result: dict[str, Any]) -> dict[str, Any]:
     if rest:
         result["_meta"] = rest
     return result
-
-
-def negotiate_unsupported(requested: Any) -> RpcError:
-    return RpcError(
-        jsonrpc.UNSUPPORTED_PROTOCOL_VERSION,
-        "Unsupported protocol version",
-        {"supported": list(MODERN_VERSIONS) + list(reversed(LEGACY_VERSIONS)), "requested": requested},
-    )

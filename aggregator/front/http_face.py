@@ -24,7 +24,7 @@ import anyio
 
 from aggregator import dispatch
 from aggregator.front.core import MRTR_METHODS, REMOVED_IN_MODERN, McpCore
-from aggregator.front.envelope import envelope_version, modern_session
+from aggregator.front.envelope import modern_session
 from aggregator.front.http_stream import (
     HEARTBEAT_SECONDS,
     RESUME_TTL,
@@ -43,7 +43,7 @@ from aggregator.ids import new_id
 from aggregator.principal import Principal
 from aggregator.protocol import headers as mcp_headers
 from aggregator.protocol import jsonrpc
-from aggregator.protocol.eras import LEGACY_VERSIONS, MODERN_VERSIONS, modern_meta
+from aggregator.protocol.eras import LEGACY_VERSIONS, MODERN_VERSIONS, envelope_version, modern_meta
 from aggregator.protocol.jsonrpc import RpcError
 
 _log = logging.getLogger("toolmux.http")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.jsonrpc import RpcError
+
 LEGACY_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 # The stateless revision: no handshake, every request carries its envelope in `_meta`.
 MODERN_VERSION = "2026-07-28"
@@ -36,3 +39,25 @@ def modern_meta(params: dict[str, Any] | None) -> dict[str, Any] | None:
     if isinstance(meta, dict) and (META_PROTOCOL_VERSION in meta or META_CLIENT_CAPABILITIES in meta):
         return meta
     return None
+
+
+def envelope_version(params: dict[str, Any] | None) -> str:
+    """The protocol version a stateless request declares; RpcError(-32602) when the envelope is incomplete."""
+    meta = (params or {}).get("_meta")
+    if not isinstance(meta, dict):
+        raise RpcError(jsonrpc.INVALID_PARAMS, "params._meta is required (protocolVersion, clientCapabilities)")
+    version = meta.get(META_PROTOCOL_VERSION)
+    if not isinstance(version, str):
+        raise RpcError(jsonrpc.INVALID_PARAMS, f"params._meta['{META_PROTOCOL_VERSION}'] is required")
+    if not isinstance(meta.get(META_CLIENT_CAPABILITIES), dict):
+        raise RpcError(jsonrpc.INVALID_PARAMS, f"params._meta['{META_CLIENT_CAPABILITIES}'] is required")
+    return version
+
+
+def unsupported_version(requested: Any) -> RpcError:
+    """The error for a stateless request in a revision the hub does not speak; it lists those it does."""
+    return RpcError(
+        jsonrpc.UNSUPPORTED_PROTOCOL_VERSION,
+        "Unsupported protocol version",
+        {"supported": list(MODERN_VERSIONS) + list(reversed(LEGACY_VERSIONS)), "requested": requested},
+    )
