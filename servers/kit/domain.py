@@ -33,9 +33,9 @@ _log = logging.getLogger("toolmux.kit")
 
 VERSION = "0.1.0"
 # Custom JSON-RPC method a hub sends a domain running as its child for its deep health check.
+HEALTH_METHOD = "toolmux/health"
 # Set by the hub on calls whose caller reads structuredContent only (no JSON text block wanted).
 STRUCTURED_ONLY_META_KEY = "toolmux/structuredOnly"
-HEALTH_METHOD = "toolmux/health"
 
 
 @dataclass
