@@ -21,8 +21,8 @@ from fnmatch import fnmatchcase
 from functools import cached_property
 from typing import Any
 
-from aggregator.front.headers import x_mcp_headers
 from aggregator.principal import Principal
+from aggregator.protocol.headers import x_mcp_headers
 from aggregator.upstreams.upstream import Upstream
 from servers.kit.contract import ToolContract
 
@@ -204,10 +204,10 @@ class Catalog:
                 return upstream, original
         for upstream, resource in snap.resources:
             if resource["uri"] == uri:
-                return upstream, self._original_uri(upstream, uri)
+                return upstream, self.original_uri(upstream, uri)
         for upstream, _template, pattern in snap.templates:
             if pattern.match(uri):
-                return upstream, self._original_uri(upstream, uri)
+                return upstream, self.original_uri(upstream, uri)
         passthrough = [
             u
             for u in snap.upstreams.values()
@@ -217,6 +217,7 @@ class Catalog:
             return passthrough[0], uri
         return None
 
-    def _original_uri(self, upstream: Upstream, uri: str) -> str:
+    def original_uri(self, upstream: Upstream, uri: str) -> str:
+        """The URI `upstream` knows a hub URI by (the inverse of `resource_uri`)."""
         prefix = f"{RESOURCE_SCHEME}{upstream.name}/"
         return uri[len(prefix) :] if uri.startswith(prefix) else uri

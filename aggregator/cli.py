@@ -385,8 +385,8 @@ def cmd_call(args: argparse.Namespace) -> int:
     arguments = _parse_call_args(args.arg, args.json)
 
     async def main() -> int:
-        async def progress(value: float, total: float | None, message: str | None) -> None:
-            print(f"progress {value:g}{'/' + format(total, 'g') if total else ''} {message or ''}", file=sys.stderr)
+        async def progress(progress: float, total: float | None, message: str | None) -> None:
+            print(f"progress {progress:g}{'/' + format(total, 'g') if total else ''} {message or ''}", file=sys.stderr)
 
         async with HubClient.http(url, key) as hub:
             result = await hub.call_tool(args.tool, arguments, progress=progress)

@@ -1,28 +1,91 @@
-"""The one path every call takes: scope check, lookup, validation, forwarding, timeouts, metrics.
+"""The one path every call takes: resolve once, scope, validate once, forward, time out, count.
 
-Both MCP faces and every HTTP facade call through here, so these rules are written once.
+Both MCP faces and every HTTP facade call through here, so these rules are written once. A
+`tools/call` is resolved a single time into a `ResolvedTool` (catalog entry, upstream, the
+validation rule, the header rule), which travels with the call: the HTTP face resolves it to
+check the `Mcp-Param-*` headers, and the same object reaches `call_tool`.
+
+Validation happens once per call, in the hub, against the tool's compiled contract. An in-process
+built-in is the exception: it runs the very same contract itself, so the hub skips its own check.
+A built-in running as a child process also checks its input again: the child is a standalone MCP
+server whose contract is its own (it can be run without a hub), and nothing in its stdio stream
+could prove to it that the hub already checked — a flag in `_meta` is only as trustworthy as
+whoever wrote it.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import anyio
 
-from aggregator import jsonrpc
-from aggregator.auth import INTERNAL
-from aggregator.front.eras import META_CLIENT_CAPABILITIES, META_LOG_LEVEL, META_SERVER_INFO
+from aggregator.auth import INTERNAL, KeyStore
+from aggregator.catalog import Catalog, ToolEntry
 from aggregator.ids import new_id
-from aggregator.jsonrpc import RpcError
+from aggregator.metrics import Metrics
 from aggregator.principal import Principal
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.eras import META_CLIENT_CAPABILITIES
+from aggregator.protocol.errors import from_rpc_error
+from aggregator.protocol.headers import param_headers
+from aggregator.protocol.jsonrpc import RpcError
 from aggregator.upstreams.peer import CallRoute, ProgressFn
 from aggregator.upstreams.upstream import Upstream
 from servers.kit.context import CALLER_META_KEY, ON_BEHALF_OF_META_KEY, REQUEST_ID_META_KEY
+from servers.kit.contract import ToolContract
+from servers.kit.domain import STRUCTURED_ONLY_META_KEY
 from servers.kit.errors import ToolError, error_result
 
-if TYPE_CHECKING:
-    from aggregator.hub import Hub
+
+class Services(Protocol):
+    """What dispatch needs of the hub (the hub satisfies it; tests can pass something smaller)."""
+
+    @property
+    def catalog(self) -> Catalog: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def keys(self) -> KeyStore: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedTool:
+    """A tools/call target, resolved once: what it calls, where, and which rules apply to it."""
+
+    entry: ToolEntry
+    # The input contract the hub checks (None: the upstream alone judges the arguments).
+    contract: ToolContract | None
+    # `x-mcp-header` parameters: what a stateless HTTP request must mirror in `Mcp-Param-*`.
+    mcp_headers: dict[str, tuple[str, ...]]
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def upstream(self) -> Upstream:
+        return self.entry.upstream
+
+
+def resolve_tool(services: Services, principal: Principal, name: str) -> ResolvedTool | None:
+    """The tool `name` as `principal` may call it; None when it does not exist or is out of scope
+    (both look the same to the caller: a key must not learn what exists)."""
+    entry = services.catalog.tool(name)
+    if entry is None or not principal.may_call(name):
+        return None
+    # An in-process built-in validates against the same contract itself; checking twice costs time.
+    contract = None if entry.upstream.kind.in_process else entry.contract
+    return ResolvedTool(entry, contract, entry.mcp_headers)
+
+
+def tool_error(exc: RpcError) -> ToolError:
+    """A protocol-level failure of a call, as the ToolError an in-process caller handles."""
+    return ToolError.from_dict(from_rpc_error(exc.code, exc.message, exc.data).to_dict())
+
 
 # `_meta` keys a client may not set on what reaches an upstream (the hub sets its own, or they
 # belong to the client-hub hop only).
@@ -43,17 +106,21 @@ MAX_INPUT_ROUNDS = 10
 MRTR_FIELDS = ("inputResponses", "requestState")
 
 
-def envelope_for(route: CallRoute | None) -> dict[str, Any]:
-    """The caller's part of a stateless upstream request's `_meta`: capabilities and log level."""
-    session = getattr(route, "session", None)
-    if session is None:
-        return {META_CLIENT_CAPABILITIES: {}}
-    envelope: dict[str, Any] = {META_CLIENT_CAPABILITIES: session.client_capabilities}
-    # A legacy client that never set a level hears every log line, as a legacy server would send it.
-    level = getattr(route, "request_log_level", None) if session.modern else (session.log_level or "debug")
-    if level:
-        envelope[META_LOG_LEVEL] = level
-    return envelope
+class ClientRoute(CallRoute, Protocol):
+    """The front call a request is made for, as dispatch sees it (implemented by the front layer)."""
+
+    @property
+    def stateless(self) -> bool:
+        """True when the client speaks the stateless revision and answers `input_required` itself."""
+        ...
+
+    def upstream_envelope(self) -> dict[str, Any]:
+        """The caller's part of a stateless upstream request's `_meta`: capabilities and log level."""
+        ...
+
+
+def envelope_for(route: ClientRoute | None) -> dict[str, Any]:
+    return route.upstream_envelope() if route is not None else {META_CLIENT_CAPABILITIES: {}}
 
 
 async def forward(
@@ -61,7 +128,7 @@ async def forward(
     method: str,
     params: dict[str, Any],
     *,
-    route: CallRoute | None,
+    route: ClientRoute | None,
     on_progress: ProgressFn | None = None,
     headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
@@ -71,16 +138,15 @@ async def forward(
     client the hub drives them: each input request goes to the client as a real request, and the
     original request is retried with the answers.
     """
-    envelope = envelope_for(route)
-    session = getattr(route, "session", None)
+    envelope = envelope_for(route) if upstream.modern else None
     for _ in range(MAX_INPUT_ROUNDS):
         result = await upstream.request(
             method, params, route=route, on_progress=on_progress, envelope=envelope, headers=headers
         )
-        if result.get("resultType") != "input_required" or (session is not None and session.modern):
+        if result.get("resultType") != "input_required" or (route is not None and route.stateless):
             return result
         requests = result.get("inputRequests") or {}
-        if route is None or session is None:
+        if route is None:
             wanted = sorted({str(r.get("method")) for r in requests.values() if isinstance(r, dict)})
             raise RpcError(
                 jsonrpc.MISSING_CLIENT_CAPABILITY,
@@ -98,33 +164,7 @@ async def forward(
     raise RpcError(jsonrpc.INTERNAL_ERROR, f"{method} asked for client input more than {MAX_INPUT_ROUNDS} times")
 
 
-def param_headers(declared: dict[str, tuple[str, ...]], arguments: dict[str, Any]) -> dict[str, str] | None:
-    """`Mcp-Param-*` headers a stateless HTTP upstream expects for the tool's `x-mcp-header` parameters."""
-    if not declared:
-        return None
-    out: dict[str, str] = {}
-    for name, path in declared.items():
-        value: Any = arguments
-        for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
-        if value is None:
-            continue
-        out[f"Mcp-Param-{name}"] = ("true" if value else "false") if isinstance(value, bool) else str(value)
-    return out or None
-
-
-def strip_server_identity(result: dict[str, Any]) -> dict[str, Any]:
-    """Drop the child's `_meta` serverInfo stamp: the client is talking to the hub, not to it."""
-    meta = result.get("_meta")
-    if isinstance(meta, dict) and META_SERVER_INFO in meta:
-        rest = {k: v for k, v in meta.items() if k != META_SERVER_INFO}
-        result = {k: v for k, v in result.items() if k != "_meta"}
-        if rest:
-            result["_meta"] = rest
-    return result
-
-
-def acting_principal(hub: Hub, principal: Principal, client_meta: dict[str, Any] | None) -> Principal:
+def acting_principal(services: Services, principal: Principal, client_meta: dict[str, Any] | None) -> Principal:
     """Whose scopes a call is held to: a domain calling back for a caller acts as that caller.
 
     Only calls made with the internal key (the hub's own domains) may name a caller; a name that
@@ -135,59 +175,67 @@ def acting_principal(hub: Hub, principal: Principal, client_meta: dict[str, Any]
     name = client_meta.get(ON_BEHALF_OF_META_KEY)
     if not isinstance(name, str) or name == INTERNAL.name:
         return principal
-    found = hub.keys.secret_for(name)
+    found = services.keys.secret_for(name)
     return found[1] if found is not None else Principal(name=name, allowed_tools=())
 
 
-def unknown_tool(hub: Hub, name: str, principal: Principal) -> RpcError:
-    near = hub.catalog.nearest(name, principal)
+def unknown_tool(services: Services, name: str, principal: Principal) -> RpcError:
+    near = services.catalog.nearest(name, principal)
     hint = f"; did you mean: {', '.join(near)}?" if near else ""
     return RpcError(jsonrpc.INVALID_PARAMS, f"Unknown tool: {name!r}{hint}", {"tool": name, "nearest": near})
 
 
 async def call_tool(
-    hub: Hub,
+    hub: Services,
     principal: Principal,
     name: str,
     arguments: Any,
     *,
-    route: CallRoute | None = None,
+    tool: ResolvedTool | None = None,
+    route: ClientRoute | None = None,
     on_progress: ProgressFn | None = None,
     client_meta: dict[str, Any] | None = None,
     request_id: str | None = None,
     retry_fields: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Call a namespaced tool; the wire CallToolResult. Protocol-level failures raise RpcError."""
-    principal = acting_principal(hub, principal, client_meta)
-    entry = hub.catalog.tool(name)
-    if entry is None or not principal.may_call(name):
-        # Out-of-scope tools answer exactly like missing ones: a key must not learn what exists.
-        raise unknown_tool(hub, name, principal)
+    """Call a namespaced tool; the wire CallToolResult (the upstream's `_meta` left as it came: the
+    face that answers a client stamps its own identity). Protocol-level failures raise RpcError.
+
+    `tool` is the call resolved earlier by the face (see `resolve_tool`); a caller without a front
+    `route` (a facade, a built-in calling another tool) reads structured content only, so the
+    server is told it need not render a JSON text block.
+    """
+    acting = acting_principal(hub, principal, client_meta)
+    if tool is None or acting is not principal:
+        # A domain calling back for a caller is held to that caller's scopes, resolved anew.
+        principal = acting
+        tool = resolve_tool(hub, principal, name)
+        if tool is None:
+            raise unknown_tool(hub, name, principal)
     if arguments is None:
         arguments = {}
     if not isinstance(arguments, dict):
         raise RpcError(jsonrpc.INVALID_PARAMS, "tools/call: 'arguments' must be an object")
     started = time.perf_counter()
-    # An in-process built-in validates against the same contract itself; checking twice costs time.
-    contract = entry.contract if entry.upstream.kind != "builtin-inprocess" else None
-    if contract is not None:
+    if tool.contract is not None:
         try:
-            contract.validate_input(arguments)
+            tool.contract.validate_input(arguments)
         except ToolError as invalid:
             hub.metrics.record_call(name, "invalid", time.perf_counter() - started)
             return error_result(ToolError(f"{name}: {invalid.message}", field=invalid.field, reason=invalid.reason))
-    rid = request_id or new_id()
-    params = {"name": entry.original, "arguments": arguments, "_meta": forward_meta(client_meta, rid, principal.name)}
-    if retry_fields and entry.upstream.modern:
+    upstream = tool.entry.upstream
+    meta = forward_meta(client_meta, request_id or new_id(), principal.name)
+    if route is None:
+        meta[STRUCTURED_ONLY_META_KEY] = True
+    params = {"name": tool.entry.original, "arguments": arguments, "_meta": meta}
+    if retry_fields and upstream.modern:
         params.update({k: v for k, v in retry_fields.items() if k in MRTR_FIELDS})
     outcome = "error"
     try:
-        headers = param_headers(entry.mcp_headers, arguments) if entry.upstream.modern else None
-        result = await forward(
-            entry.upstream, "tools/call", params, route=route, on_progress=on_progress, headers=headers
-        )
+        headers = param_headers(tool.mcp_headers, arguments) if upstream.modern else None
+        result = await forward(upstream, "tools/call", params, route=route, on_progress=on_progress, headers=headers)
         outcome = "tool_error" if result.get("isError") else "ok"
-        return strip_server_identity(result)
+        return result
     except RpcError as exc:
         outcome = {jsonrpc.UPSTREAM_TIMEOUT: "timeout", jsonrpc.UPSTREAM_UNAVAILABLE: "unavailable"}.get(
             exc.code, "error"
@@ -201,12 +249,12 @@ async def call_tool(
 
 
 async def get_prompt(
-    hub: Hub,
+    hub: Services,
     principal: Principal,
     name: str,
     arguments: Any,
     *,
-    route: CallRoute | None = None,
+    route: ClientRoute | None = None,
     client_meta: dict[str, Any] | None = None,
     retry_fields: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -219,15 +267,15 @@ async def get_prompt(
     params["_meta"] = forward_meta(client_meta, new_id(), principal.name)
     if retry_fields and entry.upstream.modern:
         params.update({k: v for k, v in retry_fields.items() if k in MRTR_FIELDS})
-    return strip_server_identity(await forward(entry.upstream, "prompts/get", params, route=route))
+    return await forward(entry.upstream, "prompts/get", params, route=route)
 
 
 async def read_resource(
-    hub: Hub,
+    hub: Services,
     principal: Principal,
     uri: str,
     *,
-    route: CallRoute | None = None,
+    route: ClientRoute | None = None,
     modern: bool = False,
     retry_fields: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -241,7 +289,9 @@ async def read_resource(
     try:
         result = await forward(upstream, "resources/read", params, route=route)
     except RpcError as exc:
-        if exc.code in (-32002, jsonrpc.INVALID_PARAMS) and "not found" in exc.message.lower():
+        # A resources/read names nothing but its URI, so either era's "not found" (and any invalid
+        # params) means this URI cannot be read: said again in the client's era, with the hub's URI.
+        if exc.code in (jsonrpc.RESOURCE_NOT_FOUND, jsonrpc.INVALID_PARAMS):
             raise resource_not_found(uri, modern) from None
         raise
     contents = result.get("contents")
@@ -252,9 +302,11 @@ async def read_resource(
             else c
             for c in contents
         ]
-    return strip_server_identity(result)
+    return result
 
 
 def resource_not_found(uri: str, modern: bool) -> RpcError:
     # 2026-07-28 moved "resource not found" from -32002 to Invalid Params.
-    return RpcError(jsonrpc.INVALID_PARAMS if modern else -32002, f"Resource not found: {uri}", {"uri": uri})
+    return RpcError(
+        jsonrpc.INVALID_PARAMS if modern else jsonrpc.RESOURCE_NOT_FOUND, f"Resource not found: {uri}", {"uri": uri}
+    )

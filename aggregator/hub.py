@@ -4,42 +4,39 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
 
-from aggregator import __version__, dispatch, jsonrpc
+from aggregator import __version__, dispatch
 from aggregator.auth import INTERNAL, KeyStore
 from aggregator.catalog import Catalog
 from aggregator.config import HubConfig, ServerEntry
-from aggregator.front.eras import META_SUBSCRIPTION_ID
-from aggregator.front.mrtr import InputBroker
-from aggregator.front.session import FrontSession
 from aggregator.metrics import Metrics
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.jsonrpc import RpcError
 from aggregator.upstreams import openers
-from aggregator.upstreams.upstream import ChannelOpener, Upstream
+from aggregator.upstreams.upstream import ChannelOpener, Upstream, UpstreamKind
 from servers import registry
 from servers.kit.context import delegation_meta
 from servers.kit.domain import HEALTH_METHOD, Domain
+from servers.kit.errors import ToolError
 from servers.kit.settings import ServerConfigError, ServerSettings
 
 _log = logging.getLogger("toolmux.hub")
 
 
-@dataclass(eq=False)
-class Listener:
-    """A stateless client's `subscriptions/listen` stream."""
+class ChangeAudience(Protocol):
+    """Who hears of catalog changes and of upstream notifications outside any call (the front layer)."""
 
-    principal_name: str
-    subscription_id: Any
-    tools: bool
-    prompts: bool
-    resources: bool
-    resource_uris: set[str]
-    emit: Any
-    closed: anyio.Event = field(default_factory=anyio.Event)
+    async def list_changed(self, method: str, kind: str) -> None: ...
+
+    async def resource_updated(self, uri: str, params: dict[str, Any]) -> None: ...
+
+    async def server_log(self, params: dict[str, Any] | None) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class InProcessHubCaller:
@@ -49,16 +46,13 @@ class InProcessHubCaller:
         self._hub = hub
 
     async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
-        from aggregator.protocol.errors import from_rpc_error
-        from servers.kit.errors import ToolError
-
         try:
             with anyio.fail_after(timeout or 300):
                 return await dispatch.call_tool(self._hub, INTERNAL, name, arguments, client_meta=delegation_meta())
-        except jsonrpc.RpcError as exc:
-            raise ToolError.from_dict(from_rpc_error(exc.code, exc.message, exc.data).to_dict()) from None
+        except RpcError as exc:
+            raise dispatch.tool_error(exc) from None
         except TimeoutError:
-            raise ToolError(f"{name} did not finish in time", code="timeout") from None
+            raise ToolError(f"{name} did not finish in time", code="timeout", retryable=True) from None
 
 
 def plan_servers(config: HubConfig) -> tuple[dict[str, tuple[ServerEntry, str | None]], dict[str, str]]:
@@ -70,7 +64,7 @@ def plan_servers(config: HubConfig) -> tuple[dict[str, tuple[ServerEntry, str | 
         if name not in registry.BUILTINS:
             unavailable[name] = f"no built-in server named {name!r}"
             continue
-        entry = config.servers.get(name, ServerEntry())
+        entry = config.servers.get(name) or ServerEntry.model_validate({})
         if entry.kind == "builtin" and entry.enabled:
             planned[name] = (entry, entry.builtin or name)
     for name, entry in config.servers.items():
@@ -85,9 +79,9 @@ def plan_servers(config: HubConfig) -> tuple[dict[str, tuple[ServerEntry, str | 
             planned[name] = (entry, builtin)
         else:
             planned[name] = (entry, None)
-    for name, (_entry, builtin) in list(planned.items()):
-        if builtin is not None:
-            reason = registry.BUILTINS[builtin].unavailable_reason()
+    for name, (_entry, chosen) in list(planned.items()):
+        if chosen is not None:
+            reason = registry.BUILTINS[chosen].unavailable_reason()
             if reason:
                 unavailable[name] = reason
                 del planned[name]
@@ -100,13 +94,12 @@ class Hub:
         self.keys = KeyStore(master_key, config)
         self.catalog = Catalog(config.catalog.separator)
         self.metrics = Metrics()
-        self.broker = InputBroker()
         self.public_url = public_url
         self.upstreams: dict[str, Upstream] = {}
         self.unavailable: dict[str, str] = {}
         self.domains: dict[str, Domain] = {}
-        self.sessions: set[FrontSession] = set()
-        self.listeners: set[Listener] = set()
+        # The front layer's clients, told of catalog changes (see ChangeAudience).
+        self.audiences: list[ChangeAudience] = []
         self.started_at = time.time()
         self._tg: TaskGroup | None = None
         self._rebuild_lock = anyio.Lock()
@@ -121,17 +114,20 @@ class Hub:
         assert self._tg is not None, "the hub is not running"
         return self._tg
 
+    def add_audience(self, audience: ChangeAudience) -> None:
+        self.audiences.append(audience)
+
     # --- plan -----------------------------------------------------------------------------------
     def plan(self, config: HubConfig) -> tuple[dict[str, tuple[ServerEntry, str | None]], dict[str, str]]:
         return plan_servers(config)
 
-    def _opener(self, name: str, entry: ServerEntry, builtin: str | None) -> tuple[ChannelOpener, str]:
+    def _opener(self, name: str, entry: ServerEntry, builtin: str | None) -> tuple[ChannelOpener, UpstreamKind]:
         if builtin is None:
             if entry.command:
-                return (lambda: openers.stdio_opener(name, entry)), "stdio"
+                return (lambda: openers.stdio_opener(name, entry)), UpstreamKind.STDIO
             from aggregator.upstreams.http import http_opener
 
-            return http_opener(name, entry), "http"
+            return http_opener(name, entry), UpstreamKind.HTTP
         spec = registry.BUILTINS[builtin]
         mode = entry.mode or spec.default_mode
         if mode == "stdio":
@@ -140,7 +136,7 @@ class Hub:
                 env["TOOLMUX_PUBLIC_URL"] = self.public_url
                 env["TOOLMUX_HUB_URL"] = f"{self.public_url}/mcp/"
                 env["TOOLMUX_HUB_KEY"] = self.keys.internal_key
-            return (lambda: openers.builtin_child_opener(name, builtin, entry, env)), "builtin-stdio"
+            return (lambda: openers.builtin_child_opener(name, builtin, entry, env)), UpstreamKind.BUILTIN_STDIO
         settings = ServerSettings(
             name=name,
             config=entry.config,
@@ -150,7 +146,7 @@ class Hub:
         )
         domain = spec.create(settings)
         self.domains[name] = domain
-        return (lambda: openers.open_inprocess(name, domain)), "builtin-inprocess"
+        return (lambda: openers.open_inprocess(name, domain)), UpstreamKind.BUILTIN_INPROCESS
 
     # --- lifecycle --------------------------------------------------------------------------------
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -178,6 +174,12 @@ class Hub:
             _log.exception("server %s could not be created", name)
             self.unavailable[name] = f"failed to start: {exc}"
             return
+        self.add_upstream(name, entry, opener, kind, builtin)
+
+    def add_upstream(
+        self, name: str, entry: ServerEntry, opener: ChannelOpener, kind: UpstreamKind, builtin: str | None = None
+    ) -> Upstream:
+        """Supervise an upstream reached through `opener`; its tools join the catalog once it is ready."""
         upstream = Upstream(
             name,
             entry,
@@ -185,10 +187,11 @@ class Hub:
             on_change=self._upstream_changed,
             on_notification=self._upstream_notification,
             kind=kind,
+            builtin=builtin,
         )
-        upstream.builtin = builtin  # type: ignore[attr-defined]
         self.upstreams[name] = upstream
         self.task_group.start_soon(upstream.run, name=f"upstream {name}")
+        return upstream
 
     async def wait_settled(self, timeout: float) -> None:
         """Wait until every upstream finished its first connection attempt (ready or down)."""
@@ -199,15 +202,15 @@ class Hub:
     async def stop(self) -> None:
         for upstream in self.upstreams.values():
             upstream.stop()
-        for session in list(self.sessions):
-            session.close()
+        for audience in self.audiences:
+            audience.close()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
 
     async def reload(self, config: HubConfig) -> dict[str, list[str]]:
         """Apply a new config without touching upstreams whose entry did not change."""
         planned, unavailable = self.plan(config)
-        old = {name: (u.entry, getattr(u, "builtin", None)) for name, u in self.upstreams.items()}
+        old = {name: (u.entry, u.builtin) for name, u in self.upstreams.items()}
         report: dict[str, list[str]] = {"kept": [], "started": [], "restarted": [], "stopped": []}
         for name, upstream in list(self.upstreams.items()):
             if name not in planned:
@@ -252,38 +255,19 @@ class Hub:
         if prompts:
             await self.broadcast("notifications/prompts/list_changed", "prompts")
 
-    async def broadcast(self, method: str, kind: str, params: dict[str, Any] | None = None) -> None:
-        message = jsonrpc.notification(method, params)
-        for session in list(self.sessions):
-            if session.initialized:
-                await session.send_unsolicited(message)
-        for listener in list(self.listeners):
-            if getattr(listener, kind, False):
-                await self._to_listener(listener, method, params)
-
-    async def _to_listener(self, listener: Listener, method: str, params: dict[str, Any] | None) -> None:
-        body = dict(params or {})
-        body["_meta"] = {**(body.get("_meta") or {}), META_SUBSCRIPTION_ID: listener.subscription_id}
-        try:
-            await listener.emit(jsonrpc.notification(method, body))
-        except Exception:
-            listener.closed.set()
+    async def broadcast(self, method: str, kind: str) -> None:
+        """A list changed: every audience decides which of its clients hear of it."""
+        for audience in self.audiences:
+            await audience.list_changed(method, kind)
 
     async def _upstream_notification(self, upstream: Upstream, method: str, params: dict[str, Any] | None) -> None:
         if method == "notifications/resources/updated" and params and isinstance(params.get("uri"), str):
             uri = self.catalog.resource_uri(upstream, params["uri"])
-            body = {**params, "uri": uri}
-            for session in list(self.sessions):
-                if uri in session.subscriptions:
-                    await session.send_unsolicited(jsonrpc.notification(method, body))
-            for listener in list(self.listeners):
-                if uri in listener.resource_uris:
-                    await self._to_listener(listener, method, body)
+            for audience in self.audiences:
+                await audience.resource_updated(uri, {**params, "uri": uri})
         elif method == "notifications/message":
-            # A log line outside any call: every legacy session that asked for logs hears it.
-            for session in list(self.sessions):
-                if session.log_level is not None and not session.modern:
-                    await session.send_unsolicited(jsonrpc.notification(method, params))
+            for audience in self.audiences:
+                await audience.server_log(params)
         else:
             _log.debug("server %s: unhandled notification %s", upstream.name, method)
 
@@ -308,7 +292,7 @@ class Hub:
             method = "resources/subscribe" if subscribe else "resources/unsubscribe"
             try:
                 await upstream.request(method, {"uri": original})
-            except jsonrpc.RpcError as exc:
+            except RpcError as exc:
                 _log.warning("server %s: %s %s failed: %s", upstream.name, method, original, exc.message)
 
     # --- identity & health ------------------------------------------------------------------------
@@ -327,14 +311,14 @@ class Hub:
             domain = self.domains.get(name)
             try:
                 with anyio.fail_after(5):
-                    if upstream.kind == "builtin-inprocess" and domain is not None and domain.health is not None:
+                    if upstream.kind.in_process and domain is not None and domain.health is not None:
                         report["servers"][name]["health"] = await domain.health()
-                    elif upstream.kind == "builtin-stdio" and upstream.is_ready:
+                    elif upstream.kind is UpstreamKind.BUILTIN_STDIO and upstream.is_ready:
                         result = await upstream.request(HEALTH_METHOD, None, timeout=5)
                         report["servers"][name]["health"] = {
                             k: v for k, v in result.items() if k not in ("resultType", "_meta")
                         }
-            except jsonrpc.RpcError as exc:
+            except RpcError as exc:
                 if exc.code != jsonrpc.METHOD_NOT_FOUND:
                     report["servers"][name]["health"] = {"healthy": False, "error": exc.message}
             except Exception as exc:

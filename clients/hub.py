@@ -10,21 +10,28 @@
 
 from __future__ import annotations
 
-import base64
 import itertools
-import json
-from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx2
 import mcp_types as types
 from mcp import Client, StdioServerParameters
+from mcp.shared.dispatcher import ProgressFnT
 
+from aggregator.protocol import jsonrpc, sse
+from aggregator.protocol.eras import (
+    META_CLIENT_CAPABILITIES,
+    META_CLIENT_INFO,
+    META_PROTOCOL_VERSION,
+    MODERN_VERSION,
+)
+from aggregator.protocol.headers import PROTOCOL_VERSION, modern_headers
 from servers.kit.context import delegation_meta
 from servers.kit.errors import ToolError, error_from_result
 
-ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
+# An async callable (progress, total, message), as the SDK's client calls it.
+ProgressCallback = ProgressFnT
 
 
 def _wire(result: types.CallToolResult) -> dict[str, Any]:
@@ -141,7 +148,7 @@ class HttpHubCaller:
 
     def _client(self) -> httpx2.AsyncClient:
         if self._http is None:
-            headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": STATELESS_VERSION}
+            headers = {"Accept": "application/json, text/event-stream", PROTOCOL_VERSION: MODERN_VERSION}
             if self._key:
                 headers["Authorization"] = f"Bearer {self._key}"
             self._http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(60.0, read=None))
@@ -149,24 +156,28 @@ class HttpHubCaller:
 
     async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
         request_id = next(self._ids)
-        body = {
-            "jsonrpc": "2.0",
-            "id": request_id,
-            "method": "tools/call",
-            "params": {
+        body = jsonrpc.request(
+            request_id,
+            "tools/call",
+            {
                 "name": name,
                 "arguments": arguments,
                 "_meta": {
-                    "io.modelcontextprotocol/protocolVersion": STATELESS_VERSION,
-                    "io.modelcontextprotocol/clientCapabilities": {},
-                    "io.modelcontextprotocol/clientInfo": {"name": "toolmux-child", "version": "0.1.0"},
+                    META_PROTOCOL_VERSION: MODERN_VERSION,
+                    META_CLIENT_CAPABILITIES: {},
+                    META_CLIENT_INFO: {"name": "toolmux-child", "version": "0.1.0"},
                     **delegation_meta(),
                 },
             },
-        }
-        headers = {"Mcp-Method": "tools/call", "Mcp-Name": header_value(name)}
+        )
+        headers = modern_headers(body, MODERN_VERSION)
         try:
-            response = await self._client().post(self._url, json=body, headers=headers, timeout=timeout or 300.0)
+            response = await self._client().post(
+                self._url,
+                content=jsonrpc.dumps(body),
+                headers={**headers, "Content-Type": "application/json"},
+                timeout=timeout or 300.0,
+            )
             message = _final_message(response, request_id)
         except (httpx2.HTTPError, ValueError) as exc:
             raise ToolError(f"could not reach the hub to call {name}: {exc}", code="unavailable") from None
@@ -179,24 +190,13 @@ class HttpHubCaller:
         return result
 
 
-STATELESS_VERSION = "2026-07-28"
-
-
-def header_value(value: str) -> str:
-    """A header-safe value: as is when plain ASCII, else the Base64 sentinel form."""
-    if value.isascii() and value.isprintable() and value == value.strip() and not value.startswith("=?base64?"):
-        return value
-    return "=?base64?" + base64.b64encode(value.encode()).decode() + "?="
-
-
 def _final_message(response: httpx2.Response, request_id: int) -> dict[str, Any]:
     """The JSON-RPC response in a JSON body or at the end of an SSE body."""
     if response.headers.get("content-type", "").startswith("text/event-stream"):
-        for line in reversed(response.text.splitlines()):
-            if line.startswith("data:"):
-                message = json.loads(line[5:])
-                if isinstance(message, dict) and message.get("id") == request_id:
-                    return message
+        for event in reversed(sse.parse_events(response.content)):
+            message = jsonrpc.loads(event.data) if event.data else None
+            if isinstance(message, dict) and message.get("id") == request_id:
+                return message
         raise ValueError(f"no response in the event stream (HTTP {response.status_code})")
     message = response.json()
     if not isinstance(message, dict):

@@ -10,9 +10,9 @@ from aggregator import dispatch
 from aggregator.config import FacadesConfig
 from aggregator.facade.base import ProgressFn, presented_key, unauthenticated
 from aggregator.ids import new_id
-from aggregator.jsonrpc import RpcError
 from aggregator.principal import Principal
 from aggregator.protocol.errors import ErrorCode, from_rpc_error
+from aggregator.protocol.jsonrpc import RpcError
 from servers.kit import Domain, ToolError
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class HubFacadeContext:
 
     def local_domain(self, server: str) -> Domain | None:
         upstream = self.hub.upstreams.get(server)
-        if upstream is None or upstream.kind != "builtin-inprocess":
+        if upstream is None or not upstream.kind.in_process:
             return None
         return self.hub.domains.get(server)
 

@@ -14,6 +14,7 @@ from aggregator.auth import INTERNAL
 from aggregator.facade.base import FacadeContext, FacadeHTTPError
 from aggregator.facade.context import HubFacadeContext
 from aggregator.principal import Principal
+from aggregator.upstreams.upstream import UpstreamKind
 from servers.kit.domain import FACE_METHOD
 from servers.storage.http.mount import FaceEndpoint, describe
 from servers.storage.http.mount import routes as storage_routes
@@ -63,7 +64,7 @@ class HubStorageSide:
 
     async def child_endpoint(self) -> FaceEndpoint | None:
         upstream = self.hub.upstreams.get(SERVER) if self.hub is not None else None
-        if upstream is None or upstream.kind != "builtin-stdio" or not upstream.is_ready:
+        if upstream is None or upstream.kind is not UpstreamKind.BUILTIN_STDIO or not upstream.is_ready:
             return None
         return describe(await upstream.request(FACE_METHOD, None, timeout=10))
 

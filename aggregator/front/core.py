@@ -15,22 +15,24 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from aggregator import dispatch, jsonrpc
-from aggregator.front.eras import (
+from aggregator import dispatch
+from aggregator.front.mrtr import ParkedCall, check_input_responses
+from aggregator.front.registry import FrontRegistry, Listener
+from aggregator.front.session import Emit, FrontCall, FrontSession
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.eras import (
     ALL_VERSIONS,
     LATEST_LEGACY,
     LEGACY_VERSIONS,
     LOG_LEVELS,
     META_SERVER_INFO,
     META_SUBSCRIPTION_ID,
-    MODERN_VERSIONS,
 )
-from aggregator.front.mrtr import ParkedCall, check_input_responses
-from aggregator.front.session import Emit, FrontCall, FrontSession
-from aggregator.jsonrpc import RpcError
+from aggregator.protocol.jsonrpc import RpcError
 
 if TYPE_CHECKING:
     from aggregator.hub import Hub
+    from aggregator.upstreams.upstream import Upstream
 
 _log = logging.getLogger("toolmux.front")
 
@@ -51,8 +53,13 @@ Operation = Callable[[FrontCall], Awaitable[dict[str, Any]]]
 
 
 class McpCore:
+    """The MCP protocol over the hub. It owns the front layer's clients (`front`) and registers
+    them with the hub, which tells them of catalog changes."""
+
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        self.front = FrontRegistry()
+        hub.add_audience(self.front)
 
     def capabilities(self) -> dict[str, Any]:
         return {
@@ -64,15 +71,18 @@ class McpCore:
         }
 
     # --- entry point ----------------------------------------------------------------------------------
-    async def handle(self, session: FrontSession, message: dict[str, Any], emit: Emit) -> dict[str, Any] | None:
+    async def handle(
+        self, session: FrontSession, message: dict[str, Any], emit: Emit, tool: dispatch.ResolvedTool | None = None
+    ) -> dict[str, Any] | None:
+        """Serve one message; `tool` is the tools/call target when the transport already resolved it."""
         method = message["method"]
-        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        params = jsonrpc.obj(message.get("params"))
         if "id" not in message:
             await self.notification(session, method, params)
             return None
         request_id = message["id"]
         try:
-            result = await self.request(session, message, params, emit)
+            result = await self.request(session, message, params, emit, tool)
         except RpcError as exc:
             return jsonrpc.error_from(request_id, exc)
         except anyio.get_cancelled_exc_class():
@@ -81,17 +91,18 @@ class McpCore:
             reference = uuid.uuid4().hex[:12]
             _log.exception("internal error serving %s (reference %s)", method, reference)
             return jsonrpc.error(request_id, jsonrpc.INTERNAL_ERROR, f"internal error (reference {reference})")
-        if session.modern:
-            result = self._modern_envelope(method, result)
+        result = self._modern_envelope(method, result) if session.modern else _without_server_info(result)
         return jsonrpc.result(request_id, result)
 
     def _modern_envelope(self, method: str, result: dict[str, Any]) -> dict[str, Any]:
+        """A stateless response: result type, caching hints, and the hub's identity (which replaces
+        whatever identity an upstream stamped: the client is talking to the hub)."""
         result = dict(result)
         result.setdefault("resultType", "complete")
         if result["resultType"] == "complete" and method in CACHEABLE:
             result.setdefault("ttlMs", 0 if method == "resources/read" else LIST_TTL_MS)
             result.setdefault("cacheScope", "private")
-        meta = result.get("_meta") if isinstance(result.get("_meta"), dict) else {}
+        meta = jsonrpc.obj(result.get("_meta"))
         result["_meta"] = {**meta, META_SERVER_INFO: self.hub.server_info()}
         return result
 
@@ -105,7 +116,12 @@ class McpCore:
 
     # --- requests ---------------------------------------------------------------------------------------
     async def request(
-        self, session: FrontSession, message: dict[str, Any], params: dict[str, Any], emit: Emit
+        self,
+        session: FrontSession,
+        message: dict[str, Any],
+        params: dict[str, Any],
+        emit: Emit,
+        tool: dispatch.ResolvedTool | None = None,
     ) -> dict[str, Any]:
         method = message["method"]
         hub = self.hub
@@ -144,11 +160,16 @@ class McpCore:
         if method == "subscriptions/listen" and session.modern:
             return await self.listen(session, message, params, emit)
         if method in ("tools/call", "prompts/get", "resources/read"):
-            return await self._interactive_request(session, message, params, emit)
+            return await self._interactive_request(session, message, params, emit, tool)
         raise RpcError(jsonrpc.METHOD_NOT_FOUND, f"Method not found: {method}")
 
     async def _interactive_request(
-        self, session: FrontSession, message: dict[str, Any], params: dict[str, Any], emit: Emit
+        self,
+        session: FrontSession,
+        message: dict[str, Any],
+        params: dict[str, Any],
+        emit: Emit,
+        tool: dispatch.ResolvedTool | None,
     ) -> dict[str, Any]:
         """tools/call, prompts/get, resources/read: the requests that may need the client's input."""
         hub, principal, method = self.hub, session.principal, message["method"]
@@ -156,10 +177,14 @@ class McpCore:
         target = params.get(field)
         if not isinstance(target, str):
             raise RpcError(jsonrpc.INVALID_PARAMS, f"{method}: '{field}' must be a string")
-        upstream: Any = None
+        upstream: Upstream | None = None
         if method == "tools/call":
-            tool = hub.catalog.tool(target)
-            upstream = tool.upstream if tool is not None else None
+            resolved = (
+                tool if tool is not None and tool.name == target else dispatch.resolve_tool(hub, principal, target)
+            )
+            if resolved is None:
+                raise dispatch.unknown_tool(hub, target, principal)
+            upstream = resolved.upstream
 
             async def op(call: FrontCall) -> dict[str, Any]:
                 return await dispatch.call_tool(
@@ -167,6 +192,7 @@ class McpCore:
                     principal,
                     target,
                     params.get("arguments"),
+                    tool=resolved,
                     route=call,
                     on_progress=call.progress if call.wants_progress else None,
                     client_meta=params.get("_meta"),
@@ -187,8 +213,8 @@ class McpCore:
                     retry_fields=params,
                 )
         else:
-            resolved = hub.catalog.resolve_resource(target)
-            upstream = resolved[0] if resolved is not None else None
+            found = hub.catalog.resolve_resource(target)
+            upstream = found[0] if found is not None else None
 
             async def op(call: FrontCall) -> dict[str, Any]:
                 return await dispatch.read_resource(
@@ -248,20 +274,18 @@ class McpCore:
             resolved = catalog.resolve_resource(str(ref.get("uri")))
             if resolved is None or not catalog.may_read(session.principal, resolved[0]):
                 raise dispatch.resource_not_found(str(ref.get("uri")), session.modern)
-            upstream = resolved[0]
-            forwarded["ref"] = {**ref, "uri": catalog._original_uri(upstream, str(ref["uri"]))}
+            upstream, original = resolved
+            forwarded["ref"] = {**ref, "uri": original}
         else:
             raise RpcError(jsonrpc.INVALID_PARAMS, "completion/complete: ref.type must be ref/prompt or ref/resource")
         if "completions" not in upstream.capabilities:
             return {"completion": {"values": [], "hasMore": False}}
-        return dispatch.strip_server_identity(await upstream.request("completion/complete", forwarded))
+        return await upstream.request("completion/complete", forwarded)
 
     async def listen(
         self, session: FrontSession, message: dict[str, Any], params: dict[str, Any], emit: Emit
     ) -> dict[str, Any]:
         """A long-lived stream of the change notifications the client opted in to (2026-07-28)."""
-        from aggregator.hub import Listener
-
         wanted = params.get("notifications")
         if not isinstance(wanted, dict):
             raise RpcError(jsonrpc.INVALID_PARAMS, "subscriptions/listen: 'notifications' must be an object")
@@ -290,7 +314,7 @@ class McpCore:
                 {"_meta": {META_SUBSCRIPTION_ID: subscription_id}, "notifications": honored},
             )
         )
-        self.hub.listeners.add(listener)
+        self.front.listeners.add(listener)
         for uri in uris:
             await self.hub.subscribe_upstream(uri, True)
         scope = anyio.CancelScope()
@@ -300,7 +324,7 @@ class McpCore:
                 await listener.closed.wait()
         finally:
             session.in_flight.pop(subscription_id, None)
-            self.hub.listeners.discard(listener)
+            self.front.listeners.discard(listener)
             with anyio.CancelScope(shield=True):
                 for uri in uris:
                     await self.hub.subscribe_upstream(uri, False)
@@ -314,12 +338,12 @@ class McpCore:
         emit: Emit,
         target: str,
         op: Operation,
-        upstream: Any = None,
+        upstream: Upstream | None = None,
     ) -> dict[str, Any]:
         # A stateless client talking to a stateless upstream: input_required passes through as is,
         # with the upstream's own keys and requestState, so nothing is parked here.
         # Built-ins in the hub never ask the client for input, so their calls need no parking either.
-        if not session.modern or (upstream is not None and (upstream.modern or upstream.kind == "builtin-inprocess")):
+        if not session.modern or (upstream is not None and (upstream.modern or upstream.kind.in_process)):
             call = FrontCall.for_request(session, message, emit)
             scope = anyio.CancelScope()
             session.in_flight[message["id"]] = scope
@@ -334,7 +358,7 @@ class McpCore:
     async def _input_rounds(
         self, session: FrontSession, message: dict[str, Any], emit: Emit, target: str, op: Operation
     ) -> dict[str, Any]:
-        broker = self.hub.broker
+        broker = self.front.broker
         params = message.get("params") or {}
         method = message["method"]
         principal = session.principal.name
@@ -384,9 +408,14 @@ class McpCore:
                 await parked.events_in.send(("done", outcome))
 
 
-def negotiate_unsupported(requested: Any) -> RpcError:
-    return RpcError(
-        jsonrpc.UNSUPPORTED_PROTOCOL_VERSION,
-        "Unsupported protocol version",
-        {"supported": list(MODERN_VERSIONS) + list(reversed(LEGACY_VERSIONS)), "requested": requested},
-    )
+def _without_server_info(result: dict[str, Any]) -> dict[str, Any]:
+    """A session-era response without an upstream's `_meta` serverInfo stamp (the one place it is
+    dropped; stateless responses get the hub's own instead)."""
+    meta = result.get("_meta")
+    if not isinstance(meta, dict) or META_SERVER_INFO not in meta:
+        return result
+    rest = {k: v for k, v in meta.items() if k != META_SERVER_INFO}
+    result = {k: v for k, v in result.items() if k != "_meta"}
+    if rest:
+        result["_meta"] = rest
+    return result

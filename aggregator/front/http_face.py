@@ -22,11 +22,9 @@ from typing import Any
 
 import anyio
 
-from aggregator import jsonrpc
-from aggregator.front import headers as mcp_headers
+from aggregator import dispatch
 from aggregator.front.core import MRTR_METHODS, REMOVED_IN_MODERN, McpCore
-from aggregator.front.envelope import envelope_version, modern_session
-from aggregator.front.eras import LEGACY_VERSIONS, MODERN_VERSIONS, modern_meta
+from aggregator.front.envelope import modern_session
 from aggregator.front.http_stream import (
     HEARTBEAT_SECONDS,
     RESUME_TTL,
@@ -42,8 +40,11 @@ from aggregator.front.http_stream import (
 )
 from aggregator.front.session import FrontSession
 from aggregator.ids import new_id
-from aggregator.jsonrpc import RpcError
 from aggregator.principal import Principal
+from aggregator.protocol import headers as mcp_headers
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.eras import LEGACY_VERSIONS, MODERN_VERSIONS, envelope_version, modern_meta
+from aggregator.protocol.jsonrpc import RpcError
 
 _log = logging.getLogger("toolmux.http")
 
@@ -120,7 +121,7 @@ class McpHttpEndpoint:
         session = self.sessions.pop(sid, None)
         if session is not None:
             session.close()
-            self.core.hub.sessions.discard(session)
+            self.core.front.sessions.discard(session)
 
     def _make_room(self) -> bool:
         if len(self.sessions) < self.max_sessions:
@@ -232,7 +233,7 @@ class McpHttpEndpoint:
         response = await self.core.handle(session, message, _no_emit)
         if response is not None and "result" in response:
             self.sessions[session.id] = session
-            self.core.hub.sessions.add(session)
+            self.core.front.sessions.add(session)
             await send_body(send, 200, jsonrpc.dumps(response), [(b"mcp-session-id", session.id.encode())])
         else:
             await send_body(send, 400, jsonrpc.dumps(response))
@@ -308,11 +309,13 @@ class McpHttpEndpoint:
             # Order matters: an incomplete envelope, then header/body disagreement, then the version.
             mcp_headers.validate_version(headers, envelope_version(params))
             session = modern_session(principal, params)
-            param_headers = None
-            if method == "tools/call" and isinstance((params or {}).get("name"), str):
-                entry = self.core.hub.catalog.tool(params["name"])  # type: ignore[index]
-                param_headers = entry.mcp_headers if entry is not None else None
-            mcp_headers.validate(headers, message, param_headers)
+            # A tools/call is resolved here, once: its header rule is checked now, and the same
+            # resolution travels on to dispatch. Out of scope resolves to nothing, like unknown.
+            tool = None
+            name = (params or {}).get("name")
+            if method == "tools/call" and isinstance(name, str):
+                tool = dispatch.resolve_tool(self.core.hub, principal, name)
+            mcp_headers.validate(headers, message, tool.mcp_headers if tool is not None else None)
         except RpcError as exc:
             await send_body(send, 400, jsonrpc.dumps(jsonrpc.error_from(request_id, exc)))
             return
@@ -331,6 +334,7 @@ class McpHttpEndpoint:
             cancel_on_disconnect=True,
             heartbeat=method == "subscriptions/listen",
             modern=True,
+            tool=tool,
         )
 
     async def _respond_legacy(
@@ -358,6 +362,7 @@ class McpHttpEndpoint:
         cancel_on_disconnect: bool,
         heartbeat: bool = False,
         modern: bool = False,
+        tool: dispatch.ResolvedTool | None = None,
     ) -> None:
         async with anyio.create_task_group() as tg:
             handler_scope = anyio.CancelScope()
@@ -381,7 +386,7 @@ class McpHttpEndpoint:
                 tg.start_soon(beat)
             response: dict[str, Any] | None = None
             with handler_scope:
-                response = await self.core.handle(session, message, stream.emit)
+                response = await self.core.handle(session, message, stream.emit, tool)
             if handler_scope.cancelled_caught or heartbeat:
                 tg.cancel_scope.cancel()
             if not handler_scope.cancelled_caught:

@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 
-from aggregator import jsonrpc
+from aggregator.protocol import jsonrpc
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -110,7 +110,7 @@ class ResponseStream:
         self.resume_id = resume_id
         self.finished = anyio.Event()
         # Called once when the response turns into an SSE stream.
-        self.on_sse: Callable[[], None] | None = None
+        self.on_sse: Callable[[], object] | None = None
         self._seq = 0
         self._backlog: list[tuple[int, bytes]] = []
 

@@ -25,8 +25,8 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from aggregator import jsonrpc
-from aggregator.jsonrpc import RpcError
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.jsonrpc import RpcError
 
 INPUT_TTL = 300.0  # seconds a parked call waits for the client's retry
 BATCH_WINDOW = 0.05  # concurrent upstream requests arriving this close together go out in one round

@@ -12,10 +12,10 @@ from typing import Any
 
 import anyio
 
-from aggregator import jsonrpc
-from aggregator.front.eras import META_LOG_LEVEL, log_rank
-from aggregator.jsonrpc import RpcError
 from aggregator.principal import Principal
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.eras import META_CLIENT_CAPABILITIES, META_LOG_LEVEL, log_rank
+from aggregator.protocol.jsonrpc import RpcError
 
 _log = logging.getLogger("toolmux.front")
 
@@ -140,7 +140,7 @@ class FrontCall:
     @classmethod
     def for_request(cls, session: FrontSession, message: dict[str, Any], emit: Emit) -> FrontCall:
         params = message.get("params") or {}
-        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+        meta = jsonrpc.obj(params.get("_meta"))
         token = meta.get("progressToken")
         level = meta.get(META_LOG_LEVEL)
         return cls(
@@ -151,6 +151,20 @@ class FrontCall:
             token if isinstance(token, str | int) and not isinstance(token, bool) else None,
             level if isinstance(level, str) else None,
         )
+
+    # ClientRoute: what dispatch needs to know of the client.
+    @property
+    def stateless(self) -> bool:
+        return self.session.modern
+
+    def upstream_envelope(self) -> dict[str, Any]:
+        session = self.session
+        envelope: dict[str, Any] = {META_CLIENT_CAPABILITIES: session.client_capabilities}
+        # A legacy client that never set a level hears every log line, as a legacy server would send it.
+        level = self.request_log_level if session.modern else (session.log_level or "debug")
+        if level:
+            envelope[META_LOG_LEVEL] = level
+        return envelope
 
     @property
     def wants_progress(self) -> bool:

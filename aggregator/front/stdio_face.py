@@ -13,13 +13,13 @@ from typing import Any
 
 import anyio
 
-from aggregator import jsonrpc
 from aggregator.front.core import McpCore
 from aggregator.front.envelope import modern_session
-from aggregator.front.eras import LATEST_LEGACY, modern_meta
 from aggregator.front.session import FrontSession
-from aggregator.jsonrpc import RpcError
 from aggregator.principal import Principal
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.eras import LATEST_LEGACY, modern_meta
+from aggregator.protocol.jsonrpc import RpcError
 
 _log = logging.getLogger("toolmux.stdio")
 MAX_LINE = 64 * 1024 * 1024
@@ -45,7 +45,7 @@ class StdioFace:
         self._out = await open_writer(stdout or sys.stdout.buffer)
         session = self.session
         session.unsolicited = self.write
-        self.core.hub.sessions.add(session)
+        self.core.front.sessions.add(session)
         try:
             async with anyio.create_task_group() as tg:
                 while True:
@@ -60,7 +60,7 @@ class StdioFace:
                         await self._on_line(line, tg)
                 tg.cancel_scope.cancel()
         finally:
-            self.core.hub.sessions.discard(session)
+            self.core.front.sessions.discard(session)
             session.close()
 
     async def _on_line(self, line: bytes, tg: Any) -> None:

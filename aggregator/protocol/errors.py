@@ -13,7 +13,7 @@ looked up from the code in one table per face below, never from the message text
 
 Third-party exceptions are translated where they enter, each in one place:
 
-    aggregator.jsonrpc.RpcError  → `from_rpc_error`    (dispatch: unknown tool, upstream down/timeout)
+    aggregator.protocol.jsonrpc.RpcError → `from_rpc_error`  (dispatch: unknown tool, upstream down/timeout)
     TimeoutError                 → `timeout_error`     (a facade's own bound on a request)
     json.JSONDecodeError,
     RecursionError               → `RequestError(invalid_argument, reason="invalid_json")` (facade kit)
@@ -103,7 +103,7 @@ HTTP_STATUS: Final[dict[ErrorCode, int]] = {
     C.TIMEOUT: 504,
 }
 
-# JSON-RPC error codes (values of aggregator.jsonrpc's constants; this module imports nothing of ours).
+# JSON-RPC error codes (values of aggregator.protocol.jsonrpc constants; this module imports nothing of ours).
 INVALID_PARAMS: Final = -32602
 METHOD_NOT_FOUND: Final = -32601
 INTERNAL_ERROR: Final = -32603

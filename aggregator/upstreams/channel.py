@@ -6,6 +6,8 @@ is a `Channel`; the JSON-RPC peer above it does not know which.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, Protocol
 
 
@@ -35,3 +37,18 @@ class Channel(Protocol):
     def describe(self) -> str:
         """Where this channel goes, for logs and /health (never secrets)."""
         ...
+
+
+MessageHandler = Callable[[dict[str, Any]], None]
+
+
+class PushChannel(ABC):
+    """A channel that can hand inbound messages straight to the peer's synchronous dispatcher.
+
+    In-process servers implement it: a streamed chat completion sends one message per chunk, and
+    a queue hop per message cost more than the rest of the relay. Once attached, `receive()` only
+    reports the end of the channel.
+    """
+
+    @abstractmethod
+    def attach(self, handler: MessageHandler) -> None: ...

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
-from aggregator import jsonrpc
-from aggregator.upstreams.channel import ChannelClosed
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.eras import LATEST_LEGACY
+from aggregator.upstreams.channel import ChannelClosed, MessageHandler, PushChannel
 from servers.kit import Domain, ToolContext
 from servers.kit.context import CALLER_META_KEY, REQUEST_ID_META_KEY
 from servers.kit.domain import VERSION
@@ -51,20 +52,17 @@ class DirectToolContext(ToolContext):
             )
 
 
-class DirectChannel:
+class DirectChannel(PushChannel):
     def __init__(self, name: str, domain: Domain, tg: TaskGroup) -> None:
         self.name = name
         self.domain = domain
         self._tg = tg
         self._inbox_send, self._inbox = anyio.create_memory_object_stream[dict[str, Any]](1000)
         self._running: dict[Any, anyio.CancelScope] = {}
-        self._handler: Callable[[dict[str, Any]], None] | None = None
+        self._handler: MessageHandler | None = None
         self.closed = False
 
-    def attach(self, handler: Callable[[dict[str, Any]], None]) -> None:
-        """Hand messages straight to the peer's (synchronous) dispatcher instead of queueing them:
-        a streamed chat completion sends one message per chunk, and the queue hop cost more than
-        the rest of the relay."""
+    def attach(self, handler: MessageHandler) -> None:
         self._handler = handler
 
     async def deliver(self, message: dict[str, Any]) -> None:
@@ -87,7 +85,7 @@ class DirectChannel:
         method = message.get("method")
         if method is None:
             return  # a response to a request this server never sends
-        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        params = jsonrpc.obj(message.get("params"))
         if "id" not in message:
             if method == "notifications/cancelled":
                 scope = self._running.get(params.get("requestId"))
@@ -106,7 +104,7 @@ class DirectChannel:
         domain = self.domain
         if method == "initialize":
             result: dict[str, Any] = {
-                "protocolVersion": params.get("protocolVersion", "2025-11-25"),
+                "protocolVersion": params.get("protocolVersion", LATEST_LEGACY),
                 "capabilities": {"tools": {"listChanged": True}},
                 "serverInfo": {"name": f"toolmux-{domain.name}", "version": VERSION},
             }
@@ -121,7 +119,7 @@ class DirectChannel:
         return jsonrpc.error(request_id, jsonrpc.METHOD_NOT_FOUND, f"Method not found: {method}")
 
     async def _call(self, request_id: Any, params: dict[str, Any], scope: anyio.CancelScope) -> None:
-        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+        meta = jsonrpc.obj(params.get("_meta"))
         name = str(params.get("name"))
         ctx = DirectToolContext(
             tool=name,

@@ -17,8 +17,8 @@ from typing import Any
 import anyio
 import httpx2
 
-from aggregator import jsonrpc
 from aggregator.config import ServerEntry
+from aggregator.protocol import jsonrpc, sse
 from aggregator.upstreams.channel import ChannelClosed
 
 _log = logging.getLogger("toolmux.upstream")
@@ -58,6 +58,15 @@ def auth_failure(name: str, response: httpx2.Response) -> ChannelClosed:
         f"{safe_url(response.request.url)} answered {status_text(response)}: check the credentials in "
         f"mcpServers.{name}.headers"
     )
+
+
+async def event_stream(response: httpx2.Response) -> AsyncIterator[sse.Event]:
+    """The events of an event-stream response; an oversized event is a transport failure (SSEError)."""
+    try:
+        async for event in sse.aiter_events(response.aiter_bytes(), max_event_size=MAX_EVENT_BYTES):
+            yield event
+    except sse.EventTooLarge as exc:
+        raise httpx2.SSEError(str(exc)) from None
 
 
 def describe_http_error(exc: httpx2.HTTPError) -> str:

@@ -15,22 +15,22 @@ from typing import Any
 import anyio
 import httpx2
 
-from aggregator import jsonrpc
 from aggregator.config import ServerEntry
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.headers import PROTOCOL_VERSION, SESSION_ID
 from aggregator.upstreams.http_common import (
     AUTH_STATUSES,
     EVENT_STREAM,
     JSON_AND_SSE,
-    MAX_EVENT_BYTES,
     auth_failure,
     content_type,
     describe_http_error,
+    event_stream,
     open_stream,
     parse_messages,
     read_body,
     status_text,
 )
-from aggregator.upstreams.http_headers import PROTOCOL_VERSION, SESSION_ID
 
 _log = logging.getLogger("toolmux.upstream")
 
@@ -161,7 +161,7 @@ class Session:
 async def _find_answer(response: httpx2.Response, request_id: str) -> dict[str, Any] | None:
     """The answer to `request_id` in a JSON body or an event stream (anything else on it is dropped)."""
     if content_type(response) == EVENT_STREAM:
-        async for event in httpx2.EventSource(response, max_event_size=MAX_EVENT_BYTES):
+        async for event in event_stream(response):
             found = [m for m in parse_messages(event.data or "") or [] if m.get("id") == request_id]
             if found:
                 return found[0]

@@ -14,17 +14,17 @@ import anyio
 import httpx2
 from anyio.abc import TaskGroup, TaskStatus
 
-from aggregator import jsonrpc
 from aggregator.config import ServerEntry
+from aggregator.protocol import jsonrpc
 from aggregator.upstreams.channel import ChannelClosed
 from aggregator.upstreams.http_common import (
     AUTH_STATUSES,
     EVENT_STREAM,
-    MAX_EVENT_BYTES,
     Inbox,
     auth_failure,
     content_type,
     describe_http_error,
+    event_stream,
     jsonrpc_error_body,
     open_stream,
     parse_messages,
@@ -107,7 +107,7 @@ class SseChannel:
                 if content_type(response) != EVENT_STREAM:
                     kind = content_type(response) or "no content type"
                     raise ChannelClosed(f"{self._where()}: the GET answered {kind}, not an event stream")
-                events = httpx2.EventSource(response, max_event_size=MAX_EVENT_BYTES).__aiter__()
+                events = event_stream(response).__aiter__()
                 with anyio.fail_after(self._entry.timeouts.connect):
                     while self._endpoint is None:
                         event = await events.__anext__()

@@ -28,18 +28,25 @@ import anyio
 import httpx2
 from anyio.abc import TaskGroup
 
-from aggregator import jsonrpc
 from aggregator.config import ServerEntry
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.headers import (
+    LAST_EVENT_ID,
+    PROTOCOL_VERSION,
+    modern_headers,
+    modern_version,
+    safe_value,
+)
 from aggregator.upstreams.channel import ChannelClosed
 from aggregator.upstreams.http_common import (
     AUTH_STATUSES,
     EVENT_STREAM,
     JSON_AND_SSE,
-    MAX_EVENT_BYTES,
     Inbox,
     auth_failure,
     content_type,
     describe_http_error,
+    event_stream,
     jsonrpc_error_body,
     open_stream,
     parse_messages,
@@ -47,13 +54,6 @@ from aggregator.upstreams.http_common import (
     safe_url,
     status_text,
     stream_timeout,
-)
-from aggregator.upstreams.http_headers import (
-    LAST_EVENT_ID,
-    PROTOCOL_VERSION,
-    modern_headers,
-    modern_version,
-    safe_header_value,
 )
 from aggregator.upstreams.http_session import Session
 
@@ -188,7 +188,7 @@ class StreamableHttpChannel:
         request's stream is the cancellation. In the handshake era the notification is the
         signal; the stream is closed too once it is sent (its answer is no longer awaited).
         """
-        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        params = jsonrpc.obj(message.get("params"))
         flight = self._flights.get(params.get("requestId"))
         if flight is not None and flight.modern:
             flight.scope.cancel()
@@ -369,7 +369,7 @@ class StreamableHttpChannel:
     async def _consume(self, response: httpx2.Response, request_id: Any, state: _StreamState) -> bool:
         """Read one event stream; True once the answer to `request_id` arrived."""
         try:
-            async for event in httpx2.EventSource(response, max_event_size=MAX_EVENT_BYTES):
+            async for event in event_stream(response):
                 state.events += 1
                 if event.id:
                     state.last_event_id = event.id
@@ -429,7 +429,7 @@ class StreamableHttpChannel:
         elif message.get("method") != "initialize":
             headers.update(self.session.headers())
         if extra:
-            headers.update({name: safe_header_value(value) for name, value in extra.items()})
+            headers.update({name: safe_value(value) for name, value in extra.items()})
         return headers
 
     def _get_headers(self, message: dict[str, Any] | None = None) -> dict[str, str]:

@@ -24,9 +24,9 @@ from typing import Any, Protocol
 import anyio
 from anyio.abc import TaskGroup
 
-from aggregator import jsonrpc
-from aggregator.jsonrpc import RpcError
-from aggregator.upstreams.channel import Channel, ChannelClosed
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.jsonrpc import RpcError
+from aggregator.upstreams.channel import Channel, ChannelClosed, PushChannel
 
 _log = logging.getLogger("toolmux.upstream")
 
@@ -165,10 +165,8 @@ class RpcPeer:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                attach = getattr(self.channel, "attach", None)
-                if attach is not None:
-                    # An in-process channel pushes its messages to us; receive() then only ends.
-                    attach(self._dispatch)
+                if isinstance(self.channel, PushChannel):
+                    self.channel.attach(self._dispatch)
                 try:
                     while True:
                         message = await self.channel.receive()

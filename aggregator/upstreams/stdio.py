@@ -14,7 +14,7 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from aggregator import jsonrpc
+from aggregator.protocol import jsonrpc
 from aggregator.upstreams.channel import ChannelClosed
 
 _log = logging.getLogger("toolmux.upstream")

@@ -13,20 +13,30 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
 
 import anyio
 
-from aggregator import __version__, jsonrpc
+from aggregator import __version__
 from aggregator.config import ServerEntry
-from aggregator.jsonrpc import RpcError
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.eras import (
+    LATEST_LEGACY,
+    META_CLIENT_CAPABILITIES,
+    META_CLIENT_INFO,
+    META_PROTOCOL_VERSION,
+    META_SERVER_INFO,
+    MODERN_VERSION,
+)
+from aggregator.protocol.jsonrpc import RpcError
 from aggregator.upstreams.channel import Channel, ChannelClosed
 from aggregator.upstreams.peer import CallRoute, ProgressFn, RpcPeer
 
 _log = logging.getLogger("toolmux.upstream")
 
-UPSTREAM_PROTOCOL_VERSION = "2025-11-25"
-MODERN_PROTOCOL_VERSION = "2026-07-28"
+UPSTREAM_PROTOCOL_VERSION = LATEST_LEGACY
+MODERN_PROTOCOL_VERSION = MODERN_VERSION
 HUB_CLIENT_INFO = {"name": "toolmux", "version": __version__}
 # What the hub can relay to its clients, declared where the upstream asks once (legacy handshake).
 RELAYABLE_CAPABILITIES = {"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {"listChanged": True}}
@@ -47,6 +57,26 @@ _LIST_KEYS = {
 _CAPABILITY_OF = {"tools": "tools", "resources": "resources", "resourceTemplates": "resources", "prompts": "prompts"}
 
 
+class UpstreamKind(StrEnum):
+    """How the hub reaches an upstream (a str, so /health and logs show it as text)."""
+
+    STDIO = "stdio"
+    HTTP = "http"
+    BUILTIN_STDIO = "builtin-stdio"
+    BUILTIN_INPROCESS = "builtin-inprocess"
+
+    @classmethod
+    def of_entry(cls, entry: ServerEntry) -> UpstreamKind:
+        """The kind a config entry implies (a built-in without a chosen mode runs as a child)."""
+        return {"stdio": cls.STDIO, "http": cls.HTTP}.get(entry.kind, cls.BUILTIN_STDIO)
+
+    @property
+    def in_process(self) -> bool:
+        """A built-in domain served inside the hub: it validates its own input and never asks the
+        client for anything, so the hub need do neither for it."""
+        return self is UpstreamKind.BUILTIN_INPROCESS
+
+
 @dataclass
 class Listing:
     tools: list[dict[str, Any]] = field(default_factory=list)
@@ -65,11 +95,14 @@ class Upstream:
         on_change: Callable[[Upstream], Awaitable[None]],
         on_notification: Callable[[Upstream, str, dict[str, Any] | None], Awaitable[None]],
         on_orphan_request: Callable[[str, dict[str, Any] | None], Awaitable[dict[str, Any]]] | None = None,
-        kind: str | None = None,
+        kind: UpstreamKind | None = None,
+        builtin: str | None = None,
     ) -> None:
         self.name = name
         self.entry = entry
-        self.kind = kind or entry.kind
+        self.kind = kind or UpstreamKind.of_entry(entry)
+        # The built-in server this upstream runs (None for a third-party server).
+        self.builtin = builtin
         self._opener = opener
         self._on_change = on_change
         self._on_notification = on_notification
@@ -331,8 +364,8 @@ class Upstream:
             return False
         self.protocol_version = MODERN_PROTOCOL_VERSION
         self.capabilities = result.get("capabilities") or {}
-        meta = result.get("_meta") if isinstance(result.get("_meta"), dict) else {}
-        self.server_info = meta.get("io.modelcontextprotocol/serverInfo") or result.get("serverInfo") or {}
+        meta = jsonrpc.obj(result.get("_meta"))
+        self.server_info = meta.get(META_SERVER_INFO) or result.get("serverInfo") or {}
         self.instructions = result.get("instructions")
         return True
 
@@ -395,11 +428,11 @@ def with_envelope(params: dict[str, Any] | None, envelope: dict[str, Any] | None
     """`params` with the stateless revision's `_meta` envelope (the caller's fields win)."""
     out = dict(params or {})
     meta = dict(out.get("_meta") or {})
-    meta.setdefault("io.modelcontextprotocol/protocolVersion", MODERN_PROTOCOL_VERSION)
-    meta.setdefault("io.modelcontextprotocol/clientInfo", HUB_CLIENT_INFO)
+    meta.setdefault(META_PROTOCOL_VERSION, MODERN_PROTOCOL_VERSION)
+    meta.setdefault(META_CLIENT_INFO, HUB_CLIENT_INFO)
     for key, value in (envelope or {}).items():
         meta[key] = value
-    meta.setdefault("io.modelcontextprotocol/clientCapabilities", {})
+    meta.setdefault(META_CLIENT_CAPABILITIES, {})
     out["_meta"] = meta
     return out
 

@@ -49,6 +49,8 @@ HEALTH_METHOD = "toolmux/health"
 # domain serves itself (storage's S3 API): answers {"socket": path, "token": secret}.
 FACE_METHOD = "toolmux/http_face"
 RequestHandler = Callable[[], Awaitable[dict[str, Any]]]
+# Set by the hub on calls whose caller reads structuredContent only (no JSON text block wanted).
+STRUCTURED_ONLY_META_KEY = "toolmux/structuredOnly"
 
 
 @dataclass
@@ -188,7 +190,9 @@ class Domain:
         content: list[dict[str, Any]] = []
         if result.text is not None:
             content.append({"type": "text", "text": result.text})
-        elif result.structured is not None:
+        elif result.structured is not None and not ctx.meta.get(STRUCTURED_ONLY_META_KEY):
+            # MCP clients that predate structured content read this text block; an in-process caller
+            # (a facade, another tool) reads structuredContent and says so, sparing the JSON encoding.
             content.append({"type": "text", "text": _json_text(result.structured)})
         content.extend(result.content)
         wire: dict[str, Any] = {"content": content, "isError": False, "resultType": "complete"}

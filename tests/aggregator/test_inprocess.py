@@ -7,6 +7,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from aggregator import dispatch
+from aggregator.principal import MASTER
 from tests.aggregator.hubkit import running_hub
 
 pytestmark = pytest.mark.anyio
@@ -55,3 +57,14 @@ async def test_deep_health_includes_a_builtins_own_check_in_process_or_as_a_chil
     demo = report["servers"]["demo"]
     assert demo["kind"] == f"builtin-{mode}"
     assert demo["health"] == {"healthy": True, "details": {"tools": 3}}
+
+
+@pytest.mark.parametrize("mode", ["inprocess", "stdio"])
+async def test_a_builtin_renders_the_json_text_block_only_for_mcp_clients(tmp_path: Path, mode: str) -> None:
+    async with running_hub(tmp_path, {"demo": {"mode": mode}}, builtins=["demo"]) as running, running.client() as hub:
+        for_client = await hub.call_tool("demo-echo", {"text": "hi"})
+        # A facade or a built-in calling another tool reads structuredContent only.
+        internal = await dispatch.call_tool(running.hub, MASTER, "demo-echo", {"text": "hi"})
+    assert for_client.structured_content == internal["structuredContent"] == {"text": "hi"}
+    assert [block.type for block in for_client.content] == ["text"]
+    assert internal["content"] == []

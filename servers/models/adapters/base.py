@@ -17,6 +17,7 @@ from typing import Any
 import httpx2
 import orjson
 
+from aggregator.protocol import sse
 from servers.models.config import BackendConfig
 from servers.models.errors import (
     UnsupportedOperation,
@@ -97,30 +98,12 @@ class Adapter:
                 yield response
 
     async def sse_events(self, response: Response) -> AsyncIterator[tuple[str, str]]:
-        """(event, data) pairs of a server-sent event stream; transport errors translated.
-
-        Parsed from the body's pieces as they arrive (a piece mostly holds whole events), not
-        line by line: this runs once per streamed token.
-        """
-        pending = b""
+        """(event, data) pairs of a server-sent event stream (events without data are skipped);
+        transport errors translated."""
         with translate_transport_errors(self.name):
-            async for piece in response.aiter_bytes():
-                pending += piece
-                if b"\r" in pending:
-                    # CRLF and lone CR end lines too; a CR last in the buffer may be half of a CRLF.
-                    held = pending.endswith(b"\r")
-                    pending = pending[:-1] if held else pending
-                    pending = pending.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + (b"\r" if held else b"")
-                if b"\n\n" not in pending:
-                    continue
-                *blocks, pending = pending.split(b"\n\n")
-                for block in blocks:
-                    event = _sse_event(block)
-                    if event is not None:
-                        yield event
-            event = _sse_event(pending.rstrip(b"\r\n"))
-            if event is not None:
-                yield event
+            async for event in sse.aiter_events(response.aiter_bytes()):
+                if event.data:
+                    yield event.event, event.data
 
     async def ndjson_lines(self, response: Response) -> AsyncIterator[Any]:
         with translate_transport_errors(self.name):
@@ -145,20 +128,6 @@ class Adapter:
     async def probe(self, timeout: float) -> set[str] | None:
         """The models the backend serves (None: it cannot say); an UpstreamError when it is down."""
         raise NotImplementedError
-
-
-def _sse_event(block: bytes) -> tuple[str, str] | None:
-    """One event block's (event, data), or None when it carries no data (comments, retry: only)."""
-    event = ""
-    data: list[str] = []
-    for raw in block.split(b"\n"):
-        if raw.startswith(b"data:"):
-            data.append(raw[5:].removeprefix(b" ").decode("utf-8", "replace"))
-        elif raw.startswith(b"event:"):
-            event = raw[6:].strip().decode("utf-8", "replace")
-    if not data:
-        return None
-    return event or "message", "\n".join(data)
 
 
 def require_choices(name: str, data: Any) -> dict[str, Any]:

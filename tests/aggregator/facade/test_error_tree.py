@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from aggregator import jsonrpc
+from aggregator.protocol import jsonrpc
 from aggregator.facade.base import FacadeHTTPError
 from aggregator.facade.kit import parse_json_object, render_anthropic, render_ollama, render_openai, render_plain
 from aggregator.protocol import errors

@@ -1,30 +1,59 @@
-"""HTTP request-metadata headers of the stateless revision: `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`.
+"""HTTP headers of the streamable HTTP transport, both sides: names, the value codec, the rules.
 
-The server must reject (400, -32020 HeaderMismatch) a request whose headers are missing or
+Handshake era (2025-03-26 … 2025-11-25): `Mcp-Session-Id` and `MCP-Protocol-Version` (the
+negotiated version) on every request after `initialize`.
+Stateless era (2026-07-28): no session; `MCP-Protocol-Version` from the message's `_meta`,
+`Mcp-Method`, `Mcp-Name` for the methods that name a tool, prompt or resource, and
+`Mcp-Param-*` for the tool parameters a schema marks with `x-mcp-header`.
+
+A server must reject (400, -32020 HeaderMismatch) a request whose headers are missing or
 disagree with its body, so that a load balancer routing on headers and the hub executing the
-body can never be told different stories.
+body can never be told different stories. Values that cannot travel in a header verbatim use
+the Base64 sentinel form `=?base64?…?=`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from aggregator import jsonrpc
-from aggregator.jsonrpc import RpcError
+from aggregator.protocol import jsonrpc
+from aggregator.protocol.eras import META_PROTOCOL_VERSION
+from aggregator.protocol.jsonrpc import RpcError
 
-_SENTINEL_START, _SENTINEL_END = "=?base64?", "?="
+SESSION_ID = "Mcp-Session-Id"
+PROTOCOL_VERSION = "MCP-Protocol-Version"
+METHOD = "Mcp-Method"
+NAME = "Mcp-Name"
+PARAM_PREFIX = "Mcp-Param-"
+LAST_EVENT_ID = "Last-Event-ID"
+
+# The params field each named method mirrors in `Mcp-Name`.
 NAMED_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 
+_SENTINEL_START, _SENTINEL_END = "=?base64?", "?="
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7E]*")
+_SENTINEL = re.compile(r"=\?base64\?.*\?=")
 
-def mismatch(message: str) -> RpcError:
-    return RpcError(jsonrpc.HEADER_MISMATCH, f"Header mismatch: {message}")
+
+# --- the value codec ------------------------------------------------------------------------------
+def encode_value(value: str) -> str:
+    """The value verbatim when it survives an HTTP header round trip, else the Base64 sentinel form."""
+    if _PRINTABLE_ASCII.fullmatch(value) and value == value.strip() and not _SENTINEL.fullmatch(value):
+        return value
+    return f"{_SENTINEL_START}{base64.b64encode(value.encode('utf-8')).decode('ascii')}{_SENTINEL_END}"
+
+
+def safe_value(value: str) -> str:
+    """A caller-given header value: kept as given (maybe already encoded) unless it cannot be sent as is."""
+    return value if _PRINTABLE_ASCII.fullmatch(value) else encode_value(value)
 
 
 def decode_value(raw: str, header: str) -> str:
-    """A header value with the Base64 sentinel encoding undone."""
+    """A header value with the Base64 sentinel encoding undone; RpcError(-32020) when it is malformed."""
     if raw.startswith(_SENTINEL_START) and raw.endswith(_SENTINEL_END) and len(raw) >= 11:
         body = raw[len(_SENTINEL_START) : -len(_SENTINEL_END)]
         try:
@@ -36,6 +65,7 @@ def decode_value(raw: str, header: str) -> str:
     return raw
 
 
+# --- what a request declares ----------------------------------------------------------------------
 def x_mcp_headers(schema: Any) -> dict[str, tuple[str, ...]]:
     """{header name (lowercase): property path} for every `x-mcp-header` reachable via `properties`."""
     found: dict[str, tuple[str, ...]] = {}
@@ -67,6 +97,50 @@ def _value_at(arguments: Any, path: tuple[str, ...]) -> Any:
     return node
 
 
+def _header_text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+# --- the client side: headers to send -------------------------------------------------------------
+def modern_version(message: dict[str, Any]) -> str | None:
+    """The stateless revision's protocol version when the message carries it in `params._meta`."""
+    params = message.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    version = meta.get(META_PROTOCOL_VERSION) if isinstance(meta, dict) else None
+    return version if isinstance(version, str) and version else None
+
+
+def modern_headers(message: dict[str, Any], version: str) -> dict[str, str]:
+    """`MCP-Protocol-Version`, `Mcp-Method` and (for named methods) `Mcp-Name` of a stateless request."""
+    headers = {PROTOCOL_VERSION: version}
+    method = message.get("method")
+    if isinstance(method, str):
+        headers[METHOD] = method
+        field = NAMED_METHODS.get(method)
+        params = message.get("params")
+        value = params.get(field) if field is not None and isinstance(params, dict) else None
+        if isinstance(value, str):
+            headers[NAME] = encode_value(value)
+    return headers
+
+
+def param_headers(declared: dict[str, tuple[str, ...]], arguments: dict[str, Any]) -> dict[str, str] | None:
+    """The `Mcp-Param-*` headers of a tools/call whose tool declares `x-mcp-header` parameters."""
+    if not declared:
+        return None
+    out: dict[str, str] = {}
+    for name, path in declared.items():
+        value = _value_at(arguments, path)
+        if value is not None:
+            out[f"{PARAM_PREFIX}{name}"] = encode_value(_header_text(value))
+    return out or None
+
+
+# --- the server side: headers to check ------------------------------------------------------------
+def mismatch(message: str) -> RpcError:
+    return RpcError(jsonrpc.HEADER_MISMATCH, f"Header mismatch: {message}")
+
+
 def _matches(header_value: str, body_value: Any) -> bool:
     if isinstance(body_value, bool):
         return header_value == ("true" if body_value else "false")
@@ -91,7 +165,7 @@ def validate(
 ) -> None:
     """Raise RpcError(-32020) when the request's Mcp-Method/Name/Param headers disagree with the body."""
     method = message["method"]
-    params = message.get("params") if isinstance(message.get("params"), dict) else {}
+    params = jsonrpc.obj(message.get("params"))
     header_method = headers.get("mcp-method")
     if header_method is None:
         raise mismatch("the Mcp-Method header is required")

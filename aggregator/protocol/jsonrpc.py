@@ -18,6 +18,8 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
+# MCP before 2026-07-28 (that revision uses INVALID_PARAMS instead)
+RESOURCE_NOT_FOUND = -32002
 # MCP 2026-07-28 (reserved range -32020..-32099)
 HEADER_MISMATCH = -32020
 MISSING_CLIENT_CAPABILITY = -32021
@@ -83,6 +85,11 @@ def error(request_id: RequestId | None, code: int, message: str, data: Any = Non
 
 def error_from(request_id: RequestId | None, exc: RpcError) -> dict[str, Any]:
     return {"jsonrpc": JSONRPC, "id": request_id, "error": exc.to_error()}
+
+
+def obj(value: Any) -> dict[str, Any]:
+    """`value` when it is a JSON object, else an empty one (for optional `params`, `_meta`, …)."""
+    return value if isinstance(value, dict) else {}
 
 
 def is_request(msg: dict[str, Any]) -> bool:
