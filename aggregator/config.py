@@ -25,6 +25,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from aggregator.state.config import StateConfig
+
 SERVER_NAME_RE = re.compile(r"^[a-z0-9_]+$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -167,6 +169,7 @@ class HubConfig(_Model):
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
     builtins: Literal["auto"] | list[str] = "auto"
     servers: dict[str, ServerEntry] = Field(default_factory=dict, alias="mcpServers")
+    state: StateConfig = Field(default_factory=StateConfig, description="embedded, or shared Redis/PostgreSQL")
 
     @field_validator("servers")
     @classmethod
