@@ -67,6 +67,8 @@ class BreakerStatus:
     state: CircuitState
     retry_in: float = 0.0
     last_error: str | None = None
+    # Failures are counted towards opening: a success must clear them (else it may skip the store).
+    failures: bool = False
 
 
 class BreakerStore(Protocol):

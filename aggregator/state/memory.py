@@ -84,7 +84,7 @@ class MemoryBreakerStore:
 
     def _status(self, circuit: _Circuit, settings: BreakerSettings) -> BreakerStatus:
         if circuit.opened_at is None:
-            return BreakerStatus("closed")
+            return BreakerStatus("closed", failures=bool(circuit.failures))
         left = settings.cooldown - (self.clock() - circuit.opened_at)
         if left <= 0:
             return BreakerStatus("half-open", 0.0, circuit.last_error)

@@ -61,10 +61,10 @@ redis.call('PEXPIRE', KEYS[1], 61000)
 return false
 """
 
-# KEYS: circuit hash. ARGV: now, cooldown, claim ("1" takes the half-open probe).
+# KEYS: circuit hash, failures zset. ARGV: now, cooldown, claim ("1" takes the half-open probe).
 _ALLOW = """
 local opened = redis.call('HGET', KEYS[1], 'opened_at')
-if not opened then return {'closed', '0', ''} end
+if not opened then return {'closed', '0', '', redis.call('EXISTS', KEYS[2])} end
 local err = redis.call('HGET', KEYS[1], 'last_error') or ''
 local now = tonumber(ARGV[1]); local cooldown = tonumber(ARGV[2])
 local left = cooldown - (now - tonumber(opened))
@@ -187,7 +187,8 @@ def _status(result: Sequence[Any]) -> BreakerStatus:
     if name in ("closed", "half-open"):
         state = "closed" if name == "closed" else "half-open"
     error = _text(result[2]) or None
-    return BreakerStatus(state, max(float(_text(result[1])), 0.0), error)
+    failures = len(result) > 3 and int(result[3]) > 0
+    return BreakerStatus(state, max(float(_text(result[1])), 0.0), error, failures)
 
 
 class RedisBreakerStore(_RedisPart):
@@ -199,19 +200,22 @@ class RedisBreakerStore(_RedisPart):
     def _key(self, key: str) -> str:
         return f"{self.prefix}cb:{key}"
 
+    def _keys(self, key: str) -> list[str]:
+        return [self._key(key), self._key(key) + ":f"]
+
     async def allow(self, key: str, settings: BreakerSettings) -> BreakerStatus:
         with guard():
-            result = await self._allow(keys=[self._key(key)], args=[self.clock(), settings.cooldown, "1"])
+            result = await self._allow(keys=self._keys(key), args=[self.clock(), settings.cooldown, "1"])
         return _status(result)
 
     async def status(self, key: str, settings: BreakerSettings) -> BreakerStatus:
         with guard():
-            result = await self._allow(keys=[self._key(key)], args=[self.clock(), settings.cooldown, "0"])
+            result = await self._allow(keys=self._keys(key), args=[self.clock(), settings.cooldown, "0"])
         return _status(result)
 
     async def record_success(self, key: str) -> None:
         with guard():
-            await self.client.delete(self._key(key), self._key(key) + ":f")
+            await self.client.delete(*self._keys(key))
 
     async def record_failure(self, key: str, reason: str, settings: BreakerSettings) -> BreakerStatus:
         now = self.clock()
@@ -226,7 +230,7 @@ class RedisBreakerStore(_RedisPart):
             ttl_ms,
         ]
         with guard():
-            result = await self._failure(keys=[self._key(key), self._key(key) + ":f"], args=args)
+            result = await self._failure(keys=self._keys(key), args=args)
         return _status(result)
 
     async def release_probe(self, key: str) -> None:

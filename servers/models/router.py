@@ -14,14 +14,20 @@ Failover modes decide what follows the first choice:
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import anyio
+
+from aggregator.state.interfaces import RateLimiter, RoutingStore, StateUnavailable
 from servers.models.breaker import CircuitBreaker
 from servers.models.config import AliasConfig, DeploymentConfig, ModelsConfig
+
+_log = logging.getLogger("toolmux.models")
 
 
 @dataclass
@@ -54,6 +60,86 @@ class DeploymentState:
         if dep.tpm is not None and sum(t for _, t in self.tokens) >= dep.tpm:
             return f"tpm cap {dep.tpm} reached"
         return None
+
+    # --- shared across replicas (set by `share`; None keeps everything in this process) ---------
+    limiter: RateLimiter | None = None
+    routing: RoutingStore | None = None  # only for deployments routed by least-busy / latency
+
+    def share(self, limiter: RateLimiter | None, routing: RoutingStore | None) -> None:
+        self.limiter, self.routing = limiter, routing
+
+    def _degraded(self, what: str, exc: StateUnavailable) -> None:
+        _log.warning("deployment %s: shared %s unavailable (%s); this replica's own view", self.id, what, exc.reason)
+
+    async def admit(self, dep: DeploymentConfig, now: float) -> str | None:
+        """Why the rpm / tpm cap is reached, else None; when shared, checks and counts across replicas."""
+        if self.limiter is not None and (dep.rpm is not None or dep.tpm is not None):
+            try:
+                refusal = await self.limiter.acquire(self.id, rpm=dep.rpm, tpm=dep.tpm)
+            except StateUnavailable as exc:
+                self._degraded("rate limits", exc)
+            else:
+                return f"{refusal.limit} cap {refusal.cap} reached" if refusal else None
+        return self.over_capacity(dep, now)
+
+    async def count_retry(self) -> None:
+        """A retry is one more upstream request (the first was counted by `admit` when shared)."""
+        if self.limiter is not None:
+            try:
+                await self.limiter.add_request(self.id)
+            except StateUnavailable as exc:
+                self._degraded("rate limits", exc)
+
+    async def count_tokens(self, now: float, tokens: int) -> None:
+        self.tokens.append((now, tokens))
+        if self.limiter is not None and tokens:
+            try:
+                await self.limiter.add_tokens(self.id, tokens)
+            except StateUnavailable as exc:
+                self._degraded("rate limits", exc)
+
+    async def record_latency(self, attr: str, seconds: float, smoothing: float) -> None:
+        self.observe(attr, seconds, smoothing)
+        if self.routing is not None:
+            try:
+                await self.routing.observe(self.id, "ttft" if attr == "ttft" else "latency", seconds, smoothing)
+            except StateUnavailable as exc:
+                self._degraded("routing data", exc)
+
+    async def started(self) -> None:
+        self.in_flight += 1
+        if self.routing is not None:
+            try:
+                await self.routing.begin(self.id)
+            except StateUnavailable as exc:
+                self._degraded("routing data", exc)
+
+    async def ended(self) -> None:
+        """Runs in `finally` blocks: the shared decrement is shielded so a cancelled call still counts down."""
+        self.in_flight -= 1
+        if self.routing is not None:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.routing.end(self.id)
+                except StateUnavailable as exc:
+                    self._degraded("routing data", exc)
+
+
+async def refresh_shared(states: dict[str, DeploymentState], ids: list[str]) -> None:
+    """Load every replica's in-flight counts and latencies into the local states before ordering."""
+    shared = [states[i] for i in ids if states[i].routing is not None]
+    if not shared:
+        return
+    routing = shared[0].routing
+    assert routing is not None
+    try:
+        snapshot = await routing.snapshot([s.id for s in shared])
+    except StateUnavailable as exc:
+        shared[0]._degraded("routing data", exc)
+        return
+    for state in shared:
+        stats = snapshot[state.id]
+        state.in_flight, state.latency, state.ttft = stats.in_flight, stats.latency, stats.ttft
 
 
 @dataclass(frozen=True)

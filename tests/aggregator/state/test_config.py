@@ -13,7 +13,7 @@ from aggregator.state import StateConfig
 
 
 def test_state_defaults_to_embedded_and_accepts_the_shorthand() -> None:
-    assert HubConfig().state.embedded
+    assert HubConfig.model_validate({}).state.embedded
     assert HubConfig.model_validate({"state": "embedded"}).state.embedded
 
 
