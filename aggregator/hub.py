@@ -18,6 +18,7 @@ from aggregator.front.eras import META_SUBSCRIPTION_ID
 from aggregator.front.mrtr import InputBroker
 from aggregator.front.session import FrontSession
 from aggregator.metrics import Metrics
+from aggregator.state import State, open_state
 from aggregator.upstreams import openers
 from aggregator.upstreams.upstream import ChannelOpener, Upstream
 from servers import registry
@@ -114,6 +115,7 @@ class Hub:
         self.listeners: set[Listener] = set()
         self.started_at = time.time()
         self._tg: TaskGroup | None = None
+        self.state: State | None = None  # shared stores (docs/scale-out.md); None: embedded, in each domain
         self._rebuild_lock = anyio.Lock()
         self._upstream_subscriptions: dict[tuple[str, str], int] = {}
 
@@ -152,6 +154,7 @@ class Hub:
             data_dir=self.data_dir,
             public_url=self.public_url,
             hub=InProcessHubCaller(self),
+            state=self.state,
         )
         domain = spec.create(settings)
         self.domains[name] = domain
@@ -161,9 +164,16 @@ class Hub:
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            self._apply(self.config)
-            task_status.started()
-            await anyio.sleep_forever()
+            if not self.config.state.embedded:
+                self.state = await open_state(self.config.state, data_dir=self.data_dir)
+                tg.start_soon(self.state.run_heartbeat, __version__, lambda: float(len(self.sessions)))
+            try:
+                self._apply(self.config)
+                task_status.started()
+                await anyio.sleep_forever()
+            finally:
+                if self.state is not None:
+                    await self.state.aclose()
 
     def _apply(self, config: HubConfig) -> None:
         planned, unavailable = self.plan(config)
@@ -327,6 +337,8 @@ class Hub:
     async def deep_health(self) -> dict[str, Any]:
         """`health(deep=True)` plus each in-process domain's own check (backends, engines)."""
         report = self.health(deep=True)
+        if self.state is not None:
+            report["state"] = await self.state.health()  # the shared stores' reachability and the fleet
 
         async def check(name: str, upstream: Upstream) -> None:
             domain = self.domains.get(name)

@@ -79,6 +79,15 @@ class State:
         info = ReplicaInfo(self.replica_id, version, load, self.started_at, time.time())
         await self.registry.heartbeat(info, ttl=self.config.heartbeat * 3)
 
+    async def run_heartbeat(self, version: str, load: Callable[[], float]) -> None:
+        """Report this replica to the registry every `heartbeat` seconds, until cancelled."""
+        while True:
+            try:
+                await self.heartbeat(version, load())
+            except StateUnavailable as exc:
+                _log.warning("replica heartbeat failed: %s", exc)
+            await anyio.sleep(self.config.heartbeat)
+
     async def health(self) -> dict[str, Any]:
         """Each shared store's reachability (for /health); embedded stores are always up."""
         stores: dict[str, Any] = {}

@@ -58,10 +58,14 @@ class PostgresStore:
         )
 
     async def open(self, *, wait: bool = True) -> None:
-        await self.pool.open(wait=False)
+        """Start the pool; with `wait`, first prove the server answers (its own error, not a pool timeout)."""
         if wait:
-            async with self.connection() as conn:
-                await conn.execute("SELECT 1")
+            try:
+                probe = await psycopg.AsyncConnection.connect(self.url, connect_timeout=2)
+            except psycopg.OperationalError as exc:
+                raise StateUnavailable("postgres", str(exc).strip().splitlines()[0]) from None
+            await probe.close()
+        await self.pool.open(wait=False)
 
     async def aclose(self) -> None:
         await self.pool.close()
