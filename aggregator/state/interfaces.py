@@ -125,11 +125,19 @@ class SpendResult:
     spent: float  # spend of the period after the operation (unchanged when refused)
 
 
+@dataclass(frozen=True)
+class SpendDelta:
+    key: str
+    period: BudgetPeriod
+    period_start: float
+    amount: float
+
+
 class UsageLedger(Protocol):
     """Usage rows (one per call) and spend per key and budget period, durable."""
 
-    async def write(self, rows: Sequence[Row]) -> None:
-        """Append usage rows (the columns of `USAGE_COLUMNS`)."""
+    async def write(self, rows: Sequence[Row], *, spend: Sequence[SpendDelta] = ()) -> None:
+        """Append usage rows (the columns of `USAGE_COLUMNS`) and add their costs to spend, in one transaction."""
         ...
 
     async def query(

@@ -25,6 +25,7 @@ from aggregator.state.interfaces import (
     KeyNotFound,
     KeyRecord,
     Row,
+    SpendDelta,
     SpendResult,
     StateUnavailable,
 )
@@ -110,11 +111,14 @@ class PostgresStore:
             return [row[0] for row in await cursor.fetchall()]
 
     # --- usage ----------------------------------------------------------------------------------
-    async def write(self, rows: Sequence[Row]) -> None:
-        if not rows:
+    async def write(self, rows: Sequence[Row], *, spend: Sequence[SpendDelta] = ()) -> None:
+        if not rows and not spend:
             return
-        async with self.connection() as conn, conn.cursor() as cursor:
-            await cursor.executemany(sql.insert_usage("%s").encode(), [sql.usage_values(r) for r in rows])
+        async with self.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            if rows:
+                await cursor.executemany(sql.insert_usage("%s").encode(), [sql.usage_values(r) for r in rows])
+            if spend:
+                await cursor.executemany(sql.ADD_SPEND.encode(), [sql.spend_values(d) for d in spend])
 
     async def query(
         self,

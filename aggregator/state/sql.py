@@ -5,13 +5,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aggregator.state.interfaces import USAGE_COLUMNS, USAGE_GROUPS
+from aggregator.state.interfaces import USAGE_COLUMNS, USAGE_GROUPS, SpendDelta
 
 TOTAL_NAMES = ("requests", "errors", "cache_hits", "prompt_tokens", "completion_tokens", "cached_tokens", "cost")
 _AGGREGATES = (
     "COUNT(*), SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END), SUM(cache_hit), SUM(prompt_tokens),"
     " SUM(completion_tokens), SUM(cached_tokens), SUM(cost), AVG(latency_ms), AVG(ttft_ms)"
 )
+
+
+ADD_SPEND = (
+    "INSERT INTO budget_spend (key, period, period_start, spent) VALUES (%s, %s, %s, %s)"
+    " ON CONFLICT (key, period, period_start) DO UPDATE SET spent = budget_spend.spent + excluded.spent"
+)
+
+
+def spend_values(delta: SpendDelta) -> tuple[Any, ...]:
+    return (delta.key, delta.period, delta.period_start, delta.amount)
 
 
 def insert_usage(ph: str) -> str:

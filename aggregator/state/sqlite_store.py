@@ -17,7 +17,15 @@ import anyio
 import orjson
 
 from aggregator.state import sql
-from aggregator.state.interfaces import BudgetPeriod, KeyExists, KeyNotFound, KeyRecord, Row, SpendResult
+from aggregator.state.interfaces import (
+    BudgetPeriod,
+    KeyExists,
+    KeyNotFound,
+    KeyRecord,
+    Row,
+    SpendDelta,
+    SpendResult,
+)
 from aggregator.state.keys import KEY_COLUMNS, display_prefix, glob_to_like, hash_secret, new_secret, record_from_row
 from aggregator.state.migrations import STEPS
 
@@ -80,10 +88,21 @@ class SqliteStore:
             return [row[0] for row in self._conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
 
     # --- usage ----------------------------------------------------------------------------------
-    async def write(self, rows: Sequence[Row]) -> None:
-        if rows:
-            values = [sql.usage_values(r) for r in rows]
-            await self._run(lambda conn: conn.executemany(sql.insert_usage("?"), values))
+    async def write(self, rows: Sequence[Row], *, spend: Sequence[SpendDelta] = ()) -> None:
+        values = [sql.usage_values(r) for r in rows]
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(sql.insert_usage("?"), values)
+                conn.executemany(sql.ADD_SPEND.replace("%s", "?"), [sql.spend_values(d) for d in spend])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        if rows or spend:
+            await self._run(run)
 
     async def query(
         self,

@@ -5,7 +5,8 @@ waiting, before every query, and at shutdown), so a call never waits on the disk
 
 After `share()`, rows and spend go to a `UsageLedger` every replica shares (PostgreSQL) instead:
 rows still buffered (a batch that fails to write stays buffered for the next flush), spend added
-per call, and budgets read from the shared spend, failing closed when the store is down.
+per call (so every replica's next check sees it), budgets read from the shared spend, failing
+closed when the store is down.
 """
 
 from __future__ import annotations
@@ -275,6 +276,7 @@ class UsageStore:
     async def _record_shared(self, record: UsageRecord, ledger: UsageLedger) -> None:
         budget = self.budgets.get(record.key)
         if budget is not None and record.cost:
+            # At once, not with the batch: every replica's next budget check must see it.
             since = period_start(budget.period, record.ts)
             try:
                 await ledger.add_spend(record.key, budget.period, since, record.cost)

@@ -78,3 +78,15 @@ async def test_spend_is_kept_per_period_and_incurred_costs_always_count(pair: Pa
     assert (await pair.b.ledger.try_spend("bob", "day", START + 86400, 0.1, 2.0)).accepted
     assert not (await pair.b.ledger.try_spend("carol", "day", START, 3.0, 2.0)).accepted
     assert await pair.a.ledger.spent("carol", "day", START) == 0.0
+
+
+async def test_a_batch_of_rows_adds_its_spend_in_the_same_write(pair: Pair) -> None:
+    from aggregator.state.interfaces import SpendDelta
+
+    await pair.a.ledger.write(
+        [row("alice", "main", 0.5, "a"), row("alice", "main", 0.25, "a")],
+        spend=[SpendDelta("alice", "month", START, 0.75)],
+    )
+    await pair.b.ledger.write([], spend=[SpendDelta("alice", "month", START, 0.25)])
+    assert await pair.b.ledger.spent("alice", "month", START) == pytest.approx(1.0)
+    assert (await pair.a.ledger.query(group_by=[], key="alice"))[0]["requests"] == 2
