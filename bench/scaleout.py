@@ -73,8 +73,7 @@ async def state_ops(service: ModelsService) -> None:
     dep = service.config.aliases["main"].deployments[0]
     dep_state = service.states[dep.id]
     await service.usage.budget("bench")
-    await dep_state.admit(dep, service.clock())
-    await dep_state.breaker.acquire()
+    await dep_state.enter(dep, service.clock())
     await dep_state.started()
     dep_state.requests.append(service.clock())
     await dep_state.ended()

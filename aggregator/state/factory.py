@@ -21,6 +21,7 @@ import anyio
 from aggregator.state.config import StateConfig
 from aggregator.state.interfaces import (
     BreakerStore,
+    GateStore,
     KeyStore,
     PubSub,
     RateLimiter,
@@ -33,6 +34,7 @@ from aggregator.state.interfaces import (
 )
 from aggregator.state.memory import (
     MemoryBreakerStore,
+    MemoryGate,
     MemoryPubSub,
     MemoryRateLimiter,
     MemoryReplicaRegistry,
@@ -55,6 +57,7 @@ class State:
     replica_id: str
     limiter: RateLimiter
     breakers: BreakerStore
+    gate: GateStore
     cache: ResponseCacheStore
     routing: RoutingStore
     ledger: UsageLedger
@@ -162,15 +165,18 @@ async def open_state(
             fast = {
                 "limiter": rs.RedisRateLimiter(client, config.prefix),
                 "breakers": rs.RedisBreakerStore(client, config.prefix),
+                "gate": rs.RedisGate(client, config.prefix),
                 "cache": rs.RedisResponseCache(client, config.prefix),
                 "routing": rs.RedisRoutingStore(client, config.prefix, replica),
                 "pubsub": rs.RedisPubSub(client, config.prefix),
                 "registry": rs.RedisReplicaRegistry(client, config.prefix),
             }
         else:
+            limiter, breakers = MemoryRateLimiter(), MemoryBreakerStore()
             fast = {
-                "limiter": MemoryRateLimiter(),
-                "breakers": MemoryBreakerStore(),
+                "limiter": limiter,
+                "breakers": breakers,
+                "gate": MemoryGate(limiter, breakers),
                 "cache": MemoryResponseCache(),
                 "routing": MemoryRoutingStore(),
                 "pubsub": MemoryPubSub(),

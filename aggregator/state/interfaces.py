@@ -87,6 +87,27 @@ class BreakerStore(Protocol):
     async def release_probe(self, key: str) -> None: ...
 
 
+# --- admission: limits and circuit in one step ------------------------------------------------
+@dataclass(frozen=True)
+class Admission:
+    refusal: Refusal | None  # a cap is reached: nothing was counted, the circuit was not asked
+    circuit: BreakerStatus  # "closed": go (the request is counted; a half-open probe is claimed)
+
+
+class GateStore(Protocol):
+    """The rate limiter and the breaker of one key asked together: one round trip per call when shared.
+
+    Works on the same windows and circuits as `RateLimiter` and `BreakerStore`.
+    """
+
+    async def admit(
+        self, key: str, *, rpm: int | None, tpm: int | None, tokens: int, breaker: BreakerSettings
+    ) -> Admission:
+        """Count `tokens` spent by earlier requests, check the caps, then the circuit; count the request if both
+        let it through."""
+        ...
+
+
 # --- response cache ---------------------------------------------------------------------------
 class ResponseCacheStore(Protocol):
     async def get(self, key: str) -> bytes | None: ...

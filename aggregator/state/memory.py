@@ -13,7 +13,7 @@ from typing import Any, Literal
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
-from aggregator.state.interfaces import BreakerSettings, BreakerStatus, Refusal, ReplicaInfo, RoutingStats
+from aggregator.state.interfaces import Admission, BreakerSettings, BreakerStatus, Refusal, ReplicaInfo, RoutingStats
 
 Clock = Callable[[], float]
 WINDOW = 60.0
@@ -43,7 +43,7 @@ class MemoryRateLimiter:
             window = self._windows[key] = _Window()
         return window
 
-    async def acquire(self, key: str, *, rpm: int | None, tpm: int | None) -> Refusal | None:
+    def check(self, key: str, rpm: int | None, tpm: int | None) -> Refusal | None:
         now = self.clock()
         window = self._window(key)
         window.trim(now)
@@ -51,8 +51,13 @@ class MemoryRateLimiter:
             return Refusal("rpm", rpm, max(WINDOW - (now - window.requests[0]), 0.0))
         if tpm is not None and window.token_sum >= tpm:
             return Refusal("tpm", tpm, max(WINDOW - (now - window.tokens[0][0]), 0.0))
-        window.requests.append(now)
         return None
+
+    async def acquire(self, key: str, *, rpm: int | None, tpm: int | None) -> Refusal | None:
+        refusal = self.check(key, rpm, tpm)
+        if refusal is None:
+            self._window(key).requests.append(self.clock())
+        return refusal
 
     async def add_request(self, key: str) -> None:
         self._window(key).requests.append(self.clock())
@@ -125,6 +130,27 @@ class MemoryBreakerStore:
         circuit = self._circuits.get(key)
         if circuit is not None:
             circuit.probe = False
+
+
+class MemoryGate:
+    """`GateStore` over the in-process limiter and breakers (the same windows and circuits)."""
+
+    def __init__(self, limiter: MemoryRateLimiter, breakers: MemoryBreakerStore) -> None:
+        self.limiter = limiter
+        self.breakers = breakers
+
+    async def admit(
+        self, key: str, *, rpm: int | None, tpm: int | None, tokens: int, breaker: BreakerSettings
+    ) -> Admission:
+        if tokens:
+            await self.limiter.add_tokens(key, tokens)
+        refusal = self.limiter.check(key, rpm, tpm)
+        if refusal is not None:
+            return Admission(refusal, await self.breakers.status(key, breaker))
+        circuit = await self.breakers.allow(key, breaker)
+        if circuit.state == "closed":
+            await self.limiter.add_request(key)
+        return Admission(None, circuit)
 
 
 class MemoryResponseCache:

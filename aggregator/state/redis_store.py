@@ -22,6 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from aggregator.state.interfaces import (
+    Admission,
     BreakerSettings,
     BreakerStatus,
     CircuitState,
@@ -97,6 +98,55 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 if opened then return {'open', tostring(cooldown), ARGV[2]} end
 return {'closed', '0', ARGV[2]}
+"""
+
+# The limiter's and the breaker's keys of one key. KEYS: requests, tokens, circuit, failures.
+# ARGV: now, rpm (-1: none), tpm (-1: none), member, tokens to count first, cooldown.
+_GATE = """
+local now = tonumber(ARGV[1]); local rpm = tonumber(ARGV[2]); local tpm = tonumber(ARGV[3])
+local tokens = tonumber(ARGV[5]); local cooldown = tonumber(ARGV[6])
+local function circuit(claim)
+  local opened = redis.call('HGET', KEYS[3], 'opened_at')
+  if not opened then return {'closed', '0', '', redis.call('EXISTS', KEYS[4])} end
+  local err = redis.call('HGET', KEYS[3], 'last_error') or ''
+  local left = cooldown - (now - tonumber(opened))
+  if left > 0 then return {'open', tostring(left), err, 0} end
+  if not claim then return {'half-open', '0', err, 0} end
+  local probe = redis.call('HGET', KEYS[3], 'probe')
+  if probe and now - tonumber(probe) < cooldown then return {'open', '0', err, 0} end
+  redis.call('HSET', KEYS[3], 'probe', ARGV[1])
+  return {'closed', '0', err, 0}
+end
+local function with(limit, retry, c) return {limit, retry, c[1], c[2], c[3], c[4]} end
+if tokens > 0 then
+  redis.call('HINCRBY', KEYS[2], tostring(math.floor(now)), tokens)
+  redis.call('PEXPIRE', KEYS[2], 61000)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60)
+if rpm >= 0 and redis.call('ZCARD', KEYS[1]) >= rpm then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return with('rpm', tostring(60 - (now - tonumber(oldest[2]))), circuit(false))
+end
+if tpm >= 0 then
+  local total = 0; local oldest = nil
+  local all = redis.call('HGETALL', KEYS[2])
+  for i = 1, #all, 2 do
+    local second = tonumber(all[i])
+    if second <= now - 60 then
+      redis.call('HDEL', KEYS[2], all[i])
+    else
+      total = total + tonumber(all[i + 1])
+      if oldest == nil or second < oldest then oldest = second end
+    end
+  end
+  if total >= tpm then return with('tpm', tostring(60 - (now - oldest)), circuit(false)) end
+end
+local c = circuit(true)
+if c[1] == 'closed' and (rpm >= 0 or tpm >= 0) then
+  redis.call('ZADD', KEYS[1], now, ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], 61000)
+end
+return with('', '0', c)
 """
 
 _EWMA = """
@@ -236,6 +286,38 @@ class RedisBreakerStore(_RedisPart):
     async def release_probe(self, key: str) -> None:
         with guard():
             await self.client.hdel(self._key(key), "probe")
+
+
+class RedisGate(_RedisPart):
+    """`GateStore`: one script over the keys `RedisRateLimiter` and `RedisBreakerStore` use."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str, clock: Clock = time.time) -> None:
+        super().__init__(client, prefix, clock)
+        self._gate = client.register_script(_GATE)
+
+    async def admit(
+        self, key: str, *, rpm: int | None, tpm: int | None, tokens: int, breaker: BreakerSettings
+    ) -> Admission:
+        now = self.clock()
+        p = self.prefix
+        keys = [f"{p}rl:{key}:req", f"{p}rl:{key}:tok", f"{p}cb:{key}", f"{p}cb:{key}:f"]
+        args: list[str | float | int] = [
+            now,
+            -1 if rpm is None else rpm,
+            -1 if tpm is None else tpm,
+            _member(now),
+            tokens,
+            breaker.cooldown,
+        ]
+        with guard():
+            result = await self._gate(keys=keys, args=args)
+        circuit = _status(result[2:])
+        limit = _text(result[0])
+        if not limit:
+            return Admission(None, circuit)
+        cap = int((rpm if limit == "rpm" else tpm) or 0)
+        refusal = Refusal("rpm" if limit == "rpm" else "tpm", cap, max(float(_text(result[1])), 0.0))
+        return Admission(refusal, circuit)
 
 
 class RedisResponseCache(_RedisPart):

@@ -36,7 +36,7 @@ class CircuitBreaker:
         self.last_error: str | None = None
         self._shared: BreakerStore | None = None
         self._key = ""
-        self._settings = BreakerSettings(config.failure_threshold, config.window, config.cooldown)
+        self.settings = BreakerSettings(config.failure_threshold, config.window, config.cooldown)
         self._seen: BreakerStatus | None = None  # the shared circuit as last seen (for health reports)
 
     def share(self, store: BreakerStore, key: str) -> None:
@@ -103,12 +103,18 @@ class CircuitBreaker:
         _log.warning("circuit %s: shared state unavailable (%s); using this replica's view", self._key, exc.reason)
         self._seen = None
 
+    def observe_shared(self, status: BreakerStatus) -> None:
+        """The shared circuit as an admission just saw it (the probe, if any, is claimed there)."""
+        self._seen = status
+        if status.last_error:
+            self.last_error = status.last_error
+
     async def acquire(self) -> bool:
         """`allow()`, across replicas."""
         if self._shared is None or not self.config.enabled:
             return self.allow()
         try:
-            status = await self._shared.allow(self._key, self._settings)
+            status = await self._shared.allow(self._key, self.settings)
         except StateUnavailable as exc:
             self._degraded(exc)
             return self.allow()
@@ -131,7 +137,7 @@ class CircuitBreaker:
         self.record_failure(reason)
         if self._shared is not None:
             try:
-                self._seen = await self._shared.record_failure(self._key, reason, self._settings)
+                self._seen = await self._shared.record_failure(self._key, reason, self.settings)
             except StateUnavailable as exc:
                 self._degraded(exc)
 

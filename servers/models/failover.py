@@ -99,11 +99,11 @@ class Failover:
                 )
                 context_trouble = True
                 continue
-            full = await state.admit(dep, self.clock())
+            full, allowed = await state.enter(dep, self.clock())
             if full:
                 log.skipped.append(f"{dep.id}: {full}")
                 continue
-            if not await state.breaker.acquire():
+            if not allowed:
                 wait = state.breaker.retry_in()
                 retry_hint = wait if retry_hint is None else min(retry_hint, wait)
                 log.skipped.append(f"{dep.id}: circuit open (retry in {wait:.1f}s)")

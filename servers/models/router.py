@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from aggregator.state.interfaces import RateLimiter, RoutingStore, StateUnavailable
+from aggregator.state.interfaces import GateStore, RateLimiter, RoutingStore, StateUnavailable
 from servers.models.breaker import CircuitBreaker
 from servers.models.config import AliasConfig, DeploymentConfig, ModelsConfig
 
@@ -62,47 +62,62 @@ class DeploymentState:
         return None
 
     # --- shared across replicas (set by `share`; None keeps everything in this process) ---------
+    gate: GateStore | None = None  # caps and circuit in one round trip
     limiter: RateLimiter | None = None
     routing: RoutingStore | None = None  # only for deployments routed by least-busy / latency
+    unsent_tokens: int = 0  # counted in the shared window with this replica's next admission here
 
-    def share(self, limiter: RateLimiter | None, routing: RoutingStore | None) -> None:
-        self.limiter, self.routing = limiter, routing
+    @property
+    def shared_key(self) -> str:
+        return f"models:{self.id}"
+
+    def share(self, gate: GateStore, limiter: RateLimiter, routing: RoutingStore | None) -> None:
+        self.gate, self.limiter, self.routing = gate, limiter, routing
 
     def _degraded(self, what: str, exc: StateUnavailable) -> None:
         _log.warning("deployment %s: shared %s unavailable (%s); this replica's own view", self.id, what, exc.reason)
 
-    async def admit(self, dep: DeploymentConfig, now: float) -> str | None:
-        """Why the rpm / tpm cap is reached, else None; when shared, checks and counts across replicas."""
-        if self.limiter is not None and (dep.rpm is not None or dep.tpm is not None):
+    async def enter(self, dep: DeploymentConfig, now: float) -> tuple[str | None, bool]:
+        """(why the rpm / tpm cap is reached, else None; whether the circuit lets the request go).
+
+        Embedded: this process's windows and breaker, as always. Shared: one round trip that
+        checks and counts across replicas; if the store does not answer, this replica's own view.
+        """
+        if self.gate is not None:
+            tokens, self.unsent_tokens = self.unsent_tokens, 0
             try:
-                refusal = await self.limiter.acquire(self.id, rpm=dep.rpm, tpm=dep.tpm)
+                admission = await self.gate.admit(
+                    self.shared_key, rpm=dep.rpm, tpm=dep.tpm, tokens=tokens, breaker=self.breaker.settings
+                )
             except StateUnavailable as exc:
-                self._degraded("rate limits", exc)
+                self.unsent_tokens += tokens
+                self._degraded("limits and circuit", exc)
             else:
-                return f"{refusal.limit} cap {refusal.cap} reached" if refusal else None
-        return self.over_capacity(dep, now)
+                self.breaker.observe_shared(admission.circuit)
+                if admission.refusal is not None:
+                    return f"{admission.refusal.limit} cap {admission.refusal.cap} reached", False
+                return None, admission.circuit.state == "closed"
+        full = self.over_capacity(dep, now)
+        return (full, False) if full else (None, self.breaker.allow())
 
     async def count_retry(self) -> None:
-        """A retry is one more upstream request (the first was counted by `admit` when shared)."""
+        """A retry is one more upstream request (the first was counted at admission when shared)."""
         if self.limiter is not None:
             try:
-                await self.limiter.add_request(self.id)
+                await self.limiter.add_request(self.shared_key)
             except StateUnavailable as exc:
                 self._degraded("rate limits", exc)
 
     async def count_tokens(self, now: float, tokens: int) -> None:
         self.tokens.append((now, tokens))
-        if self.limiter is not None and tokens:
-            try:
-                await self.limiter.add_tokens(self.id, tokens)
-            except StateUnavailable as exc:
-                self._degraded("rate limits", exc)
+        if self.gate is not None:
+            self.unsent_tokens += tokens
 
     async def record_latency(self, attr: str, seconds: float, smoothing: float) -> None:
         self.observe(attr, seconds, smoothing)
         if self.routing is not None:
             try:
-                await self.routing.observe(self.id, "ttft" if attr == "ttft" else "latency", seconds, smoothing)
+                await self.routing.observe(self.shared_key, "ttft" if attr == "ttft" else "latency", seconds, smoothing)
             except StateUnavailable as exc:
                 self._degraded("routing data", exc)
 
@@ -110,7 +125,7 @@ class DeploymentState:
         self.in_flight += 1
         if self.routing is not None:
             try:
-                await self.routing.begin(self.id)
+                await self.routing.begin(self.shared_key)
             except StateUnavailable as exc:
                 self._degraded("routing data", exc)
 
@@ -120,7 +135,7 @@ class DeploymentState:
         if self.routing is not None:
             with anyio.CancelScope(shield=True):
                 try:
-                    await self.routing.end(self.id)
+                    await self.routing.end(self.shared_key)
                 except StateUnavailable as exc:
                     self._degraded("routing data", exc)
 
@@ -133,12 +148,12 @@ async def refresh_shared(states: dict[str, DeploymentState], ids: list[str]) -> 
     routing = shared[0].routing
     assert routing is not None
     try:
-        snapshot = await routing.snapshot([s.id for s in shared])
+        snapshot = await routing.snapshot([s.shared_key for s in shared])
     except StateUnavailable as exc:
         shared[0]._degraded("routing data", exc)
         return
     for state in shared:
-        stats = snapshot[state.id]
+        stats = snapshot[state.shared_key]
         state.in_flight, state.latency, state.ttft = stats.in_flight, stats.latency, stats.ttft
 
 

@@ -94,8 +94,8 @@ class ModelsService:
                 for dep in alias.deployments
             }
             for dep_id, dep_state in self.states.items():
-                dep_state.breaker.share(state.breakers, f"models:{dep_id}")
-                dep_state.share(state.limiter, state.routing if dep_id in routed else None)
+                dep_state.breaker.share(state.breakers, dep_state.shared_key)
+                dep_state.share(state.gate, state.limiter, state.routing if dep_id in routed else None)
             self.cache.share(state.cache)
             self.failover.shared_routing = bool(routed)
         if state.shared_durable:

@@ -44,7 +44,7 @@ class Pair:
 
 
 def set_clock(state: State, clock: FakeClock) -> None:
-    for part in (state.limiter, state.breakers, state.registry, state.keys):
+    for part in (state.limiter, state.breakers, state.gate, state.registry, state.keys):
         part.clock = clock  # type: ignore[union-attr]
 
 
