@@ -11,6 +11,8 @@ Method (printed with the results):
   deques + the SQLite writer. Shared: Redis Lua scripts + the PostgreSQL ledger.
 - `chat`: a whole `ModelsService.chat` (non-stream) against a mock OpenAI upstream running in its
   own process (bench/models_proxy.py's), embedded vs shared, in this process.
+- Each case runs for a key without a budget and (`+budget`) for a key with one: a budget adds
+  a spend read before the call and a spend update after it (PostgreSQL when shared).
 - CPU is this process's user+system time (`time.process_time`, all threads) per request: the
   hub-side cost. Redis and PostgreSQL's own CPU is on their side and not counted. Requests are
   sequential; rounds alternate which mode goes first; the median round is reported.
@@ -68,18 +70,18 @@ def models_config(upstream: str, *, budgets: bool) -> ModelsConfig:
     )
 
 
-async def state_ops(service: ModelsService) -> None:
+async def state_ops(service: ModelsService, key: str) -> None:
     """What one successful non-stream chat does to state, in the order the models domain does it."""
     dep = service.config.aliases["main"].deployments[0]
     dep_state = service.states[dep.id]
-    await service.usage.budget("bench")
+    await service.usage.budget(key)
     await dep_state.enter(dep, service.clock())
     await dep_state.started()
     dep_state.requests.append(service.clock())
     await dep_state.ended()
     await dep_state.breaker.succeeded()
     await dep_state.count_tokens(service.clock(), 20)
-    await service.usage.record(UsageRecord(key="bench", model="main", kind="chat", status="ok", cost=1e-6))
+    await service.usage.record(UsageRecord(key=key, model="main", kind="chat", status="ok", cost=1e-6))
 
 
 async def measure(run: Callable[[], Awaitable[Any]], requests: int) -> float:
@@ -122,14 +124,16 @@ async def main(args: argparse.Namespace) -> None:
             for mode in order:
                 service = services[mode]
 
-                async def ops(service: ModelsService = service) -> None:
-                    await state_ops(service)
+                for key, label in (("free", ""), ("bench", " +budget")):
 
-                async def chat(service: ModelsService = service) -> None:
-                    await service.chat({"model": "main", "messages": USER}, caller="bench")
+                    async def ops(service: ModelsService = service, key: str = key) -> None:
+                        await state_ops(service, key)
 
-                results.setdefault(("state ops", mode), []).append(await measure(ops, args.requests))
-                results.setdefault(("chat", mode), []).append(await measure(chat, args.requests))
+                    async def chat(service: ModelsService = service, key: str = key) -> None:
+                        await service.chat({"model": "main", "messages": USER}, caller=key)
+
+                    results.setdefault(("state ops" + label, mode), []).append(await measure(ops, args.requests))
+                    results.setdefault(("chat" + label, mode), []).append(await measure(chat, args.requests))
     finally:
         for service in services.values():
             await service.aclose()
@@ -139,13 +143,13 @@ async def main(args: argparse.Namespace) -> None:
 
     print(__doc__.split("Method (printed with the results):")[1].split("- Goal")[0].rstrip())
     print(f"\n{args.requests} requests x {args.rounds} rounds; CPU ms per request (median round)\n")
-    print(f"{'case':<10} {'embedded':>10} {'shared':>10} {'added':>10}   goal <= {GOAL_MS} ms added")
-    for case in ("state ops", "chat"):
+    print(f"{'case':<18} {'embedded':>10} {'shared':>10} {'added':>10}   goal <= {GOAL_MS} ms added")
+    for case in ("state ops", "chat", "state ops +budget", "chat +budget"):
         embedded = statistics.median(results[(case, "embedded")])
         shared_ms = statistics.median(results[(case, "shared")])
         added = shared_ms - embedded
         verdict = "met" if added <= GOAL_MS else "NOT met"
-        print(f"{case:<10} {embedded:>10.3f} {shared_ms:>10.3f} {added:>+10.3f}   {verdict}")
+        print(f"{case:<18} {embedded:>10.3f} {shared_ms:>10.3f} {added:>+10.3f}   {verdict}")
 
 
 async def drop(config: StateConfig, args: argparse.Namespace) -> None:
