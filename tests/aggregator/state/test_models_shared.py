@@ -134,14 +134,17 @@ async def test_an_answer_cached_by_one_replica_is_a_hit_on_the_other(
     assert second["choices"] == first["choices"] and len(fake.chat_requests) == 1
 
 
-async def test_budgets_fail_closed_when_postgres_is_down(fake: FakeBackend, tmp_path: Path) -> None:
+async def test_budgets_fail_closed_when_postgres_is_down(
+    fake: FakeBackend, shared_state_config: StateConfig, tmp_path: Path
+) -> None:
     from aggregator.state.postgres_store import PostgresStore
 
     config = config_for(fake, {}, budgets={"alice": {"max_cost": 1.0}})
-    state = await open_state(StateConfig.model_validate({"redis": REDIS_URL}), data_dir=tmp_path)
+    redis_only = StateConfig.model_validate({"redis": REDIS_URL, "prefix": shared_state_config.prefix})
+    state = await open_state(redis_only, data_dir=tmp_path)
     dead = PostgresStore(DEAD_POSTGRES_URL, schema="t_down", acquire_timeout=0.5)
     await dead.open(wait=False)
-    state.config = StateConfig.model_validate({"redis": REDIS_URL, "postgres": DEAD_POSTGRES_URL})
+    state.config = redis_only.model_copy(update={"postgres": DEAD_POSTGRES_URL})
     state.ledger = dead
     service = ModelsService(config, data_dir=tmp_path, sleep=_no_sleep, state=state)
     try:
