@@ -12,7 +12,7 @@ from aggregator.state import State, StateConfig, open_state
 from servers.kit import ToolError
 from servers.models.config import ModelsConfig
 from servers.models.service import ModelsService
-from tests.aggregator.state.conftest import DEAD_POSTGRES_URL, REDIS_URL
+from tests.aggregator.state.conftest import DEAD_POSTGRES_URL, DEAD_REDIS_URL, REDIS_URL
 from tests.servers.models.fakes import FakeBackend, fake_backend
 
 pytestmark = pytest.mark.anyio
@@ -157,3 +157,30 @@ async def test_budgets_fail_closed_when_postgres_is_down(
         await state.aclose()
     assert caught.value.code == "unavailable" and caught.value.retryable
     assert len(fake.chat_requests) == 1
+
+
+async def test_with_redis_down_calls_go_on_with_this_replicas_own_limits_and_no_cache(
+    fake: FakeBackend, tmp_path: Path
+) -> None:
+    from aggregator.state import redis_store as rs
+
+    config = config_for(fake, {"rpm": 2})
+    config.aliases["main"].cache.enabled = True
+    state = await open_state(StateConfig(), data_dir=tmp_path)
+    dead = rs.connect(DEAD_REDIS_URL)
+    state.config = StateConfig.model_validate({"redis": DEAD_REDIS_URL})
+    state.gate, state.limiter = rs.RedisGate(dead, "t:"), rs.RedisRateLimiter(dead, "t:")
+    state.breakers, state.cache = rs.RedisBreakerStore(dead, "t:"), rs.RedisResponseCache(dead, "t:")
+    service = ModelsService(config, data_dir=tmp_path, sleep=_no_sleep, state=state)
+    try:
+        first = await service.chat({"model": "main", "messages": USER})
+        second = await service.chat({"model": "main", "messages": USER})
+        with pytest.raises(ToolError) as caught:
+            await service.chat({"model": "main", "messages": [{"role": "user", "content": "other"}]})
+    finally:
+        await service.aclose()
+        await dead.aclose()
+        await state.aclose()
+    assert first["toolmux"]["cache_hit"] is False and second["toolmux"]["cache_hit"] is False
+    assert caught.value.code == "rate_limited"  # the cap still holds, per replica
+    assert len(fake.chat_requests) == 2
