@@ -19,6 +19,7 @@ from typing import Literal
 
 import anyio
 
+from aggregator.state.degrade import warn_degraded
 from aggregator.state.interfaces import BreakerSettings, BreakerStatus, BreakerStore, StateUnavailable
 from servers.models.config import CircuitBreakerConfig
 
@@ -45,8 +46,12 @@ class CircuitBreaker:
 
     @property
     def state(self) -> State:
+        """The circuit as reported: the shared one as last seen, else this process's."""
         if self._shared is not None and self._seen is not None:
             return self._seen.state
+        return self._local_state()
+
+    def _local_state(self) -> State:
         if self._opened_at is None:
             return "closed"
         if self.clock() - self._opened_at >= self.config.cooldown:
@@ -57,7 +62,7 @@ class CircuitBreaker:
         """May a request go to this deployment now? (Claims the half-open probe slot.)"""
         if not self.config.enabled:
             return True
-        state = self.state
+        state = self._local_state()
         if state == "closed":
             return True
         if state == "half-open" and not self._probe_in_flight:
@@ -100,13 +105,20 @@ class CircuitBreaker:
 
     # --- shared across replicas (the sync methods above when not shared) ----------------------------
     def _degraded(self, exc: StateUnavailable) -> None:
-        _log.warning("circuit %s: shared state unavailable (%s); using this replica's view", self._key, exc.reason)
+        warn_degraded(
+            _log,
+            f"circuit:{self._key}",
+            "circuit %s: shared state unavailable (%s); this replica's own view",
+            self._key,
+            exc.reason,
+        )
         self._seen = None
 
-    def observe_shared(self, status: BreakerStatus) -> None:
-        """The shared circuit as an admission just saw it (the probe, if any, is claimed there)."""
+    def observe_shared(self, status: BreakerStatus | None) -> None:
+        """The shared circuit as an admission just saw it (the probe, if any, is claimed there);
+        None when the store did not answer (reports then show this process's view)."""
         self._seen = status
-        if status.last_error:
+        if status is not None and status.last_error:
             self.last_error = status.last_error
 
     async def acquire(self) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from aggregator.state.degrade import warn_degraded
 from aggregator.state.interfaces import ResponseCacheStore, StateUnavailable
 
 _log = logging.getLogger("toolmux.models")
@@ -69,7 +70,7 @@ class ResponseCache:
         try:
             raw = await self.shared.get(key)
         except StateUnavailable as exc:
-            _log.warning("response cache unavailable (%s): a miss", exc.reason)
+            warn_degraded(_log, "cache", "response cache unavailable (%s): misses", exc.reason)
             return None
         value = orjson.loads(raw) if raw is not None else None
         return value if isinstance(value, dict) else None
@@ -81,7 +82,7 @@ class ResponseCache:
         try:
             await self.shared.set(key, orjson.dumps(value), ttl=ttl, max_entries=max_entries)
         except StateUnavailable as exc:
-            _log.warning("response cache unavailable (%s): answer not cached", exc.reason)
+            warn_degraded(_log, "cache", "response cache unavailable (%s): answers not cached", exc.reason)
 
 
 def cacheable_chat(response: dict[str, Any]) -> bool:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from aggregator.state.degrade import warn_degraded
 from aggregator.state.interfaces import GateStore, RateLimiter, RoutingStore, StateUnavailable
 from servers.models.breaker import CircuitBreaker
 from servers.models.config import AliasConfig, DeploymentConfig, ModelsConfig
@@ -75,7 +76,14 @@ class DeploymentState:
         self.gate, self.limiter, self.routing = gate, limiter, routing
 
     def _degraded(self, what: str, exc: StateUnavailable) -> None:
-        _log.warning("deployment %s: shared %s unavailable (%s); this replica's own view", self.id, what, exc.reason)
+        warn_degraded(
+            _log,
+            f"{self.id}:{what}",
+            "deployment %s: shared %s unavailable (%s); this replica's own view",
+            self.id,
+            what,
+            exc.reason,
+        )
 
     async def enter(self, dep: DeploymentConfig, now: float) -> tuple[str | None, bool]:
         """(why the rpm / tpm cap is reached, else None; whether the circuit lets the request go).
@@ -91,6 +99,7 @@ class DeploymentState:
                 )
             except StateUnavailable as exc:
                 self.unsent_tokens += tokens
+                self.breaker.observe_shared(None)
                 self._degraded("limits and circuit", exc)
             else:
                 self.breaker.observe_shared(admission.circuit)
