@@ -162,18 +162,18 @@ class Hub:
 
     # --- lifecycle --------------------------------------------------------------------------------
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            if not self.config.state.embedded:
-                self.state = await open_state(self.config.state, data_dir=self.data_dir)
-                tg.start_soon(self.state.run_heartbeat, __version__, lambda: float(len(self.sessions)))
-            try:
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                if not self.config.state.embedded:
+                    self.state = await open_state(self.config.state, data_dir=self.data_dir)
+                    tg.start_soon(self.state.run_heartbeat, __version__, lambda: float(len(self.sessions)))
                 self._apply(self.config)
                 task_status.started()
                 await anyio.sleep_forever()
-            finally:
-                if self.state is not None:
-                    await self.state.aclose()
+        finally:
+            if self.state is not None:  # after the domains' lifespans ended (their last usage rows flushed)
+                await self.state.aclose()
 
     def _apply(self, config: HubConfig) -> None:
         planned, unavailable = self.plan(config)

@@ -386,8 +386,12 @@ class RedisPubSub(_RedisPart):
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        with guard():
-            await pubsub.subscribe(f"{self.prefix}ch:{channel}")
+        try:
+            with guard():
+                await pubsub.subscribe(f"{self.prefix}ch:{channel}")
+        except BaseException:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            raise
 
         async def messages() -> AsyncIterator[dict[str, Any]]:
             with guard():

@@ -1,5 +1,5 @@
 """A hub started with `state:` shared: its models domain and another replica share one rpm limit,
-and `/health` shows the stores and the fleet."""
+`/health` shows the stores and the fleet, and the hub's usage rows reach PostgreSQL."""
 
 from __future__ import annotations
 
@@ -49,6 +49,9 @@ async def test_a_hub_on_shared_state_and_another_replica_enforce_one_rpm_limit(
                     health = (
                         await http.get(f"{running.url}/health", headers={"Authorization": f"Bearer {MASTER_KEY}"})
                     ).json()
+                hub_replica = running.hub.state.replica_id  # type: ignore[union-attr]
+            # The hub has stopped: its last usage rows were flushed before its state closed.
+            by_replica = {r["replica"]: r for r in await other_state.ledger.query(group_by=["replica"])}
         finally:
             await other.aclose()
             await other_state.aclose()
@@ -56,4 +59,5 @@ async def test_a_hub_on_shared_state_and_another_replica_enforce_one_rpm_limit(
     assert len(fake.chat_requests) == 3
     assert health["state"]["mode"] == "shared"
     assert health["state"]["stores"] == {"postgres": {"healthy": True}, "redis": {"healthy": True}}
-    assert {r["id"] for r in health["state"]["fleet"]} == {"other", running.hub.state.replica_id}  # type: ignore[union-attr]
+    assert {r["id"] for r in health["state"]["fleet"]} == {"other", hub_replica}
+    assert by_replica[hub_replica]["requests"] == 3 and by_replica[hub_replica]["errors"] == 1
