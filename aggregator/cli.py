@@ -508,6 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     from servers.models import usage_cli  # models domain: `toolmux usage`
 
     usage_cli.add_parser(sub)
+    from aggregator.state import cli as state_cli  # `toolmux db upgrade`
+
+    state_cli.add_parser(sub)
     return parser
 
 

@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aggregator import datadir
+from aggregator.state.config import StateConfig
 
 SERVER_NAME_RE = re.compile(r"^[a-z0-9_]+$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -227,6 +228,7 @@ class HubConfig(_Model):
     facades: FacadesConfig = Field(default_factory=FacadesConfig)
     builtins: Literal["auto"] | list[str] = "auto"
     servers: dict[str, ServerEntry] = Field(default_factory=dict, alias="mcpServers")
+    state: StateConfig = Field(default_factory=StateConfig, description="embedded, or shared Redis/PostgreSQL")
 
     @field_validator("servers", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ from aggregator.config import HubConfig, ServerEntry
 from aggregator.metrics import Metrics
 from aggregator.protocol import jsonrpc
 from aggregator.protocol.jsonrpc import RpcError
+from aggregator.state import State, open_state
 from aggregator.upstreams import openers
 from aggregator.upstreams.upstream import ChannelOpener, Upstream, UpstreamKind
 from servers import registry
@@ -37,6 +38,10 @@ class ChangeAudience(Protocol):
     async def server_log(self, params: dict[str, Any] | None) -> None: ...
 
     def close(self) -> None: ...
+
+    def client_count(self) -> int:
+        """Clients connected now (a replica's load in the fleet view)."""
+        ...
 
 
 class InProcessHubCaller:
@@ -102,6 +107,7 @@ class Hub:
         self.audiences: list[ChangeAudience] = []
         self.started_at = time.time()
         self._tg: TaskGroup | None = None
+        self.state: State | None = None  # shared stores (docs/scale-out.md); None: embedded, in each domain
         self._rebuild_lock = anyio.Lock()
         self._upstream_subscriptions: dict[tuple[str, str], int] = {}
 
@@ -143,6 +149,7 @@ class Hub:
             data_dir=self.data_dir,
             public_url=self.public_url,
             hub=InProcessHubCaller(self),
+            state=self.state,
         )
         domain = spec.create(settings)
         self.domains[name] = domain
@@ -150,11 +157,21 @@ class Hub:
 
     # --- lifecycle --------------------------------------------------------------------------------
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            self._apply(self.config)
-            task_status.started()
-            await anyio.sleep_forever()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                if not self.config.state.embedded:
+                    self.state = await open_state(self.config.state, data_dir=self.data_dir)
+                    tg.start_soon(self.state.run_heartbeat, __version__, self._client_count)
+                self._apply(self.config)
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            if self.state is not None:  # after the domains' lifespans ended (their last usage rows flushed)
+                await self.state.aclose()
+
+    def _client_count(self) -> float:
+        return float(sum(audience.client_count() for audience in self.audiences))
 
     def _apply(self, config: HubConfig) -> None:
         planned, unavailable = self.plan(config)
@@ -306,6 +323,8 @@ class Hub:
     async def deep_health(self) -> dict[str, Any]:
         """`health(deep=True)` plus each in-process domain's own check (backends, engines)."""
         report = self.health(deep=True)
+        if self.state is not None:
+            report["state"] = await self.state.health()  # the shared stores' reachability and the fleet
 
         async def check(name: str, upstream: Upstream) -> None:
             domain = self.domains.get(name)

@@ -69,6 +69,9 @@ class FrontRegistry:
             if session.log_level is not None and not session.modern:
                 await session.send_unsolicited(jsonrpc.notification("notifications/message", params))
 
+    def client_count(self) -> int:
+        return len(self.sessions)
+
     def close(self) -> None:
         for session in list(self.sessions):
             session.close()

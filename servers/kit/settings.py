@@ -43,6 +43,7 @@ class ServerSettings:
     data_dir: Path = field(default_factory=lambda: Path(".data"))
     public_url: str | None = None
     hub: HubCaller | None = None
+    state: Any = None  # the hub's shared `aggregator.state.State` (in-process servers only); None: embedded
 
     def parse(self, model: type[ConfigT]) -> ConfigT:
         """Validate the config section against `model`, naming the key path on failure."""

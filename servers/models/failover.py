@@ -23,7 +23,7 @@ from servers.models.errors import (
     UpstreamStatusError,
     to_tool_error,
 )
-from servers.models.router import DeploymentState, Router, Target, estimate_tokens
+from servers.models.router import DeploymentState, Router, Target, estimate_tokens, refresh_shared
 
 Sleep = Callable[[float], Awaitable[None]]
 Operation = Callable[[Target, DeploymentState, "CallLog"], Awaitable[dict[str, Any]]]
@@ -72,6 +72,8 @@ class Failover:
         self.states = states
         self.clock = clock
         self.sleep = sleep
+        # Refresh in-flight counts and latencies from the shared store before ordering (set by the service).
+        self.shared_routing = False
 
     async def run(
         self, alias_name: str, request: dict[str, Any], *, stream: bool, kind: str, op: Operation, log: CallLog
@@ -82,6 +84,8 @@ class Failover:
         last_error: UpstreamError | None = None
         context_trouble = False
         retry_hint: float | None = None
+        if self.shared_routing:
+            await refresh_shared(self.states, [d.id for d in self.config.aliases[alias_name].deployments])
         for target in self.router.targets(alias_name, stream=stream):
             if log.attempts >= routing.max_attempts:
                 break
@@ -95,11 +99,11 @@ class Failover:
                 )
                 context_trouble = True
                 continue
-            full = state.over_capacity(dep, self.clock())
+            full, allowed = await state.enter(dep, self.clock())
             if full:
                 log.skipped.append(f"{dep.id}: {full}")
                 continue
-            if not state.breaker.allow():
+            if not allowed:
                 wait = state.breaker.retry_in()
                 retry_hint = wait if retry_hint is None else min(retry_hint, wait)
                 log.skipped.append(f"{dep.id}: circuit open (retry in {wait:.1f}s)")
@@ -108,17 +112,19 @@ class Failover:
             while True:
                 log.attempts += 1
                 log.path.append(dep.id)
-                state.in_flight += 1
+                await state.started()
                 state.requests.append(self.clock())
+                if retries:
+                    await state.count_retry()
                 began = time.perf_counter()
                 try:
                     result = await op(target, state, log)
                 except UpstreamError as exc:
                     last_error = exc
                     if _counts_against_breaker(exc):
-                        state.breaker.record_failure(exc.message)
+                        await state.breaker.failed(exc.message)
                     else:
-                        state.breaker.release_probe()
+                        await state.breaker.released()
                     if log.emitted or _is_client_error(exc):
                         raise to_tool_error(exc, attempts=log.attempts, path=log.path) from None
                     if isinstance(exc, ContextWindowError):
@@ -132,18 +138,18 @@ class Failover:
                         if exc.retry_after is not None
                         else min(retry.backoff_initial * 2**retries, retry.backoff_max)
                     )
-                    if delay > retry.max_retry_after or not state.breaker.allow():
+                    if delay > retry.max_retry_after or not await state.breaker.acquire():
                         break
                     await self.sleep(delay)
                     retries += 1
                     continue
                 except BaseException:
-                    state.breaker.release_probe()
+                    await state.breaker.released()
                     raise
                 finally:
-                    state.in_flight -= 1
+                    await state.ended()
                 log.upstream_seconds = time.perf_counter() - began
-                state.breaker.record_success()
+                await state.breaker.succeeded()
                 return result, target
         if last_error is not None:
             raise to_tool_error(last_error, attempts=log.attempts, path=log.path)

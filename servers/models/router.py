@@ -14,14 +14,21 @@ Failover modes decide what follows the first choice:
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import anyio
+
+from aggregator.state.degrade import warn_degraded
+from aggregator.state.interfaces import GateStore, RateLimiter, RoutingStore, StateUnavailable
 from servers.models.breaker import CircuitBreaker
 from servers.models.config import AliasConfig, DeploymentConfig, ModelsConfig
+
+_log = logging.getLogger("toolmux.models")
 
 
 @dataclass
@@ -54,6 +61,109 @@ class DeploymentState:
         if dep.tpm is not None and sum(t for _, t in self.tokens) >= dep.tpm:
             return f"tpm cap {dep.tpm} reached"
         return None
+
+    # --- shared across replicas (set by `share`; None keeps everything in this process) ---------
+    gate: GateStore | None = None  # caps and circuit in one round trip
+    limiter: RateLimiter | None = None
+    routing: RoutingStore | None = None  # only for deployments routed by least-busy / latency
+    unsent_tokens: int = 0  # counted in the shared window with this replica's next admission here
+
+    @property
+    def shared_key(self) -> str:
+        return f"models:{self.id}"
+
+    def share(self, gate: GateStore, limiter: RateLimiter, routing: RoutingStore | None) -> None:
+        self.gate, self.limiter, self.routing = gate, limiter, routing
+
+    def _degraded(self, what: str, exc: StateUnavailable) -> None:
+        warn_degraded(
+            _log,
+            f"{self.id}:{what}",
+            "deployment %s: shared %s unavailable (%s); this replica's own view",
+            self.id,
+            what,
+            exc.reason,
+        )
+
+    async def enter(self, dep: DeploymentConfig, now: float) -> tuple[str | None, bool]:
+        """(why the rpm / tpm cap is reached, else None; whether the circuit lets the request go).
+
+        Embedded: this process's windows and breaker, as always. Shared: one round trip that
+        checks and counts across replicas; if the store does not answer, this replica's own view.
+        """
+        if self.gate is not None:
+            tokens, self.unsent_tokens = self.unsent_tokens, 0
+            try:
+                admission = await self.gate.admit(
+                    self.shared_key, rpm=dep.rpm, tpm=dep.tpm, tokens=tokens, breaker=self.breaker.settings
+                )
+            except StateUnavailable as exc:
+                self.unsent_tokens += tokens
+                self.breaker.observe_shared(None)
+                self._degraded("limits and circuit", exc)
+            else:
+                self.breaker.observe_shared(admission.circuit)
+                if admission.refusal is not None:
+                    return f"{admission.refusal.limit} cap {admission.refusal.cap} reached", False
+                return None, admission.circuit.state == "closed"
+        full = self.over_capacity(dep, now)
+        return (full, False) if full else (None, self.breaker.allow())
+
+    async def count_retry(self) -> None:
+        """A retry is one more upstream request (the first was counted at admission when shared)."""
+        if self.limiter is not None:
+            try:
+                await self.limiter.add_request(self.shared_key)
+            except StateUnavailable as exc:
+                self._degraded("rate limits", exc)
+
+    async def count_tokens(self, now: float, tokens: int) -> None:
+        self.tokens.append((now, tokens))
+        if self.gate is not None:
+            self.unsent_tokens += tokens
+
+    async def record_latency(self, attr: str, seconds: float, smoothing: float) -> None:
+        self.observe(attr, seconds, smoothing)
+        if self.routing is not None:
+            try:
+                await self.routing.observe(self.shared_key, "ttft" if attr == "ttft" else "latency", seconds, smoothing)
+            except StateUnavailable as exc:
+                self._degraded("routing data", exc)
+
+    async def started(self) -> None:
+        self.in_flight += 1
+        if self.routing is not None:
+            try:
+                await self.routing.begin(self.shared_key)
+            except StateUnavailable as exc:
+                self._degraded("routing data", exc)
+
+    async def ended(self) -> None:
+        """Runs in `finally` blocks: the shared decrement is shielded so a cancelled call still counts down."""
+        self.in_flight -= 1
+        if self.routing is not None:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.routing.end(self.shared_key)
+                except StateUnavailable as exc:
+                    self._degraded("routing data", exc)
+
+
+async def refresh_shared(states: dict[str, DeploymentState], ids: list[str]) -> None:
+    """Load every replica's in-flight counts and latencies into the local states before ordering."""
+    shared = [states[i] for i in ids if states[i].routing is not None]
+    if not shared:
+        return
+    routing = shared[0].routing
+    assert routing is not None
+    try:
+        snapshot = await routing.snapshot([s.shared_key for s in shared])
+    except StateUnavailable as exc:
+        shared[0]._degraded("routing data", exc)
+        return
+    for state in shared:
+        stats = snapshot[state.shared_key]
+        state.in_flight, state.latency, state.ttft = stats.in_flight, stats.latency, stats.ttft
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ INSTRUCTIONS = (
 
 def create(settings: ServerSettings, *, service: ModelsService | None = None) -> Domain:
     config = settings.parse(ModelsConfig)
-    models = service or ModelsService(config, data_dir=settings.data_dir)
+    models = service or ModelsService(config, data_dir=settings.data_dir, state=settings.state)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:

@@ -4,6 +4,10 @@ A call resolves its alias, checks the caller's budget, looks in the cache, then 
 router's targets (skipping open circuits, full rpm/tpm caps and too-small context windows),
 retrying retryable failures on the same deployment and failing over to the next. Streams
 never fail over once a chunk has been emitted. Every call is recorded in the usage store.
+
+Given a shared `State` (docs/scale-out.md), limits, circuits, routing data and the cache go to
+its Redis stores and usage, spend and budgets to its PostgreSQL ledger; without one (or with an
+embedded one) everything stays in this process and its SQLite file, exactly as before.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 import anyio
 import orjson
 
+from aggregator.state import State, StateUnavailable
 from servers.kit import ToolError
 from servers.models.adapters import Adapter, create_adapter
 from servers.models.breaker import CircuitBreaker
@@ -47,6 +52,7 @@ class ModelsService:
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = anyio.sleep,
         rng: random.Random | None = None,
+        state: State | None = None,
     ) -> None:
         self.config = config
         self.sleep = sleep
@@ -75,6 +81,25 @@ class ModelsService:
         )
         self.health = HealthMonitor(config, self.adapters, self.states)
         self.failover = Failover(config, self.router, self.states, clock=clock, sleep=sleep)
+        if state is not None:
+            self._share(state)
+
+    def _share(self, state: State) -> None:
+        """Swap the storage behind the breakers, limits, routing data, cache and usage for shared stores."""
+        if state.shared_fast:
+            routed = {
+                dep.id
+                for alias in self.config.aliases.values()
+                if self.router.strategy_of(alias) in ("least-busy", "latency")
+                for dep in alias.deployments
+            }
+            for dep_id, dep_state in self.states.items():
+                dep_state.breaker.share(state.breakers, dep_state.shared_key)
+                dep_state.share(state.gate, state.limiter, state.routing if dep_id in routed else None)
+            self.cache.share(state.cache)
+            self.failover.shared_routing = bool(routed)
+        if state.shared_durable:
+            self.usage.share(state.ledger, state.replica_id)
 
     async def aclose(self) -> None:
         await self.usage.aclose()
@@ -90,8 +115,14 @@ class ModelsService:
         available = ", ".join(sorted(self.config.aliases))
         raise ToolError(f"unknown model {name!r}; available models: {available}", code="not_found", field="model")
 
-    def _check_budget(self, key: str) -> None:
-        status = self.usage.budget_status(key)
+    async def _check_budget(self, key: str) -> None:
+        try:
+            status = await self.usage.budget(key)
+        except StateUnavailable as exc:
+            # Fail closed: a budget that cannot be read is not a budget with room.
+            raise ToolError(
+                f"the budget of key {key!r} cannot be checked: {exc}", code="unavailable", retryable=True
+            ) from None
         if status is not None and status["exhausted"]:
             raise ToolError(
                 f"the budget of key {key!r} is spent: {status['spent']:.4f} of {status['limit']:.4f} USD "
@@ -125,7 +156,7 @@ class ModelsService:
         key = caller or "anonymous"
         alias_name = self.resolve(args.get("model"))
         alias = self.config.aliases[alias_name]
-        self._check_budget(key)
+        await self._check_budget(key)
         request = self._request(args, alias)
         stream = bool(args.get("stream"))
         log = CallLog()
@@ -135,7 +166,7 @@ class ModelsService:
         use_cache = not stream and alias.cache.enabled and args.get("cache") != "no-store"
         ckey = cache_key("chat", alias_name, request) if use_cache else ""
         try:
-            cached = self.cache.get(ckey) if use_cache else None
+            cached = await self.cache.fetch(ckey) if use_cache else None
             if cached is not None:
                 cached["id"] = "chatcmpl-" + uuid.uuid4().hex[:24]
                 cached["toolmux"].update(
@@ -156,12 +187,12 @@ class ModelsService:
             response, target = await self.failover.run(alias_name, request, stream=stream, kind="chat", op=op, log=log)
             response["model"] = alias_name
             response.setdefault("id", chat_id)
-            cost = self._account(target, response.get("usage") or {}, log)
+            cost = await self._account(target, response.get("usage") or {}, log)
             response["toolmux"] = self._meta(target, log, cost, request_id)
             record.deployment = target.deployment.id
             self._finish_record(record, response, log, cost=cost)
             if use_cache and cacheable_chat(response):
-                self.cache.put(ckey, response, ttl=alias.cache.ttl, max_entries=alias.cache.max_entries)
+                await self.cache.store(ckey, response, ttl=alias.cache.ttl, max_entries=alias.cache.max_entries)
             return response
         except ToolError as exc:
             record.status, record.error_code = "error", exc.code
@@ -182,7 +213,7 @@ class ModelsService:
             dep = target.deployment
             began = time.perf_counter()
             response = await self.adapters[dep.backend].chat(dep.model, request)
-            state.observe("latency", time.perf_counter() - began, self.config.routing.latency_smoothing)
+            await state.record_latency("latency", time.perf_counter() - began, self.config.routing.latency_smoothing)
             parser = parser_for(self.config.tool_call_parsing, request, self._parse_enabled(dep))
             if parser is not None:
                 for choice in response["choices"]:
@@ -217,7 +248,9 @@ class ModelsService:
             async for chunk in self.adapters[dep.backend].stream_chat(dep.model, request):
                 if first:
                     first = False
-                    state.observe("ttft", time.perf_counter() - began, self.config.routing.latency_smoothing)
+                    await state.record_latency(
+                        "ttft", time.perf_counter() - began, self.config.routing.latency_smoothing
+                    )
                 await pipeline.feed(chunk)
             await pipeline.finish()
             response = pipeline.response()
@@ -234,7 +267,7 @@ class ModelsService:
         key = caller or "anonymous"
         alias_name = self.resolve(args.get("model"))
         alias = self.config.aliases[alias_name]
-        self._check_budget(key)
+        await self._check_budget(key)
         raw = args.get("input")
         inputs = [raw] if isinstance(raw, str) else list(raw or [])
         if not inputs:
@@ -249,11 +282,11 @@ class ModelsService:
             dep = target.deployment
             began = time.perf_counter()
             result = await self.adapters[dep.backend].embed(dep.model, inputs, request)
-            state.observe("latency", time.perf_counter() - began, self.config.routing.latency_smoothing)
+            await state.record_latency("latency", time.perf_counter() - began, self.config.routing.latency_smoothing)
             return result
 
         try:
-            cached = self.cache.get(ckey) if use_cache else None
+            cached = await self.cache.fetch(ckey) if use_cache else None
             if cached is not None:
                 cached["toolmux"].update(
                     cache_hit=True,
@@ -284,12 +317,12 @@ class ModelsService:
                 "model": alias_name,
                 "usage": usage,
             }
-            cost = self._account(target, usage, log)
+            cost = await self._account(target, usage, log)
             response["toolmux"] = self._meta(target, log, cost, request_id)
             record.deployment = target.deployment.id
             self._finish_record(record, response, log, cost=cost)
             if use_cache:
-                self.cache.put(ckey, response, ttl=alias.cache.ttl, max_entries=alias.cache.max_entries)
+                await self.cache.store(ckey, response, ttl=alias.cache.ttl, max_entries=alias.cache.max_entries)
             return response
         except ToolError as exc:
             record.status, record.error_code = "error", exc.code
@@ -305,12 +338,12 @@ class ModelsService:
                 await self.usage.record(record)
 
     # --- accounting -----------------------------------------------------------------------------
-    def _account(self, target: Target, usage: dict[str, Any], log: CallLog) -> float:
+    async def _account(self, target: Target, usage: dict[str, Any], log: CallLog) -> float:
         dep = target.deployment
         prompt = int(usage.get("prompt_tokens") or 0)
         completion = int(usage.get("completion_tokens") or 0)
         cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-        self.states[dep.id].tokens.append((self.clock(), prompt + completion))
+        await self.states[dep.id].count_tokens(self.clock(), prompt + completion)
         return round(dep.prices.cost(prompt, completion, cached), 10)
 
     def _meta(self, target: Target, log: CallLog, cost: float, request_id: str | None) -> dict[str, Any]:
@@ -390,5 +423,10 @@ class ModelsService:
             )
         except ValueError as exc:
             raise ToolError(f"invalid date: {exc}", field="since" if args.get("since") else "until") from None
-        budgets = [b for k in sorted(self.usage.budgets) if key in (None, k) and (b := self.usage.budget_status(k))]
+        except StateUnavailable as exc:
+            raise ToolError(f"usage cannot be read: {exc}", code="unavailable", retryable=True) from None
+        try:
+            budgets = [b for k in sorted(self.usage.budgets) if key in (None, k) and (b := await self.usage.budget(k))]
+        except StateUnavailable as exc:
+            raise ToolError(f"usage cannot be read: {exc}", code="unavailable", retryable=True) from None
         return {**report, "budgets": budgets}

@@ -2,10 +2,16 @@
 
 Writes are buffered and flushed in a worker thread (every `flush_interval`, when 64 rows are
 waiting, before every query, and at shutdown), so a call never waits on the disk.
+
+After `share()`, rows and spend go to a `UsageLedger` every replica shares (PostgreSQL) instead:
+rows still buffered (a batch that fails to write stays buffered for the next flush), spend added
+per call (so every replica's next check sees it), budgets read from the shared spend, failing
+closed when the store is down.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -18,6 +24,7 @@ from typing import Any
 import anyio
 import orjson
 
+from aggregator.state.interfaces import StateUnavailable, UsageLedger
 from servers.models.config import BudgetConfig
 
 SCHEMA = """
@@ -49,6 +56,7 @@ CREATE INDEX IF NOT EXISTS calls_day ON calls(day);
 CREATE INDEX IF NOT EXISTS calls_key_ts ON calls(key, ts);
 """
 
+_log = logging.getLogger("toolmux.models")
 GROUPS = {"model": "model", "key": "key", "day": "day", "deployment": "deployment", "status": "status"}
 FLUSH_BATCH = 64
 
@@ -78,6 +86,17 @@ class UsageRecord:
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(UsageRecord))
+_TOTALS = ("requests", "errors", "cache_hits", "prompt_tokens", "completion_tokens", "cached_tokens", "cost")
+
+
+def as_row(r: UsageRecord) -> dict[str, Any]:
+    """A record as a `calls` / `usage_calls` row."""
+    data = {name: getattr(r, name) for name in _RECORD_FIELDS}  # asdict() deep-copies: needless here
+    data["day"] = day_of(r.ts)
+    data["failover_path"] = orjson.dumps(r.failover_path).decode() if r.failover_path else None
+    data["cache_hit"] = int(r.cache_hit)
+    data["stream"] = int(r.stream)
+    return data
 
 
 def day_of(ts: float) -> str:
@@ -232,13 +251,65 @@ class UsageStore:
             "exhausted": spent >= budget.max_cost,
         }
 
+    # --- shared across replicas ---------------------------------------------------------------
+    ledger: UsageLedger | None = None
+    replica: str | None = None
+
+    def share(self, ledger: UsageLedger, replica: str) -> None:
+        """Keep rows and spend in a ledger every replica shares (this process's SQLite stays unused)."""
+        self.ledger, self.replica = ledger, replica
+
+    async def budget(self, key: str) -> dict[str, Any] | None:
+        """`budget_status`, from the shared spend when shared (raises `StateUnavailable`: fail closed)."""
+        budget = self.budgets.get(key)
+        if budget is None or self.ledger is None:
+            return self.budget_status(key)
+        spent = await self.ledger.spent(key, budget.period, period_start(budget.period, self.clock()))
+        return {
+            "key": key,
+            "period": budget.period,
+            "limit": budget.max_cost,
+            "spent": round(spent, 8),
+            "remaining": round(max(budget.max_cost - spent, 0.0), 8),
+            "exhausted": spent >= budget.max_cost,
+        }
+
+    async def _record_shared(self, record: UsageRecord, ledger: UsageLedger) -> None:
+        budget = self.budgets.get(record.key)
+        if budget is not None and record.cost:
+            # At once, not with the batch: every replica's next budget check must see it.
+            since = period_start(budget.period, record.ts)
+            try:
+                await ledger.add_spend(record.key, budget.period, since, record.cost)
+            except StateUnavailable as exc:
+                _log.error("spend of key %s not recorded (%s): %.8f USD", record.key, exc.reason, record.cost)
+        with self._lock:
+            self._pending.append(record)
+            due = len(self._pending) >= FLUSH_BATCH or time.monotonic() - self._last_flush >= self.flush_interval
+        if due:
+            await self.flush()
+
+    async def _flush_shared(self, ledger: UsageLedger) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+            self._last_flush = time.monotonic()
+        try:
+            await ledger.write([{**as_row(r), "replica": self.replica} for r in batch])
+        except StateUnavailable as exc:
+            _log.error("%d usage rows kept for the next flush (%s)", len(batch), exc.reason)
+            with self._lock:
+                self._pending[:0] = batch
+
     # --- recording ------------------------------------------------------------------------------
     async def record(self, record: UsageRecord) -> None:
+        if not self.log_prompts:
+            record.prompt = record.response = None
+        if self.ledger is not None:
+            await self._record_shared(record, self.ledger)
+            return
         if record.key in self.budgets:
             self.budget_status(record.key)
             self._spent[record.key] = self._spent.get(record.key, 0.0) + record.cost
-        if not self.log_prompts:
-            record.prompt = record.response = None
         if self._conn is None:
             return
         with self._lock:
@@ -253,25 +324,38 @@ class UsageStore:
             self._last_flush = time.monotonic()
         if not batch or self._conn is None:
             return
-        rows = []
-        for r in batch:
-            data = {name: getattr(r, name) for name in _RECORD_FIELDS}  # asdict() deep-copies: needless here
-            data["day"] = day_of(r.ts)
-            data["failover_path"] = orjson.dumps(r.failover_path).decode() if r.failover_path else None
-            data["cache_hit"] = int(r.cache_hit)
-            data["stream"] = int(r.stream)
-            rows.append(data)
+        rows = [as_row(r) for r in batch]
         columns = list(rows[0])
         sql = f"INSERT INTO calls ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
         with self._lock:
             self._conn.executemany(sql, rows)
 
     async def flush(self) -> None:
-        if self._conn is not None and self._pending:
+        if self.ledger is not None and self._pending:
+            await self._flush_shared(self.ledger)
+        elif self._conn is not None and self._pending:
             await anyio.to_thread.run_sync(self._write)
+
+    async def _query_shared(self, ledger: UsageLedger, **kwargs: Any) -> dict[str, Any]:
+        group_by = list(kwargs.get("group_by") or ())
+        rows = await ledger.query(
+            group_by=group_by,
+            since=_timestamp(kwargs.get("since")),
+            until=_timestamp(kwargs.get("until"), end=True),
+            key=kwargs.get("key"),
+            model=kwargs.get("model"),
+        )
+        totals: dict[str, Any] = dict.fromkeys(_TOTALS, 0)
+        for row in rows:
+            for name in _TOTALS:
+                totals[name] += row[name]
+        totals["cost"] = round(float(totals["cost"]), 8)
+        return {"rows": rows, "totals": totals}
 
     async def query(self, **kwargs: Any) -> dict[str, Any]:
         await self.flush()
+        if self.ledger is not None:
+            return await self._query_shared(self.ledger, **kwargs)
         if self._conn is None:
             return {
                 "rows": [],
@@ -291,6 +375,8 @@ class UsageStore:
     async def recent(self, limit: int = 10) -> list[dict[str, Any]]:
         """The latest rows (for tests and debugging), newest first."""
         await self.flush()
+        if self.ledger is not None:
+            return await self.ledger.recent(limit)
         if self._conn is None:
             return []
         conn = self._conn

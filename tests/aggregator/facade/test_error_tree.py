@@ -6,10 +6,9 @@ import json
 
 import pytest
 
-from aggregator.protocol import jsonrpc
 from aggregator.facade.base import FacadeHTTPError
 from aggregator.facade.kit import parse_json_object, render_anthropic, render_ollama, render_openai, render_plain
-from aggregator.protocol import errors
+from aggregator.protocol import errors, jsonrpc
 from aggregator.protocol.errors import ErrorCode, RequestError, ToolmuxError
 from servers.kit.errors import ToolError, error_from_result, error_result
 
