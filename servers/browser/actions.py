@@ -18,16 +18,32 @@ from servers.kit import storage_link as storage
 SCROLL_STEP_PX = 600
 
 
+# True when clicking the element follows a link into another tab (target=_blank and the like).
+_OPENS_TAB_JS = "e => { const a = e.closest('a[href]'); return !!(a && a.target && a.target !== '_self') }"
+
+
 async def click(env: Env, session: Session, args: dict[str, Any]) -> dict[str, Any]:
     locator, _ = target_locator(session, args)
     assert locator is not None
-    async with settling(session.page):
+    timeout = timeout_ms(env, args)
+
+    async def press() -> None:
         await locator.click(
             button=args.get("button", "left"),
             click_count=2 if args.get("double") else 1,
             modifiers=args.get("modifiers") or None,
-            timeout=timeout_ms(env, args),
+            timeout=timeout,
         )
+
+    async with settling(session.page):
+        if await locator.evaluate(_OPENS_TAB_JS, timeout=timeout):
+            # Chromium announces the new tab after the click returns: wait for it, so the answer
+            # (and the next `tabs` call) already lists the tab the link opened.
+            async with session.page.context.expect_page(timeout=timeout) as opened:
+                await press()
+            session.attach(await opened.value)
+        else:
+            await press()
     return await page_state(session)
 
 
