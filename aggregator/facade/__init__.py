@@ -12,6 +12,7 @@ FACADE_MODULES: list[str] = [
     "aggregator.facade.storage",
     "aggregator.facade.mail",
     "aggregator.facade.openai",
+    "aggregator.facade.responses",
     "aggregator.facade.ollama",
     "aggregator.facade.browser",
     "aggregator.facade.audio",
