@@ -293,3 +293,40 @@ async def test_the_agents_sdk_runs_an_agent_with_its_default_responses_model(
     result = await agents.Runner.run(agent, "Weather in Paris?", run_config=agents.RunConfig(tracing_disabled=True))
     assert result.final_output == "The weather: sunny in Paris"
     await sdk.close()
+
+
+# ---- the same loop on /v1/chat/completions, opted into -------------------------------------------
+
+
+async def test_chat_completions_run_hub_tools_when_the_request_opts_in(
+    hub: FacesHub, client: openai.AsyncOpenAI, fake: PolicyBackend
+) -> None:
+    fake.policy = lambda body: store_then_answer(body, "notes/chat.txt")
+    completion = await client.chat.completions.create(
+        model="main",
+        messages=[{"role": "user", "content": "Save a note"}],
+        extra_body={"toolmux_tools": {"allowed_tools": ["storage-put_object"]}},
+    )
+    assert (completion.choices[0].message.content or "").startswith("stored; the tool said:")
+    assert completion.usage is not None and completion.usage.total_tokens == 30
+    assert await stored_text(hub, "notes/chat.txt") == "hello from the model"
+
+
+async def test_streamed_chat_with_hub_tools_ends_with_the_final_answer(
+    client: openai.AsyncOpenAI, fake: PolicyBackend
+) -> None:
+    fake.policy = lambda body: store_then_answer(body, "notes/chat-stream.txt")
+    stream = await client.chat.completions.create(
+        model="main",
+        messages=[{"role": "user", "content": "Save a note"}],
+        stream=True,
+        extra_body={"toolmux_tools": True},
+    )
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text.startswith("stored; the tool said:")
+
+
+async def test_chat_without_the_opt_in_never_runs_a_hub_tool(client: openai.AsyncOpenAI, fake: PolicyBackend) -> None:
+    fake.policy = lambda body: store_then_answer(body, "notes/never.txt")
+    completion = await client.chat.completions.create(model="main", messages=[{"role": "user", "content": "Save"}])
+    assert completion.choices[0].finish_reason == "tool_calls" and len(fake.chat_requests) == 1
