@@ -13,6 +13,7 @@ FACADE_MODULES: list[str] = [
     "aggregator.facade.mail",
     "aggregator.facade.openai",
     "aggregator.facade.responses",
+    "aggregator.facade.messages",
     "aggregator.facade.ollama",
     "aggregator.facade.browser",
     "aggregator.facade.audio",

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 
+from aggregator.facade import messages as messages_facade
 from aggregator.facade import ollama as ollama_facade
 from aggregator.facade import openai as openai_facade
 from aggregator.facade import responses as responses_facade
@@ -114,6 +115,7 @@ async def faces_hub(tmp_path: Path, fake: FakeBackend, *, extra_routes: Any = No
     routes = [
         *openai_facade.routes(ctx),
         *responses_facade.routes(ctx),
+        *messages_facade.routes(ctx),
         *ollama_facade.routes(ctx),
         *(extra_routes(ctx) if extra_routes else []),
     ]
