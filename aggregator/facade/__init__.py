@@ -14,6 +14,7 @@ FACADE_MODULES: list[str] = [
     "aggregator.facade.openai",
     "aggregator.facade.responses",
     "aggregator.facade.messages",
+    "aggregator.facade.images",
     "aggregator.facade.ollama",
     "aggregator.facade.browser",
     "aggregator.facade.audio",

@@ -17,20 +17,25 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 
+from aggregator.facade import images as images_facade
 from aggregator.facade import messages as messages_facade
 from aggregator.facade import ollama as ollama_facade
 from aggregator.facade import openai as openai_facade
 from aggregator.facade import responses as responses_facade
+from aggregator.facade import storage as storage_facade
 from aggregator.facade.base import DirectFacadeContext
 from aggregator.principal import Principal
+from servers.images.server import create as create_images
 from servers.kit import Domain, ServerSettings
 from servers.models.server import create as create_models
 from servers.storage.server import create as create_storage
 from tests.servers.models.fakes import Exchange, FakeBackend, SeenRequest
-from tests.support.asgi import serve_asgi
+from tests.support.asgi import bound_socket, serve_asgi
+from tests.support.hub import DomainsHubCaller
 
 MASTER_KEY = "test-master"
 MODELS_ONLY_KEY = "models-only-key"
+IMAGES_ONLY_KEY = "images-only-key"
 
 
 @dataclass
@@ -106,21 +111,39 @@ def models_config(fake: FakeBackend) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def faces_hub(tmp_path: Path, fake: FakeBackend, *, extra_routes: Any = None) -> AsyncIterator[FacesHub]:
+async def faces_hub(
+    tmp_path: Path, fake: FakeBackend, *, images: dict[str, Any] | None = None
+) -> AsyncIterator[FacesHub]:
+    """Models, storage (with its HTTP face) and, given `images` config, the images server, behind every face."""
+    sock = bound_socket()  # bound first: storage's URLs must name the address the hub will answer on
+    public_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     models = create_models(ServerSettings(name="models", config=models_config(fake), data_dir=tmp_path / "models"))
-    storage = create_storage(ServerSettings(name="storage", config={}, data_dir=tmp_path / "storage"))
+    storage = create_storage(
+        ServerSettings(name="storage", config={}, data_dir=tmp_path / "storage", public_url=public_url)
+    )
     domains = {"models": models, "storage": storage}
-    keys = {MODELS_ONLY_KEY: Principal(name="models-only", allowed_tools=("models-*",))}
-    ctx = DirectFacadeContext(domains, master_key=MASTER_KEY, keys=keys, data_dir=tmp_path / "hub")
+    if images is not None:
+        caller = DomainsHubCaller({"storage": storage})
+        domains["images"] = create_images(
+            ServerSettings(name="images", config=images, data_dir=tmp_path / "images", hub=caller)
+        )
+    keys = {
+        MODELS_ONLY_KEY: Principal(name="models-only", allowed_tools=("models-*",)),
+        IMAGES_ONLY_KEY: Principal(name="images-only", allowed_tools=("images-*",)),
+    }
+    ctx = DirectFacadeContext(
+        domains, master_key=MASTER_KEY, keys=keys, data_dir=tmp_path / "hub", public_url=public_url
+    )
     routes = [
         *openai_facade.routes(ctx),
         *responses_facade.routes(ctx),
         *messages_facade.routes(ctx),
         *ollama_facade.routes(ctx),
-        *(extra_routes(ctx) if extra_routes else []),
+        *images_facade.routes(ctx),
+        *storage_facade.routes(ctx),
     ]
     try:
-        async with serve_asgi(Starlette(routes=routes), lifespan="off") as url:
+        async with serve_asgi(Starlette(routes=routes), lifespan="off", sock=sock) as url:
             yield FacesHub(url, fake, domains)
     finally:
         await models.service.aclose()
