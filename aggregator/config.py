@@ -176,9 +176,11 @@ class HubToolsConfig(_Model):
     on /v1/chat/completions): model rounds, wall-clock seconds, and how much of a tool's answer
     goes back to the model."""
 
-    max_rounds: int = Field(8, ge=1, le=64, description="model calls per request, tool rounds included")
-    max_seconds: float = Field(300.0, gt=0, description="wall-clock bound of the whole loop")
-    max_output_chars: int = Field(20_000, ge=256, description="a tool answer longer than this is cut for the model")
+    max_rounds: int = Field(default=8, ge=1, le=64, description="model calls per request, tool rounds included")
+    max_seconds: float = Field(default=300.0, gt=0, description="wall-clock bound of the whole loop")
+    max_output_chars: int = Field(
+        default=20_000, ge=256, description="a tool answer longer than this is cut for the model"
+    )
 
 
 class FacadesConfig(_Model):

@@ -48,6 +48,7 @@ def input_items(raw: Any) -> list[dict[str, Any]]:
         kind = item.get("type") or ("message" if "role" in item else None)
         if kind is None:
             raise invalid(f"input[{index}] has no 'type'", f"input[{index}].type")
+        _check_item(item, kind, f"input[{index}]")
         normal = {**item, "type": kind}
         if kind == "message" and isinstance(normal.get("content"), str):
             text_type = "output_text" if normal.get("role") == "assistant" else "input_text"
@@ -55,6 +56,31 @@ def input_items(raw: Any) -> list[dict[str, Any]]:
         normal.setdefault("id", new_id(_ID_PREFIX.get(kind, "item")))
         items.append(normal)
     return items
+
+
+# Fields each item type must carry as strings (what the translation reads).
+_REQUIRED = {
+    "function_call": ("name", "call_id"),
+    "function_call_output": ("call_id",),
+    "mcp_call": ("name",),
+    "mcp_approval_response": ("approval_request_id",),
+}
+_ROLES = ("user", "assistant", "system", "developer")
+
+
+def _check_item(item: dict[str, Any], kind: str, where: str) -> None:
+    for name in _REQUIRED.get(kind, ()):
+        if not isinstance(item.get(name), str):
+            raise RequestError(
+                f"{where}.{name} is required", field=f"{where}.{name}", reason="missing_required_parameter"
+            )
+    if kind == "message":
+        if item.get("role", "user") not in _ROLES:
+            raise invalid(f"{where}.role must be one of {', '.join(_ROLES)}", f"{where}.role")
+        if not isinstance(item.get("content"), str | list):
+            raise RequestError(
+                f"{where}.content must be a string or a list", field=f"{where}.content", reason="invalid_type"
+            )
 
 
 _ID_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "mcp_approval_response": "mcpr"}

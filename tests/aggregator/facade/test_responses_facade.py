@@ -330,3 +330,9 @@ async def test_chat_without_the_opt_in_never_runs_a_hub_tool(client: openai.Asyn
     fake.policy = lambda body: store_then_answer(body, "notes/never.txt")
     completion = await client.chat.completions.create(model="main", messages=[{"role": "user", "content": "Save"}])
     assert completion.choices[0].finish_reason == "tool_calls" and len(fake.chat_requests) == 1
+
+
+async def test_an_input_item_missing_a_field_is_a_400_naming_it(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.responses.create(model="main", input=[{"type": "function_call_output", "output": "x"}])  # type: ignore[list-item]
+    assert caught.value.param == "input[0].call_id"
