@@ -334,5 +334,5 @@ async def test_chat_without_the_opt_in_never_runs_a_hub_tool(client: openai.Asyn
 
 async def test_an_input_item_missing_a_field_is_a_400_naming_it(client: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        await client.responses.create(model="main", input=[{"type": "function_call_output", "output": "x"}])  # type: ignore[list-item]
+        await client.responses.create(model="main", input=[{"type": "function_call_output", "output": "x"}])
     assert caught.value.param == "input[0].call_id"
