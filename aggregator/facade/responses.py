@@ -24,10 +24,10 @@ from starlette.routing import BaseRoute
 from aggregator.facade import hub_tools
 from aggregator.facade import responses_translate as tr
 from aggregator.facade.base import FacadeContext
-from aggregator.facade.event_stream import EventStream
+from aggregator.facade.event_stream import Emit, EventStream
 from aggregator.facade.hub_tools import HubToolSet
 from aggregator.facade.kit import Call, endpoint, mount, render_openai, structured_of
-from aggregator.facade.llm_support import meta_headers, no_store
+from aggregator.facade.llm_support import ToolStream, meta_headers, no_store
 from aggregator.facade.responses_store import ResponseStore, StoredResponse, open_store
 from aggregator.facade.responses_stream import ResponseEvents
 from aggregator.protocol.errors import ErrorCode, RequestError
@@ -126,10 +126,11 @@ def _approvals(
 class Run:
     """One response being produced: model rounds, hub tool calls, output items."""
 
-    def __init__(self, call: Call, plan: Plan, events: ResponseEvents | None) -> None:
+    def __init__(self, call: Call, plan: Plan, events: ResponseEvents | None, emit: Emit | None = None) -> None:
         self.call = call
         self.plan = plan
         self.events = events
+        self.emit = emit
         self.output: list[dict[str, Any]] = []
         self.answers: list[dict[str, Any]] = []
         self.limits = call.ctx.facades.hub_tools
@@ -159,12 +160,15 @@ class Run:
                 status, incomplete = "incomplete", "max_tool_calls"
         return self._finish(status, incomplete)
 
+    def messages(self) -> list[dict[str, Any]]:
+        """The chat messages of this run so far: instructions, earlier turns, the input, this output."""
+        plan = self.plan
+        items = plan.conversation + plan.input_items + self.output
+        return tr.instructions_message(plan.body) + tr.chat_messages(items)
+
     async def _model_round(self) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
         plan = self.plan
-        messages = tr.instructions_message(plan.body) + tr.chat_messages(
-            plan.conversation + plan.input_items + self.output
-        )
-        args = tr.chat_arguments(plan.body, messages, plan.chat_tools)
+        args = tr.chat_arguments(plan.body, self.messages(), plan.chat_tools)
         if plan.no_store:
             args["cache"] = "no-store"
         if self.events is None:
@@ -180,13 +184,19 @@ class Run:
 
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
             if message:
-                await events.chunk(message)
+                events.feed(message)
+                await self._flush()
 
         result = await self.call.tool(CHAT_TOOL, {**args, "stream": True}, progress=on_progress)
         answer = structured_of(result, CHAT_TOOL)
         self.answers.append(answer)
-        items, held = await events.finish_round(answer)
+        items, held = events.finish_round(answer)
+        await self._flush()
         return answer, items, held
+
+    async def _flush(self) -> None:
+        if self.events is not None and self.emit is not None:
+            await self.events.flush(self.emit)
 
     async def _hub_calls(self, held: list[dict[str, Any]], client_has_calls: bool) -> bool:
         """Run (or ask approval for) the hub tool calls of a round; whether the model goes on."""
@@ -205,14 +215,26 @@ class Run:
     async def _whole(self, item: dict[str, Any]) -> None:
         self.output.append(item)
         if self.events is not None:
-            await self.events.whole_item(item)
+            self.events.whole_item(item)
+            await self._flush()
 
     async def _hub_call(self, item: dict[str, Any]) -> None:
-        index = await self.events.call_started(item) if self.events is not None else 0
+        index = self.events.call_started(item) if self.events is not None else 0
+        await self._flush()
         done = await hub_tools.run_call(self.call, item, self.limits.max_output_chars)
         self.output.append(done)
         if self.events is not None:
-            await self.events.call_done(done, index)
+            self.events.call_done(done, index)
+            await self._flush()
+
+    def end_of_one_round(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """The finished response of a run with no hub tools (one model call), streamed by ToolStream."""
+        assert self.events is not None
+        self.answers.append(answer)
+        items, _ = self.events.finish_round(answer)
+        self.output.extend(items)
+        cut = tr.finish_reason(answer) == "length"
+        return self._finish("incomplete" if cut else "completed", "max_output_tokens" if cut else None)
 
     def _finish(self, status: str, incomplete: str | None) -> dict[str, Any]:
         plan = self.plan
@@ -247,16 +269,41 @@ async def create(call: Call) -> Any:
     skeleton = tr.response_object(body, prepared.response_id, output=[], status="in_progress", usage=None)
     skeleton["created_at"] = prepared.created_at
 
-    async def silent(data: bytes) -> None:
-        return None
+    events = ResponseEvents(skeleton, prepared.is_hub_call)
+    if prepared.hub is None and not prepared.approvals:  # one model call: the lean path of streamed chat
+        return _one_call_stream(call, prepared, events)
 
-    events = ResponseEvents(silent, skeleton, prepared.is_hub_call)
-
-    async def produce(emit: Any) -> None:
-        events.emit = emit
-        await events.completed(await Run(call, prepared, events).execute())
+    async def produce(emit: Emit) -> None:
+        run = Run(call, prepared, events, emit)
+        events.completed(await run.execute())
+        await events.flush(emit)
 
     return EventStream(call, produce, encode_error=events.error_event)
+
+
+def _one_call_stream(call: Call, prepared: Plan, events: ResponseEvents) -> ToolStream:
+    run = Run(call, prepared, events)
+
+    def chunk(message: str) -> bytes | None:
+        events.feed(message)
+        return events.take() or None
+
+    def end(answer: dict[str, Any]) -> bytes:
+        events.completed(run.end_of_one_round(answer))
+        return events.take()
+
+    args = tr.chat_arguments(prepared.body, run.messages(), prepared.chat_tools)
+    if prepared.no_store:
+        args["cache"] = "no-store"
+    return ToolStream(
+        call,
+        CHAT_TOOL,
+        {**args, "stream": True},
+        media_type="text/event-stream",
+        encode_chunk=chunk,
+        encode_end=end,
+        encode_error=events.error_event,
+    )
 
 
 @endpoint(limit="llm", render=render_openai)

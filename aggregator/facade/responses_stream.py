@@ -43,12 +43,12 @@ class _Call:
 
 @dataclass
 class ResponseEvents:
-    emit: Emit
     skeleton: dict[str, Any]  # the response object with status in_progress and no output
     is_hub_call: Callable[[str], bool] = lambda name: False
     sequence: int = 0
     next_index: int = 0
     _prefix: list[bytes] = field(default_factory=list)
+    _buffer: list[bytes] = field(default_factory=list)
     _text: _Text | None = None
     _calls: dict[int, _Call] = field(default_factory=dict)
     _seen: bool = False
@@ -64,12 +64,22 @@ class ResponseEvents:
         self.sequence += 1
         return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
-    async def _send(self, events: list[bytes]) -> None:
-        if self._prefix:
+    def _send(self, events: list[bytes]) -> None:
+        if events and self._prefix:
             events = self._prefix + events
             self._prefix = []
-        if events:
-            await self.emit(b"".join(events))
+        self._buffer.extend(events)
+
+    def take(self) -> bytes:
+        """The events written since the last `take` (what goes to the client next)."""
+        taken = b"".join(self._buffer)
+        self._buffer.clear()
+        return taken
+
+    async def flush(self, emit: Emit) -> None:
+        taken = self.take()
+        if taken:
+            await emit(taken)
 
     def _index(self) -> int:
         index = self.next_index
@@ -78,11 +88,11 @@ class ResponseEvents:
 
     # ---- the model's chunks -----------------------------------------------------------------------
 
-    async def chunk(self, message: str) -> None:
+    def feed(self, message: str) -> None:
         data = orjson.loads(message)
         for choice in data.get("choices") or []:
             if choice.get("index", 0) == 0:
-                await self._send(self._delta(choice.get("delta") or {}))
+                self._send(self._delta(choice.get("delta") or {}))
 
     def _delta(self, delta: dict[str, Any]) -> list[bytes]:
         events: list[bytes] = []
@@ -133,7 +143,7 @@ class ResponseEvents:
     def _chat_call(call: _Call) -> dict[str, Any]:
         return {"id": call.call_id, "function": {"name": call.name, "arguments": call.arguments}}
 
-    async def finish_round(self, answer: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def finish_round(self, answer: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Close this model call's items: `(finished output items, the hub tool calls held back)`."""
         message = answer_message(answer)
         events: list[bytes] = []
@@ -171,25 +181,25 @@ class ResponseEvents:
             events.append(self._event("response.output_item.done", {"output_index": call.index, "item": item}))
             finished.append((call.index, item))
         self._text, self._calls, self._seen = None, {}, False
-        await self._send(events)
+        self._send(events)
         return [item for _, item in sorted(finished, key=lambda pair: pair[0])], held
 
     # ---- whole items from the run -----------------------------------------------------------------
 
-    async def whole_item(self, item: dict[str, Any]) -> None:
+    def whole_item(self, item: dict[str, Any]) -> None:
         """An item that is finished when it appears (mcp_list_tools, mcp_approval_request)."""
         index = self._index()
-        await self._send(
+        self._send(
             [
                 self._event("response.output_item.added", {"output_index": index, "item": item}),
                 self._event("response.output_item.done", {"output_index": index, "item": item}),
             ]
         )
 
-    async def call_started(self, item: dict[str, Any]) -> int:
+    def call_started(self, item: dict[str, Any]) -> int:
         index = self._index()
         where = {"item_id": item["id"], "output_index": index}
-        await self._send(
+        self._send(
             [
                 self._event("response.output_item.added", {"output_index": index, "item": item}),
                 self._event("response.mcp_call_arguments.done", where | {"arguments": item["arguments"]}),
@@ -198,16 +208,16 @@ class ResponseEvents:
         )
         return index
 
-    async def call_done(self, item: dict[str, Any], index: int) -> None:
+    def call_done(self, item: dict[str, Any], index: int) -> None:
         where = {"item_id": item["id"], "output_index": index}
         kind = "response.mcp_call.completed" if item["status"] == "completed" else "response.mcp_call.failed"
-        await self._send(
+        self._send(
             [self._event(kind, where), self._event("response.output_item.done", {"output_index": index, "item": item})]
         )
 
-    async def completed(self, response: dict[str, Any]) -> None:
+    def completed(self, response: dict[str, Any]) -> None:
         kind = "response.completed" if response["status"] == "completed" else "response.incomplete"
-        await self._send([self._event(kind, {"response": response})])
+        self._send([self._event(kind, {"response": response})])
 
     def error_event(self, error: ToolmuxError) -> bytes:
         body = openai_body(error, "")["error"]
