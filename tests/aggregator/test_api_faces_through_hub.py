@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx2
 import openai
 import pytest
 
 from tests.aggregator.facade.api_faces import PolicyBackend, Reply, policy_backend, tool_outputs
 from tests.aggregator.hubkit import MASTER_KEY, running_hub
+from tests.support.image_backends import fake_image_backend
 
 pytestmark = pytest.mark.anyio
 
@@ -71,3 +73,17 @@ async def test_anthropic_clients_reach_the_aliases_with_x_api_key(tmp_path: Path
                 model="main", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
             )
     assert message.content[0].text == "Hello from the fake backend"  # type: ignore[union-attr]
+
+
+async def test_images_built_in_draws_stores_and_serves_a_png_through_the_hub(tmp_path: Path) -> None:
+    async with fake_image_backend() as backend:
+        servers = {"images": {"config": {"backends": {"sd": {"type": "a1111", "base_url": backend.url}}}}}
+        async with (
+            running_hub(tmp_path, servers, builtins=["storage", "images"]) as hub,
+            openai.AsyncOpenAI(base_url=hub.url + "/v1", api_key=MASTER_KEY, max_retries=0) as client,
+            httpx2.AsyncClient() as http,
+        ):
+            result = await client.images.generate(prompt="a square", size="96x64")
+            assert result.data is not None and (result.data[0].url or "").startswith(hub.url + "/storage/")
+            fetched = await http.get(result.data[0].url or "")
+    assert fetched.status_code == 200 and fetched.content.startswith(b"\x89PNG")
