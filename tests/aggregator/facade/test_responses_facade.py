@@ -312,7 +312,7 @@ async def test_chat_completions_run_hub_tools_when_the_request_opts_in(
     assert await stored_text(hub, "notes/chat.txt") == "hello from the model"
 
 
-async def test_streamed_chat_with_hub_tools_ends_with_the_final_answer(
+async def test_streamed_chat_with_hub_tools_streams_the_text_without_the_hubs_calls(
     client: openai.AsyncOpenAI, fake: PolicyBackend
 ) -> None:
     fake.policy = lambda body: store_then_answer(body, "notes/chat-stream.txt")
@@ -320,10 +320,16 @@ async def test_streamed_chat_with_hub_tools_ends_with_the_final_answer(
         model="main",
         messages=[{"role": "user", "content": "Save a note"}],
         stream=True,
+        stream_options={"include_usage": True},
         extra_body={"toolmux_tools": True},
     )
-    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    chunks = [c async for c in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.startswith("stored; the tool said:")
+    assert not any(c.choices[0].delta.tool_calls for c in chunks if c.choices)  # the hub's calls stay inside
+    reasons = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert reasons == ["stop"]
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 30  # both rounds
 
 
 async def test_chat_without_the_opt_in_never_runs_a_hub_tool(client: openai.AsyncOpenAI, fake: PolicyBackend) -> None:
