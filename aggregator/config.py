@@ -196,6 +196,18 @@ def _limit(timeout: float, max_body_bytes: int) -> Any:
     return Field(default_factory=lambda: FacadeLimit(timeout=timeout, max_body_bytes=max_body_bytes))
 
 
+class HubToolsConfig(_Model):
+    """Bounds of the tool loop the hub runs for a model (`mcp` tools on /v1/responses, `toolmux_tools`
+    on /v1/chat/completions): model rounds, wall-clock seconds, and how much of a tool's answer
+    goes back to the model."""
+
+    max_rounds: int = Field(default=8, ge=1, le=64, description="model calls per request, tool rounds included")
+    max_seconds: float = Field(default=300.0, gt=0, description="wall-clock bound of the whole loop")
+    max_output_chars: int = Field(
+        default=20_000, ge=256, description="a tool answer longer than this is cut for the model"
+    )
+
+
 class FacadesConfig(_Model):
     """Timeouts and body limits of the HTTP facades (/v1, /api, /mail, ...), one entry per kind of
     request. The domain servers enforce their own limits too; these bound the HTTP request."""
@@ -214,6 +226,8 @@ class FacadesConfig(_Model):
     forecast: FacadeLimit = _limit(900.0, 32 * _MiB)
     forecast_models: FacadeLimit = _limit(30.0, 64 * 1024)
     web: FacadeLimit = _limit(660.0, 64 * 1024)  # the web server bounds each fetch and render itself
+    images: FacadeLimit = _limit(600.0, 1 * _MiB)  # /v1/images/generations (one prompt; generation is slow)
+    hub_tools: HubToolsConfig = Field(default_factory=HubToolsConfig)
 
 
 class CatalogConfig(_Model):

@@ -115,6 +115,15 @@ BUILTINS: dict[str, BuiltinServer] = {
         config_model="servers.models.config:ModelsConfig",
         default_mode="inprocess",
     ),
+    "images": BuiltinServer(
+        name="images",
+        summary="Image generation over local backends (stable-diffusion.cpp server, LocalAI, Automatic1111/Forge); "
+        "images saved in storage and returned as URLs.",
+        module="servers.images.server",
+        config_model="servers.images.config:ImagesConfig",
+        # It only talks HTTP to the backends (the heavy work runs there): no reason to leave the hub.
+        default_mode="inprocess",
+    ),
     "speech": BuiltinServer(
         name="speech",
         summary="Speech-to-text and text-to-speech that work offline (pocketsphinx, piper, espeak-ng; "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from starlette.requests import HTTPConnection
@@ -99,6 +100,15 @@ class FacadeContext(Protocol):
         """Every tool the principal may call, namespaced."""
         ...
 
+    def tool_definitions(self, principal: Principal) -> list[dict[str, Any]]:
+        """The MCP definitions (name, description, inputSchema, ...) of every tool the principal may call."""
+        ...
+
+    @property
+    def data_dir(self) -> Path | None:
+        """Where facades keep their own state (stored responses); None keeps it in memory."""
+        ...
+
 
 def request_id_of(request: HTTPConnection) -> str:
     """The request id the hub assigned (or the client sent), for logs and error bodies."""
@@ -130,8 +140,10 @@ class DirectFacadeContext:
         keys: dict[str, Principal] | None = None,
         public_url: str = "http://testserver",
         facades: FacadesConfig | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         self.domains = domains
+        self.data_dir = data_dir
         self.facades = facades or FacadesConfig()
         self.master_key = master_key
         self.keys = keys or {}
@@ -187,6 +199,10 @@ class DirectFacadeContext:
     def tool_names(self, principal: Principal) -> list[str]:
         names = [f"{s}-{t}" for s, d in self.domains.items() for t in d.visible_tools()]
         return [n for n in names if principal.may_call(n)]
+
+    def tool_definitions(self, principal: Principal) -> list[dict[str, Any]]:
+        wires = [{**w, "name": f"{s}-{w['name']}"} for s, d in self.domains.items() for w in d.list_tools()]
+        return [w for w in wires if principal.may_call(w["name"])]
 
 
 class _ProgressContext(ToolContext):

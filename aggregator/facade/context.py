@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection
@@ -79,3 +80,10 @@ class HubFacadeContext:
 
     def tool_names(self, principal: Principal) -> list[str]:
         return [t["name"] for t in self.hub.catalog.tools_for(principal)]
+
+    def tool_definitions(self, principal: Principal) -> list[dict[str, Any]]:
+        return self.hub.catalog.tools_for(principal)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.hub.config.data_dir

@@ -1,5 +1,7 @@
 """Ollama-compatible HTTP face for clients that only speak Ollama: `/api/tags`, `/api/chat`,
-`/api/generate`, `/api/embed` (and the legacy `/api/embeddings`, `/api/version`).
+`/api/generate`, `/api/embed` (and the legacy `/api/embeddings`, `/api/version`), and the
+routes clients probe before they chat (Open WebUI, the `ollama` library): `/api/show` and
+`/api/ps`, answered from the aliases (every alias counts as loaded: the hub has no weights to load).
 
 Like the OpenAI face, every route is a `models-*` tool call. Streams are NDJSON (Ollama's
 default is `stream: true`); errors are Ollama's `{"error": "..."}` with the HTTP status.
@@ -86,6 +88,69 @@ async def version(call: Call) -> Response:
     return call.json_response({"version": OLLAMA_VERSION})
 
 
+_DETAILS = {"parent_model": "", "format": "toolmux", "family": "toolmux", "families": ["toolmux"]}
+_DETAILS |= {"parameter_size": "", "quantization_level": ""}
+KEEP_ALIVE_S = 24 * 3600  # what /api/ps reports as "until unloaded"
+
+
+async def _alias(call: Call, name: str) -> dict[str, Any]:
+    answer = await call.structured("models-list_models", {})
+    for entry in answer.get("data", []):
+        if entry.get("id") == name:
+            return dict(entry)
+    raise RequestError(f"model '{name}' not found", code="not_found", field="model")
+
+
+@endpoint(limit="llm", body="json", render=render_ollama)
+async def show(call: Call) -> Response:
+    body = await call.json()
+    name = body.get("model") or body.get("name")
+    if not isinstance(name, str) or not name:
+        raise RequestError("model is required", field="model")
+    entry = await _alias(call, name.removesuffix(":latest"))
+    capabilities = ["embedding"] if entry.get("embedding") else ["completion", "tools"]
+    info: dict[str, Any] = {"general.architecture": "toolmux", "general.basename": entry["id"]}
+    if entry.get("context_window"):
+        info["toolmux.context_length"] = entry["context_window"]
+    return call.json_response(
+        {
+            "license": "",
+            "modelfile": f"# toolmux alias {entry['id']}\nFROM {entry['id']}\n",
+            "parameters": "",
+            "template": "{{ .Prompt }}",
+            "details": _DETAILS,
+            "model_info": info,
+            "capabilities": capabilities,
+            "modified_at": _now(),
+        }
+    )
+
+
+@endpoint(limit="llm", render=render_ollama)
+async def ps(call: Call) -> Response:
+    answer = await call.structured("models-list_models", {})
+    until = datetime.fromtimestamp(time.time() + KEEP_ALIVE_S, UTC).isoformat().replace("+00:00", "Z")
+    models = [
+        {
+            "name": e["id"],
+            "model": e["id"],
+            "size": 0,
+            "digest": "",
+            "details": _DETAILS,
+            "expires_at": until,
+            "size_vram": 0,
+            "context_length": e.get("context_window", 0),
+        }
+        for e in answer.get("data", [])
+        if not e.get("parent")
+    ]
+    return call.json_response({"models": models})
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
 @endpoint(limit="llm", body="json", render=render_ollama)
 async def chat(call: Call) -> Any:
     started = time.perf_counter()
@@ -146,6 +211,8 @@ def routes(ctx: FacadeContext) -> list[BaseRoute]:
         [
             ("GET", "/api/tags", tags),
             ("GET", "/api/version", version),
+            ("POST", "/api/show", show),
+            ("GET", "/api/ps", ps),
             ("POST", "/api/chat", chat),
             ("POST", "/api/generate", generate),
             ("POST", "/api/embed", embed),

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 import schemas
-from aggregator.facade import workspaces_chat
+from aggregator.facade import chat_hub_tools, workspaces_chat
 from aggregator.facade.base import FacadeContext
 from aggregator.facade.kit import Call, endpoint, mount, render_openai
 from aggregator.facade.llm_support import ToolStream, meta_headers, no_store
@@ -123,6 +123,9 @@ async def chat_completions(call: Call) -> Any:
     body = await call.json()
     if workspaces_chat.is_workspace_model(body):  # `workspace:<alias>`: a workspace run, not a model call
         return await workspaces_chat.chat_completion(call, body, error_chunk=sse_error)
+    if chat_hub_tools.FIELD in body:  # opt-in: the hub runs its own tools for the model
+        hub_body = {k: v for k, v in body.items() if k != chat_hub_tools.FIELD}
+        return await chat_hub_tools.chat_completion(call, body, _args_for(call, hub_body))
     args = _args_for(call, body)
     if args.get("stream"):
         include_usage = _wants_usage(body)

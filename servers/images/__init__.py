@@ -1,0 +1,1 @@
+"""The images domain server: image generation over configured backends, results kept in storage."""
