@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from servers.kit import Domain, ToolContext
+from servers.kit.context import ON_BEHALF_OF_META_KEY, delegation_meta
 from servers.kit.errors import ToolError, error_result
 
 
@@ -24,6 +25,6 @@ class DomainsHubCaller:
         domain = self.domains.get(server)
         if domain is None:
             return error_result(ToolError(f"unknown tool {name!r}", code="not_found"))
-        return await domain.call(
-            tool, arguments, ToolContext(tool, request_id=uuid.uuid4().hex[:16], caller="internal")
-        )
+        # As the hub does: a call made while serving a caller acts for that caller.
+        caller = delegation_meta().get(ON_BEHALF_OF_META_KEY, "internal")
+        return await domain.call(tool, arguments, ToolContext(tool, request_id=uuid.uuid4().hex[:16], caller=caller))
