@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from aggregator.config import HubConfig
-from aggregator.principal import MASTER, Principal
+from aggregator.principal import MASTER, Principal, Toolset
+from aggregator.toolsets import compile_toolsets
 
 _log = logging.getLogger("toolmux.auth")
 
@@ -54,8 +55,15 @@ class KeyStore:
         self._secrets: dict[str, str] = {MASTER.name: master_key}
         self._by_digest: dict[bytes, Principal] = {_digest(master_key): MASTER, _digest(self.internal_key): INTERNAL}
         by_name: dict[str, Principal] = {MASTER.name: MASTER}
+        self.toolsets: dict[str, Toolset] = compile_toolsets(config)
         for entry in config.auth.keys:
-            principal = Principal(name=entry.name, allowed_tools=tuple(entry.tools), denied_tools=tuple(entry.deny))
+            principal = Principal(
+                name=entry.name,
+                allowed_tools=tuple(entry.tools),
+                denied_tools=tuple(entry.deny),
+                toolset=self.toolsets.get(entry.toolset or ""),
+                key_lazy=entry.lazy,
+            )
             self._by_digest[_digest(entry.key)] = principal
             self._secrets[entry.name] = entry.key
             by_name[entry.name] = principal

@@ -21,6 +21,8 @@ from fnmatch import fnmatchcase
 from functools import cached_property
 from typing import Any
 
+from aggregator.contracts import compact_wire
+from aggregator.lazy import lazy_tools
 from aggregator.principal import Principal
 from aggregator.protocol.headers import x_mcp_headers
 from aggregator.upstreams.upstream import Upstream
@@ -101,6 +103,8 @@ class Catalog:
     def __init__(self, separator: str = "-") -> None:
         self.separator = separator
         self.snapshot = Snapshot()
+        # The snapshot before the last rebuild: which views a change touched (per-toolset list_changed).
+        self.previous = Snapshot()
         self._tool_lists: dict[str, list[dict[str, Any]]] = {}
 
     def exposed(self, upstream: Upstream, name: str) -> str:
@@ -155,7 +159,7 @@ class Catalog:
             or [t for _, t, _ in old.templates] != [t for _, t, _ in snap.templates],
             [p.wire for p in old.prompts.values()] != [p.wire for p in snap.prompts.values()],
         )
-        self.snapshot = snap
+        self.previous, self.snapshot = old, snap
         self._tool_lists = {}
         return changed
 
@@ -164,11 +168,24 @@ class Catalog:
         return self.snapshot.tools.get(name)
 
     def tools_for(self, principal: Principal) -> list[dict[str, Any]]:
-        cached = self._tool_lists.get(principal.name)
+        """What `tools/list` shows this caller: its key's scope through its toolset; in lazy mode
+        only the search / describe / call tools; compact toolsets get short descriptions."""
+        cached = self._tool_lists.get(principal.view)
         if cached is None:
-            cached = [t.wire for n, t in self.snapshot.tools.items() if principal.may_call(n)]
-            self._tool_lists[principal.name] = cached
+            if principal.lazy:
+                cached = lazy_tools()
+            else:
+                cached = [t.wire for n, t in self.snapshot.tools.items() if principal.may_call(n)]
+                if principal.compact:
+                    cached = [compact_wire(w) for w in cached]
+            self._tool_lists[principal.view] = cached
         return cached
+
+    def view_changed(self, principal: Principal) -> bool:
+        """Whether the last rebuild changed what this caller's view lists (lazy views list fixed
+        tools, but what they find changed too)."""
+        before = [t.wire for n, t in self.previous.tools.items() if principal.may_call(n)]
+        return before != [t.wire for n, t in self.snapshot.tools.items() if principal.may_call(n)]
 
     def nearest(self, name: str, principal: Principal, n: int = 3) -> list[str]:
         visible = [t for t in self.snapshot.tools if principal.may_call(t)]
