@@ -27,8 +27,9 @@ LAZY_NAMES = frozenset({SEARCH, DESCRIBE, CALL})
 DEFAULT_RESULTS = 8
 MAX_RESULTS = 25
 MAX_DESCRIBE = 10
-# Weights: a word in the tool's name counts thrice, in its description once, a parameter name twice.
-NAME_WEIGHT, DESCRIPTION_WEIGHT, PARAMETER_WEIGHT = 3, 1, 2
+# Weights: a word in the tool's name counts thrice, in its description's first sentence (what the
+# tool does) twice, deeper in the description once, a parameter name twice.
+NAME_WEIGHT, LEAD_WEIGHT, DESCRIPTION_WEIGHT, PARAMETER_WEIGHT = 3, 2, 1, 2
 
 _TOOLS: list[dict[str, Any]] = [
     {
@@ -98,9 +99,12 @@ def index_for(snapshot: Snapshot) -> Bm25Index:
         schema = entry.wire.get("inputSchema")
         properties = schema.get("properties") if isinstance(schema, dict) else None
         parameters = " ".join(properties) if isinstance(properties, dict) else ""
+        description = str(entry.wire.get("description") or "")
+        lead = first_sentence(description, limit=len(description) + 1)
         fields = [
             (f"{name} {entry.wire.get('title') or ''}", NAME_WEIGHT),
-            (str(entry.wire.get("description") or ""), DESCRIPTION_WEIGHT),
+            (lead, LEAD_WEIGHT),
+            (description[len(lead) :], DESCRIPTION_WEIGHT),
             (parameters, PARAMETER_WEIGHT),
         ]
         documents.append((name, fields))

@@ -74,8 +74,10 @@ class Bm25Index:
     def search(self, query: str, limit: int, admit: Callable[[str], bool] | None = None) -> list[tuple[str, float]]:
         """The best `limit` keys for `query` (those `admit` accepts), best first, with their scores."""
         scores: dict[int, float] = {}
+        matched: dict[int, int] = {}
         k1, b, average, lengths = self.k1, self.b, self.average_length, self.lengths
-        for term in set(terms(query)):
+        wanted = set(terms(query))
+        for term in wanted:
             docs = self.postings.get(term)
             if not docs:
                 continue
@@ -83,6 +85,11 @@ class Bm25Index:
             for doc, tf in docs:
                 norm = k1 * (1 - b + b * lengths[doc] / average)
                 scores[doc] = scores.get(doc, 0.0) + idf * tf * (k1 + 1) / (tf + norm)
+                matched[doc] = matched.get(doc, 0) + 1
+        # Coordination: a tool matching more of the query's words beats one repeating a single
+        # common word (a short query's "file" is in hundreds of tool names).
+        for doc, count in matched.items():
+            scores[doc] *= count / len(wanted)
         ranked = sorted(scores.items(), key=lambda item: (-item[1], self.keys[item[0]]))
         out: list[tuple[str, float]] = []
         for doc, score in ranked:
