@@ -25,6 +25,7 @@ from aggregator.contracts import compact_wire
 from aggregator.lazy import lazy_tools
 from aggregator.principal import Principal
 from aggregator.protocol.headers import x_mcp_headers
+from aggregator.strict import NotStrict, Shape, lean_output, strict_view
 from aggregator.upstreams.upstream import Upstream
 from servers.kit.contract import ToolContract
 
@@ -63,6 +64,10 @@ class ToolEntry:
     upstream: Upstream
     original: str
     wire: dict[str, Any]
+    # A built-in is listed in its strict form (aggregator.strict): `source` is the tool as its server
+    # wrote it (what the hub validates against), `shape` maps strict-form arguments back onto it.
+    source: dict[str, Any] | None = None
+    shape: Shape | None = None
 
     @cached_property
     def mcp_headers(self) -> dict[str, tuple[str, ...]]:
@@ -74,9 +79,24 @@ class ToolEntry:
         """The tool's input contract, compiled once (None when the upstream's schema is not valid
         JSON Schema: then the upstream alone judges the arguments)."""
         try:
-            return ToolContract.from_dict(self.wire)
+            return ToolContract.from_dict(self.source or self.wire)
         except Exception:
             return None
+
+
+def _entry(name: str, upstream: Upstream, original: str, wire: dict[str, Any]) -> ToolEntry:
+    """A catalog entry; a built-in's input schema is listed in its strict form."""
+    source = wire.get("inputSchema")
+    if upstream.builtin is None or not isinstance(source, dict):
+        return ToolEntry(name, upstream, original, wire)
+    try:
+        view, shape = strict_view(source)
+    except NotStrict:
+        return ToolEntry(name, upstream, original, wire)
+    listed = {**wire, "inputSchema": view}
+    if isinstance(wire.get("outputSchema"), dict):
+        listed["outputSchema"] = lean_output(wire["outputSchema"])
+    return ToolEntry(name, upstream, original, listed, wire, None if shape.idle else shape)
 
 
 @dataclass
@@ -132,7 +152,7 @@ class Catalog:
                 owners[name] = upstream.name
                 wire = {k: v for k, v in tool.items() if k != "_meta"}
                 wire["name"] = name
-                snap.tools[name] = ToolEntry(name, upstream, original, wire)
+                snap.tools[name] = _entry(name, upstream, original, wire)
             for prompt in upstream.listing.prompts:
                 original = prompt.get("name")
                 if not isinstance(original, str):
