@@ -5,15 +5,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_FIRST_SENTENCE = re.compile(r"^(.+?[.!?])(?:\s|$)", re.DOTALL)
+# A sentence ends at . ! or ? before a space, except after an abbreviation such as "e.g.".
+_SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)[.!?](?=\s|$)")
 COMPACT_LIMIT = 160
 
 
 def first_sentence(text: str, limit: int = COMPACT_LIMIT) -> str:
     """The description's first sentence (cut at `limit` characters): what a model acts on."""
     text = " ".join(text.split())
-    match = _FIRST_SENTENCE.match(text)
-    sentence = match.group(1) if match else text
+    end = _SENTENCE_END.search(text)
+    sentence = text[: end.end()] if end else text
     return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"
 
 
