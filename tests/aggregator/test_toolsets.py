@@ -218,3 +218,19 @@ def test_stdio_with_a_toolset_serves_only_that_toolset(tmp_path: Path) -> None:
     names, outside, unknown = anyio.run(main)
     assert names == ["alpha-echo", "beta-echo"]
     assert outside == unknown != 0
+
+
+async def test_tools_size_prints_the_bytes_and_tokens_a_toolset_client_receives(hub: RunningHub) -> None:
+    async def size_of(*extra: str) -> tuple[int, int, int]:
+        command = [sys.executable, "-m", "aggregator", "tools", "--url", hub.mcp_url, "--key", MASTER_KEY, "--size"]
+        result = await anyio.run_process([*command, *extra], cwd=str(PROJECT_ROOT), check=True)
+        words = result.stdout.decode().split()  # "<n> tools, <bytes> bytes, ~<tokens> tokens"
+        return int(words[0]), int(words[2]), int(words[4].lstrip("~"))
+
+    with anyio.fail_after(60):
+        full = await size_of()
+        echoes = await size_of("--toolset", "echoes")
+        lazy_view = await size_of("--toolset", "finder")
+    assert echoes[0] == 2 and lazy_view[0] == 3
+    assert echoes[1] < full[1] and lazy_view[1] < 2048
+    assert echoes[2] == (echoes[1] + 3) // 4
