@@ -142,8 +142,8 @@ class HubApp:
             values = parse_qs(scope["query_string"].decode("latin-1")).get("api_key")
             key = values[0] if values else None
         principal = self.hub.keys.principal_for(key)
-        # /mcp/<toolset>/ narrows the key to that toolset (the route checked that it exists).
-        return principal.in_toolset(scope.get("toolmux.toolset")) if principal is not None else None
+        # /mcp/<toolset>/ (the route checked that it exists) or the key's default toolset narrows it.
+        return self.hub.keys.mcp_view(principal, scope.get("toolmux.toolset")) if principal is not None else None
 
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:

@@ -127,12 +127,11 @@ def cmd_stdio(args: argparse.Namespace) -> int:
     if args.key and principal is None:
         print("toolmux stdio: --key matches no configured key", file=sys.stderr)
         return 2
-    if args.toolset is not None:
-        toolset = hub.keys.toolsets.get(args.toolset)
-        if toolset is None:
-            print(f"toolmux stdio: --toolset {args.toolset!r} is not in the config's toolsets", file=sys.stderr)
-            return 2
-        principal = (principal or MASTER).in_toolset(toolset)
+    toolset = hub.keys.toolsets.get(args.toolset) if args.toolset is not None else None
+    if args.toolset is not None and toolset is None:
+        print(f"toolmux stdio: --toolset {args.toolset!r} is not in the config's toolsets", file=sys.stderr)
+        return 2
+    principal = hub.keys.mcp_view(principal or MASTER, toolset)
     app = HubApp(hub, bind_host="127.0.0.1")
     server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False))
     server.config.load()
@@ -142,7 +141,7 @@ def cmd_stdio(args: argparse.Namespace) -> int:
             tg.start_soon(server.serve, [sock])
             with anyio.fail_after(config.server.startup_timeout + 30):
                 await app.started.wait()
-            await StdioFace(app.core, principal or MASTER).serve()
+            await StdioFace(app.core, principal).serve()
             server.should_exit = True
 
     try:

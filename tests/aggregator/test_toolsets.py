@@ -234,3 +234,11 @@ async def test_tools_size_prints_the_bytes_and_tokens_a_toolset_client_receives(
     assert echoes[0] == 2 and lazy_view[0] == 3
     assert echoes[1] < full[1] and lazy_view[1] < 2048
     assert echoes[2] == (echoes[1] + 3) // 4
+
+
+async def test_a_keys_default_toolset_is_its_mcp_view_only_and_a_path_replaces_it(hub: RunningHub) -> None:
+    keys = hub.hub.keys
+    wide = keys.principal_for(WIDE["key"])
+    assert wide is not None and wide.toolset is None  # facades keep the key's own scope
+    assert keys.mcp_view(wide).toolset == keys.toolsets["everything"]
+    assert keys.mcp_view(wide, keys.toolsets["echoes"]).toolset == keys.toolsets["echoes"]
