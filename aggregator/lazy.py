@@ -71,11 +71,13 @@ _TOOLS: list[dict[str, Any]] = [
             "properties": {
                 "name": {"type": "string", "description": "The tool's name."},
                 "arguments": {
-                    "type": ["object", "string"],
-                    "description": "The tool's arguments: an object, or the same object as a JSON string.",
+                    # A string so the contract stays strict (a free-form object cannot be); an object is accepted too.
+                    "type": "string",
+                    "description": 'The tool\'s arguments as a JSON object in a string, e.g. \'{"text": "hi"}\'.',
                 },
             },
             "required": ["name", "arguments"],
+            "additionalProperties": False,
         },
     },
 ]

@@ -11,6 +11,7 @@ import pytest
 from agents.strict_schema import ensure_strict_json_schema
 
 import schemas
+from aggregator.lazy import lazy_tools
 from aggregator.strict import NotStrict, strict_view
 from servers.kit.contract import ToolContract
 from servers.kit.errors import ToolError
@@ -30,6 +31,11 @@ def test_every_builtin_contract_converts_to_strict_mode_unchanged(domain: str, t
     view, _shape = strict_view(tool["inputSchema"])
     # The SDK accepts it, and needs to change nothing: every property required, every object closed.
     assert sdk_strict(view) == view
+
+
+@pytest.mark.parametrize("tool", lazy_tools(), ids=lambda t: t["name"])
+def test_the_lazy_modes_tools_are_strict_as_listed(tool: dict[str, Any]) -> None:
+    assert sdk_strict(tool["inputSchema"]) == tool["inputSchema"]
 
 
 def test_strict_form_arguments_map_back_onto_the_contract_as_written() -> None:

@@ -115,7 +115,10 @@ async def test_a_lazy_key_searches_only_what_its_scope_allows(hub: RunningHub) -
     async with hub.client(LAZY["key"]) as client:
         names = sorted(t.name for t in await client.list_tools())
         found = await client.call("search_tools", query="echo", limit=5)
+        resources = (await client.client.list_resources()).resources
+        prompts = (await client.client.list_prompts()).prompts
     assert names == ["call_tool", "describe_tool", "search_tools"]
+    assert resources and prompts  # lazy mode changes the tools only
     assert {t["name"] for t in found["tools"]} == {"alpha-echo", "beta-echo"}
 
 
