@@ -41,7 +41,7 @@ def _load_raw(domain: str) -> dict[str, Any]:
     return data
 
 
-_REF = re.compile(r'"#/\$defs/([^"/]+)"')
+_REF = re.compile(r'"#/\$defs/([^"/]+)[^"]*"')
 
 
 def _with_defs(schema: dict[str, Any], defs: dict[str, Any] | None) -> dict[str, Any]:
