@@ -245,3 +245,19 @@ async def test_a_keys_default_toolset_is_its_mcp_view_only_and_a_path_replaces_i
     assert wide is not None and wide.toolset is None  # facades keep the key's own scope
     assert keys.mcp_view(wide).toolset == keys.toolsets["everything"]
     assert keys.mcp_view(wide, keys.toolsets["echoes"]).toolset == keys.toolsets["echoes"]
+
+
+@pytest.mark.parametrize(
+    ("section", "named"),
+    [
+        ({"toolsets": {"Bad Name": {"tools": ["*"]}}}, "Bad Name"),
+        ({"toolsets": {"empty": {}}}, "toolsets.empty"),
+        ({"auth": {"keys": [{**READER, "toolset": "missing"}]}}, "missing"),
+    ],
+)
+def test_a_bad_toolset_config_is_refused_naming_it(section: dict[str, Any], named: str) -> None:
+    from aggregator.config import ConfigError, parse
+
+    with pytest.raises(ConfigError) as refused:
+        parse({"builtins": [], **section}, "t.yaml")
+    assert named in str(refused.value)
