@@ -28,10 +28,11 @@ from aggregator.facade.context import HubFacadeContext
 from aggregator.facade.kit import render_plain
 from aggregator.front.core import McpCore
 from aggregator.front.http_face import McpHttpEndpoint
-from aggregator.front.http_stream import Receive, Send, header_map, send_body
+from aggregator.front.http_stream import Receive, Send, header_map, send_body, send_rpc_error
 from aggregator.hub import Hub
 from aggregator.ids import new_id
 from aggregator.principal import Principal
+from aggregator.protocol import jsonrpc
 from aggregator.protocol.errors import ErrorCode, ToolmuxError, code_for_status, internal_error
 from aggregator.upstreams.upstream import Upstream
 
@@ -140,7 +141,9 @@ class HubApp:
         if key is None and b"api_key=" in scope.get("query_string", b""):
             values = parse_qs(scope["query_string"].decode("latin-1")).get("api_key")
             key = values[0] if values else None
-        return self.hub.keys.principal_for(key)
+        principal = self.hub.keys.principal_for(key)
+        # /mcp/<toolset>/ (the route checked that it exists) or the key's default toolset narrows it.
+        return self.hub.keys.mcp_view(principal, scope.get("toolmux.toolset")) if principal is not None else None
 
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
@@ -249,7 +252,7 @@ class HubApp:
             return
         problem = self.policy.problem(headers)
         if problem is not None:
-            if path in ("/mcp", "/mcp/"):  # MCP clients read a JSON-RPC error
+            if path == "/mcp" or path.startswith("/mcp/"):  # MCP clients read a JSON-RPC error
                 body = {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": f"Forbidden: {problem}"}}
                 await send_body(send_with_id, 403, orjson.dumps(body))
             else:
@@ -258,6 +261,8 @@ class HubApp:
             return
         if path in ("/mcp", "/mcp/"):
             await self.mcp(scope, receive, send_with_id)
+        elif path.startswith("/mcp/"):
+            await self._toolset_mcp(scope, receive, send_with_id, path[len("/mcp/") :].removesuffix("/"))
         elif path in ("/health", "/metrics"):
             if self.authenticate(headers, scope) is None:
                 error = ToolmuxError("missing or invalid API key", code=ErrorCode.UNAUTHENTICATED)
@@ -269,6 +274,16 @@ class HubApp:
                 await send_body(send_with_id, 200, self.hub.metrics.render(), content_type=b"text/plain; version=0.0.4")
         else:
             await self.facades(scope, receive, send_with_id)  # type: ignore[arg-type]  # front's Send is dict-typed
+
+    async def _toolset_mcp(self, scope: dict[str, Any], receive: Receive, send: Send, name: str) -> None:
+        """`/mcp/<toolset>` and `/mcp/<toolset>/`: the MCP endpoint seen through a toolset."""
+        toolset = self.hub.keys.toolsets.get(name)
+        if toolset is None:
+            data = {"toolset": name, "requestId": scope["toolmux.request_id"]}
+            await send_rpc_error(send, 404, None, jsonrpc.INVALID_REQUEST, f"unknown toolset {name!r}", data)
+            return
+        scope["toolmux.toolset"] = toolset
+        await self.mcp(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         started = False

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from aggregator.config import HubConfig
-from aggregator.principal import MASTER, Principal
+from aggregator.principal import MASTER, Principal, Toolset
+from aggregator.toolsets import compile_toolsets
 
 _log = logging.getLogger("toolmux.auth")
 
@@ -54,8 +55,15 @@ class KeyStore:
         self._secrets: dict[str, str] = {MASTER.name: master_key}
         self._by_digest: dict[bytes, Principal] = {_digest(master_key): MASTER, _digest(self.internal_key): INTERNAL}
         by_name: dict[str, Principal] = {MASTER.name: MASTER}
+        self.toolsets: dict[str, Toolset] = compile_toolsets(config)
+        # A key's default toolset applies to its MCP clients only (facades keep the key's scope).
+        self._default_toolsets: dict[str, Toolset] = {
+            k.name: self.toolsets[k.toolset] for k in config.auth.keys if k.toolset is not None
+        }
         for entry in config.auth.keys:
-            principal = Principal(name=entry.name, allowed_tools=tuple(entry.tools), denied_tools=tuple(entry.deny))
+            principal = Principal(
+                name=entry.name, allowed_tools=tuple(entry.tools), denied_tools=tuple(entry.deny), key_lazy=entry.lazy
+            )
             self._by_digest[_digest(entry.key)] = principal
             self._secrets[entry.name] = entry.key
             by_name[entry.name] = principal
@@ -72,6 +80,11 @@ class KeyStore:
         # The digest matched; compare the secret too so equality is never decided by a dict lookup alone.
         secret = self.internal_key if principal is INTERNAL else self._secrets.get(principal.name, "")
         return principal if hmac.compare_digest(presented.encode(), secret.encode()) else None
+
+    def mcp_view(self, principal: Principal, toolset: Toolset | None = None) -> Principal:
+        """What an MCP client with this key sees: `toolset` (a path's or `--toolset`), else the
+        key's default toolset, else its whole scope."""
+        return principal.in_toolset(toolset or self._default_toolsets.get(principal.name))
 
     def secret_for(self, name: str) -> tuple[str, Principal] | None:
         secret = self._secrets.get(name)

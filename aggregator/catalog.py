@@ -21,8 +21,11 @@ from fnmatch import fnmatchcase
 from functools import cached_property
 from typing import Any
 
+from aggregator.contracts import compact_wire
+from aggregator.lazy import lazy_tools
 from aggregator.principal import Principal
 from aggregator.protocol.headers import x_mcp_headers
+from aggregator.strict import NotStrict, Shape, lean_output, strict_view
 from aggregator.upstreams.upstream import Upstream
 from servers.kit.contract import ToolContract
 
@@ -61,6 +64,10 @@ class ToolEntry:
     upstream: Upstream
     original: str
     wire: dict[str, Any]
+    # A built-in is listed in its strict form (aggregator.strict): `source` is the tool as its server
+    # wrote it (what the hub validates against), `shape` maps strict-form arguments back onto it.
+    source: dict[str, Any] | None = None
+    shape: Shape | None = None
 
     @cached_property
     def mcp_headers(self) -> dict[str, tuple[str, ...]]:
@@ -72,9 +79,24 @@ class ToolEntry:
         """The tool's input contract, compiled once (None when the upstream's schema is not valid
         JSON Schema: then the upstream alone judges the arguments)."""
         try:
-            return ToolContract.from_dict(self.wire)
+            return ToolContract.from_dict(self.source or self.wire)
         except Exception:
             return None
+
+
+def _entry(name: str, upstream: Upstream, original: str, wire: dict[str, Any]) -> ToolEntry:
+    """A catalog entry; a built-in's input schema is listed in its strict form."""
+    source = wire.get("inputSchema")
+    if upstream.builtin is None or not isinstance(source, dict):
+        return ToolEntry(name, upstream, original, wire)
+    try:
+        view, shape = strict_view(source)
+    except NotStrict:
+        return ToolEntry(name, upstream, original, wire)
+    listed = {**wire, "inputSchema": view}
+    if isinstance(wire.get("outputSchema"), dict):
+        listed["outputSchema"] = lean_output(wire["outputSchema"])
+    return ToolEntry(name, upstream, original, listed, wire, None if shape.idle else shape)
 
 
 @dataclass
@@ -101,6 +123,8 @@ class Catalog:
     def __init__(self, separator: str = "-") -> None:
         self.separator = separator
         self.snapshot = Snapshot()
+        # The snapshot before the last rebuild: which views a change touched (per-toolset list_changed).
+        self.previous = Snapshot()
         self._tool_lists: dict[str, list[dict[str, Any]]] = {}
 
     def exposed(self, upstream: Upstream, name: str) -> str:
@@ -128,7 +152,7 @@ class Catalog:
                 owners[name] = upstream.name
                 wire = {k: v for k, v in tool.items() if k != "_meta"}
                 wire["name"] = name
-                snap.tools[name] = ToolEntry(name, upstream, original, wire)
+                snap.tools[name] = _entry(name, upstream, original, wire)
             for prompt in upstream.listing.prompts:
                 original = prompt.get("name")
                 if not isinstance(original, str):
@@ -155,7 +179,7 @@ class Catalog:
             or [t for _, t, _ in old.templates] != [t for _, t, _ in snap.templates],
             [p.wire for p in old.prompts.values()] != [p.wire for p in snap.prompts.values()],
         )
-        self.snapshot = snap
+        self.previous, self.snapshot = old, snap
         self._tool_lists = {}
         return changed
 
@@ -164,11 +188,24 @@ class Catalog:
         return self.snapshot.tools.get(name)
 
     def tools_for(self, principal: Principal) -> list[dict[str, Any]]:
-        cached = self._tool_lists.get(principal.name)
+        """What `tools/list` shows this caller: its key's scope through its toolset; in lazy mode
+        only the search / describe / call tools; compact toolsets get short descriptions."""
+        cached = self._tool_lists.get(principal.view)
         if cached is None:
-            cached = [t.wire for n, t in self.snapshot.tools.items() if principal.may_call(n)]
-            self._tool_lists[principal.name] = cached
+            if principal.lazy:
+                cached = lazy_tools()
+            else:
+                cached = [t.wire for n, t in self.snapshot.tools.items() if principal.may_call(n)]
+                if principal.compact:
+                    cached = [compact_wire(w) for w in cached]
+            self._tool_lists[principal.view] = cached
         return cached
+
+    def view_changed(self, principal: Principal) -> bool:
+        """Whether the last rebuild changed what this caller's view lists (lazy views list fixed
+        tools, but what they find changed too)."""
+        before = [t.wire for n, t in self.previous.tools.items() if principal.may_call(n)]
+        return before != [t.wire for n, t in self.snapshot.tools.items() if principal.may_call(n)]
 
     def nearest(self, name: str, principal: Principal, n: int = 3) -> list[str]:
         visible = [t for t in self.snapshot.tools if principal.may_call(t)]

@@ -127,6 +127,11 @@ def cmd_stdio(args: argparse.Namespace) -> int:
     if args.key and principal is None:
         print("toolmux stdio: --key matches no configured key", file=sys.stderr)
         return 2
+    toolset = hub.keys.toolsets.get(args.toolset) if args.toolset is not None else None
+    if args.toolset is not None and toolset is None:
+        print(f"toolmux stdio: --toolset {args.toolset!r} is not in the config's toolsets", file=sys.stderr)
+        return 2
+    principal = hub.keys.mcp_view(principal or MASTER, toolset)
     app = HubApp(hub, bind_host="127.0.0.1")
     server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False))
     server.config.load()
@@ -136,7 +141,7 @@ def cmd_stdio(args: argparse.Namespace) -> int:
             tg.start_soon(server.serve, [sock])
             with anyio.fail_after(config.server.startup_timeout + 30):
                 await app.started.wait()
-            await StdioFace(app.core, principal or MASTER).serve()
+            await StdioFace(app.core, principal).serve()
             server.should_exit = True
 
     try:
@@ -314,10 +319,17 @@ def cmd_tools(args: argparse.Namespace) -> int:
     from clients.hub import HubClient
 
     url, key = _hub_target(args)
+    if args.toolset:
+        url = toolset_url(url, args.toolset)
 
     async def main() -> int:
         async with HubClient.http(url, key) as hub:
             tools = await hub.list_tools()
+        if args.size:
+            listing = {"tools": [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]}
+            size = len(json.dumps(listing, separators=(",", ":")).encode())
+            print(f"{len(tools)} tools, {size} bytes, ~{estimated_tokens(size)} tokens")
+            return 0
         health: dict[str, Any] = {}
         try:
             async with httpx2.AsyncClient(timeout=10) as http:
@@ -351,6 +363,18 @@ def cmd_tools(args: argparse.Namespace) -> int:
     except Exception as exc:
         print(f"toolmux tools: cannot reach the hub at {url}: {_root_cause(exc)}", file=sys.stderr)
         return 1
+
+
+def toolset_url(url: str, toolset: str) -> str:
+    """The MCP URL of a toolset: `/mcp/` becomes `/mcp/<toolset>/`."""
+    base = url.rstrip("/")
+    return f"{base.rsplit('/mcp', 1)[0]}/mcp/{toolset}/"
+
+
+def estimated_tokens(size: int) -> int:
+    """Tokens a JSON listing costs a model, estimated at ~4 bytes a token (what GPT and Claude
+    tokenizers average on schema JSON)."""
+    return (size + 3) // 4
 
 
 def _root_cause(exc: BaseException) -> str:
@@ -479,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     tools = sub.add_parser("tools", help="list the live catalog of a running hub")
     hub_target(tools)
     tools.add_argument("--json", action="store_true")
+    tools.add_argument("--toolset", help="list what a client of this toolset receives (/mcp/<toolset>/)")
+    tools.add_argument("--size", action="store_true", help="print the listing's bytes and estimated tokens")
     tools.set_defaults(func=cmd_tools)
 
     call = sub.add_parser("call", help="call one tool on a running hub")
@@ -501,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     stdio.add_argument("--config", help="toolmux YAML config (default: the embedded default)")
     stdio.add_argument("--data-dir", help=DATA_DIR_HELP)
     stdio.add_argument("--key", help="act with this named key's tool scope instead of the master key's")
+    stdio.add_argument("--toolset", help="serve only this toolset of the config (narrows the key, never widens)")
     stdio.add_argument(
         "--startup-timeout", type=float, help="seconds to wait for upstreams before serving (default 30)"
     )

@@ -133,6 +133,28 @@ class KeyEntry(_Model):
     key: str = Field(min_length=16)
     tools: list[str] = Field(default_factory=lambda: ["*"], description="allowed tool-name globs")
     deny: list[str] = Field(default_factory=list, description="denied tool-name globs (win over tools)")
+    toolset: str | None = Field(default=None, description="the toolset this key sees unless a path names another")
+    lazy: bool = Field(default=False, description="show this key the catalog as search / describe / call tools")
+
+
+class ToolsetEntry(_Model):
+    """A named selection of tools: a client picks it by path (/mcp/<name>/), key or `--toolset`."""
+
+    tools: list[str] = Field(default_factory=list, description="globs over catalog tool names")
+    servers: dict[str, list[str]] = Field(
+        default_factory=dict, description="per-server picks: server name -> globs over that server's tool names"
+    )
+    lazy: bool = Field(default=False, description="expose only search_tools, describe_tool and call_tool")
+    compact: bool = Field(default=False, description="trim each tool description to its first sentence")
+
+    @model_validator(mode="after")
+    def _selects_something(self) -> ToolsetEntry:
+        if not self.tools and not self.servers:
+            raise ValueError("a toolset needs 'tools' globs or 'servers' picks")
+        return self
+
+
+TOOLSET_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
 class AuthConfig(_Model):
@@ -243,6 +265,17 @@ class HubConfig(_Model):
     builtins: Literal["auto"] | list[str] = "auto"
     servers: dict[str, ServerEntry] = Field(default_factory=dict, alias="mcpServers")
     state: StateConfig = Field(default_factory=StateConfig, description="embedded, or shared Redis/PostgreSQL")
+    toolsets: dict[str, ToolsetEntry] = Field(default_factory=dict, description="named selections of tools")
+
+    @model_validator(mode="after")
+    def _toolsets_known(self) -> HubConfig:
+        for name in self.toolsets:
+            if not re.match(TOOLSET_NAME, name):
+                raise ValueError(f"toolset name {name!r} must be lowercase letters, digits, '_' or '-' (a URL path)")
+        for key in self.auth.keys:
+            if key.toolset is not None and key.toolset not in self.toolsets:
+                raise ValueError(f"key {key.name!r} names toolset {key.toolset!r}, which is not in 'toolsets'")
+        return self
 
     @field_validator("servers", mode="before")
     @classmethod

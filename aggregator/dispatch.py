@@ -216,6 +216,9 @@ async def call_tool(
         arguments = {}
     if not isinstance(arguments, dict):
         raise RpcError(jsonrpc.INVALID_PARAMS, "tools/call: 'arguments' must be an object")
+    if tool.entry.shape is not None:
+        # Arguments in the strict form the tool is listed in, back in the form its contract takes.
+        arguments = tool.entry.shape.apply(arguments)
     started = time.perf_counter()
     if tool.contract is not None:
         try:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from aggregator import dispatch
+from aggregator import dispatch, lazy
 from aggregator.front.mrtr import ParkedCall, check_input_responses
 from aggregator.front.registry import FrontRegistry, Listener
 from aggregator.front.session import Emit, FrontCall, FrontSession
@@ -32,6 +32,7 @@ from aggregator.protocol.jsonrpc import RpcError
 
 if TYPE_CHECKING:
     from aggregator.hub import Hub
+    from aggregator.principal import Principal
     from aggregator.upstreams.upstream import Upstream
 
 _log = logging.getLogger("toolmux.front")
@@ -58,7 +59,7 @@ class McpCore:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.front = FrontRegistry()
+        self.front = FrontRegistry(hub.catalog.view_changed)
         hub.add_audience(self.front)
 
     def capabilities(self) -> dict[str, Any]:
@@ -179,19 +180,27 @@ class McpCore:
             raise RpcError(jsonrpc.INVALID_PARAMS, f"{method}: '{field}' must be a string")
         upstream: Upstream | None = None
         if method == "tools/call":
-            resolved = (
-                tool if tool is not None and tool.name == target else dispatch.resolve_tool(hub, principal, target)
-            )
+            name, arguments = target, params.get("arguments")
+            if principal.lazy and target in lazy.LAZY_NAMES:
+                if target != lazy.CALL:
+                    return self._lazy_answer(principal, target, arguments)
+                # call_tool: the inner tool takes the very path a direct tools/call takes.
+                name, arguments = lazy.call_target(arguments)
+                if not isinstance(name, str):
+                    raise RpcError(jsonrpc.INVALID_PARAMS, "call_tool: 'name' must be a string", {"field": "name"})
+            resolved = tool if tool is not None and tool.name == name else dispatch.resolve_tool(hub, principal, name)
             if resolved is None:
-                raise dispatch.unknown_tool(hub, target, principal)
+                if principal.lazy:
+                    raise lazy.unknown(hub.catalog.snapshot, principal, name)
+                raise dispatch.unknown_tool(hub, name, principal)
             upstream = resolved.upstream
 
             async def op(call: FrontCall) -> dict[str, Any]:
                 return await dispatch.call_tool(
                     hub,
                     principal,
-                    target,
-                    params.get("arguments"),
+                    name,
+                    arguments,
                     tool=resolved,
                     route=call,
                     on_progress=call.progress if call.wants_progress else None,
@@ -222,6 +231,14 @@ class McpCore:
                 )
 
         return await self.interactive(session, message, emit, target, op, upstream)
+
+    def _lazy_answer(self, principal: Principal, name: str, arguments: Any) -> dict[str, Any]:
+        """search_tools and describe_tool: answered by the hub from its catalog."""
+        args = arguments if isinstance(arguments, dict) else {}
+        snapshot = self.hub.catalog.snapshot
+        if name == lazy.SEARCH:
+            return lazy.search(snapshot, principal, args.get("query"), args.get("limit"))
+        return lazy.describe(snapshot, principal, args.get("names", args.get("name")))
 
     def initialize(self, session: FrontSession, params: dict[str, Any]) -> dict[str, Any]:
         requested = params.get("protocolVersion")
@@ -307,6 +324,7 @@ class McpCore:
             bool(honored.get("resourcesListChanged")),
             set(uris),
             emit,
+            principal=session.principal,
         )
         await emit(
             jsonrpc.notification(

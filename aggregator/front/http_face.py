@@ -157,7 +157,7 @@ class McpHttpEndpoint:
         elif method == "DELETE":
             sid = headers.get("mcp-session-id")
             session = self.sessions.get(sid or "")
-            if session is None or session.principal.name != principal.name:
+            if session is None or session.principal.view != principal.view:
                 await send_rpc_error(send, 404, None, jsonrpc.INVALID_REQUEST, "session not found")
                 return
             self._end_session(session.id)
@@ -198,7 +198,7 @@ class McpHttpEndpoint:
         sid = headers.get("mcp-session-id")
         if jsonrpc.is_response(message):
             session = self.sessions.get(sid or "")
-            if session is None or session.principal.name != principal.name:
+            if session is None or session.principal.view != principal.view:
                 await send_rpc_error(send, 404, None, jsonrpc.INVALID_REQUEST, "session not found")
                 return
             session.deliver_response(message)
@@ -258,7 +258,7 @@ class McpHttpEndpoint:
             )
             return
         session = self.sessions.get(sid)
-        if session is None or session.principal.name != principal.name:
+        if session is None or session.principal.view != principal.view:
             await send_rpc_error(
                 send,
                 404,
@@ -408,7 +408,7 @@ class McpHttpEndpoint:
             )
             return
         session = self.sessions.get(sid)
-        if session is None or session.principal.name != principal.name:
+        if session is None or session.principal.view != principal.view:
             await send_rpc_error(send, 404, None, jsonrpc.INVALID_REQUEST, "session not found")
             return
         if "text/event-stream" not in headers.get("accept", "text/event-stream"):

@@ -8,6 +8,7 @@ which client hears of it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ import anyio
 
 from aggregator.front.mrtr import InputBroker
 from aggregator.front.session import Emit, FrontSession
+from aggregator.principal import Principal
 from aggregator.protocol import jsonrpc
 from aggregator.protocol.eras import META_SUBSCRIPTION_ID
 
@@ -31,27 +33,48 @@ class Listener:
     resource_uris: set[str]
     emit: Emit
     closed: anyio.Event = field(default_factory=anyio.Event)
+    # The caller's view; one on a toolset hears of tool changes only when they touch it.
+    principal: Principal | None = None
 
     def wants(self, kind: str) -> bool:
         return {"tools": self.tools, "prompts": self.prompts, "resources": self.resources}.get(kind, False)
 
 
 class FrontRegistry:
-    def __init__(self) -> None:
+    def __init__(self, view_changed: Callable[[Principal], bool] | None = None) -> None:
         self.sessions: set[FrontSession] = set()
         self.listeners: set[Listener] = set()
         self.broker = InputBroker()
+        # Whether the last catalog change touched a toolset view (None: every view changed).
+        self.view_changed = view_changed
+
+    def _told(self, kind: str) -> Callable[[Principal | None], bool]:
+        """Who hears of a change of `kind`: everyone, except toolset views the change did not touch
+        (decided before any send, so a rebuild during the sends cannot blur it)."""
+        decided: dict[str, bool] = {}
+        check = self.view_changed
+
+        def told(principal: Principal | None) -> bool:
+            if kind != "tools" or check is None or principal is None or principal.toolset is None:
+                return True
+            if principal.view not in decided:
+                decided[principal.view] = check(principal)
+            return decided[principal.view]
+
+        return told
 
     # --- ChangeAudience ---------------------------------------------------------------------------
     async def list_changed(self, method: str, kind: str) -> None:
-        """`notifications/<kind>/list_changed` to every initialized session and every listener that asked."""
+        """`notifications/<kind>/list_changed` to every initialized session and every listener that asked
+        (a session on a toolset only when its view changed)."""
         message = jsonrpc.notification(method)
-        for session in list(self.sessions):
-            if session.initialized:
-                await session.send_unsolicited(message)
-        for listener in list(self.listeners):
-            if listener.wants(kind):
-                await self._to_listener(listener, method, None)
+        told = self._told(kind)
+        sessions = [s for s in self.sessions if s.initialized and told(s.principal)]
+        listeners = [listener for listener in self.listeners if listener.wants(kind) and told(listener.principal)]
+        for session in sessions:
+            await session.send_unsolicited(message)
+        for listener in listeners:
+            await self._to_listener(listener, method, None)
 
     async def resource_updated(self, uri: str, params: dict[str, Any]) -> None:
         """`notifications/resources/updated` (with the hub's URI) to whoever subscribed to `uri`."""
