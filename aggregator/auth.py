@@ -55,7 +55,12 @@ class KeyStore:
         self._by_digest: dict[bytes, Principal] = {_digest(master_key): MASTER, _digest(self.internal_key): INTERNAL}
         by_name: dict[str, Principal] = {MASTER.name: MASTER}
         for entry in config.auth.keys:
-            principal = Principal(name=entry.name, allowed_tools=tuple(entry.tools), denied_tools=tuple(entry.deny))
+            principal = Principal(
+                name=entry.name,
+                allowed_tools=tuple(entry.tools),
+                denied_tools=tuple(entry.deny),
+                scopes=tuple(entry.scopes),
+            )
             self._by_digest[_digest(entry.key)] = principal
             self._secrets[entry.name] = entry.key
             by_name[entry.name] = principal

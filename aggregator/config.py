@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aggregator import datadir
+from aggregator.principal import Scope
 from aggregator.state.config import StateConfig
 
 SERVER_NAME_RE = re.compile(r"^[a-z0-9_]+$")
@@ -133,6 +134,11 @@ class KeyEntry(_Model):
     key: str = Field(min_length=16)
     tools: list[str] = Field(default_factory=lambda: ["*"], description="allowed tool-name globs")
     deny: list[str] = Field(default_factory=list, description="denied tool-name globs (win over tools)")
+    scopes: list[Scope] = Field(
+        default_factory=list,
+        description="extra rights: 'metrics' reads /metrics and the detailed /health; 'admin' also manages keys "
+        "(/admin/keys) and signs in to the console (/ui/)",
+    )
 
 
 class AuthConfig(_Model):

@@ -14,6 +14,7 @@ from aggregator.auth import INTERNAL, KeyStore
 from aggregator.catalog import Catalog
 from aggregator.config import HubConfig, ServerEntry
 from aggregator.metrics import Metrics
+from aggregator.principal import Principal
 from aggregator.protocol import jsonrpc
 from aggregator.protocol.jsonrpc import RpcError
 from aggregator.state import State, open_state
@@ -316,9 +317,25 @@ class Hub:
     def server_info(self) -> dict[str, Any]:
         return {"name": "toolmux", "title": "toolmux hub", "version": __version__}
 
-    def instructions(self) -> str | None:
-        parts = [f"[{u.name}] {u.instructions}" for u in self.upstreams.values() if u.is_ready and u.instructions]
+    def instructions(self, principal: Principal) -> str | None:
+        """The ready servers' instructions, naming only the servers `principal` can reach."""
+        reachable = self.reachable_servers(principal)
+        parts = [
+            f"[{u.name}] {u.instructions}"
+            for u in self.upstreams.values()
+            if u.is_ready and u.instructions and u.name in reachable
+        ]
         return "\n\n".join(parts) or None
+
+    def reachable_servers(self, principal: Principal) -> set[str]:
+        """Servers with a tool or prompt `principal` may call, or resources it may read."""
+        if principal.is_master:
+            return set(self.upstreams)
+        snapshot = self.catalog.snapshot
+        names = {t.upstream.name for n, t in snapshot.tools.items() if principal.may_call(n)}
+        names.update(p.upstream.name for n, p in snapshot.prompts.items() if principal.may_call(n))
+        names.update(u.name for u in snapshot.upstreams.values() if self.catalog.may_read(principal, u))
+        return names
 
     async def deep_health(self) -> dict[str, Any]:
         """`health(deep=True)` plus each in-process domain's own check (backends, engines)."""

@@ -1,9 +1,29 @@
-"""Who is calling: the identity an API key resolves to, and which tools it may use."""
+"""Who is calling: the identity an API key resolves to, which tools it may use, and what else it may see."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import Literal
+
+# `admin`: the operator's routes (/admin/*, /ui/) and everything `metrics` gives.
+# `metrics`: /metrics and the detailed /health (every server and tool name), for a Prometheus scraper.
+Scope = Literal["admin", "metrics"]
+SCOPES: tuple[Scope, ...] = ("admin", "metrics")
+
+
+@dataclass(frozen=True)
+class KeyLimits:
+    """What a key may spend on models: which aliases, how fast, how much (managed keys carry these)."""
+
+    models: tuple[str, ...] | None = None  # alias globs; None: every alias
+    rpm: int | None = None
+    tpm: int | None = None
+    budget: float | None = None
+    budget_period: Literal["day", "month", "total"] = "month"
+
+    def may_use_model(self, alias: str) -> bool:
+        return self.models is None or any(fnmatchcase(alias, pattern) for pattern in self.models)
 
 
 @dataclass(frozen=True)
@@ -14,6 +34,9 @@ class Principal:
     is_master: bool = False
     allowed_tools: tuple[str, ...] = ("*",)
     denied_tools: tuple[str, ...] = field(default=())
+    scopes: tuple[Scope, ...] = ()
+    limits: KeyLimits | None = None
+    managed: bool = False  # created through /admin/keys (the state key store), not the YAML file
 
     def may_call(self, tool: str) -> bool:
         if self.is_master:
@@ -21,6 +44,16 @@ class Principal:
         if any(fnmatchcase(tool, pattern) for pattern in self.denied_tools):
             return False
         return any(fnmatchcase(tool, pattern) for pattern in self.allowed_tools)
+
+    @property
+    def is_admin(self) -> bool:
+        """May manage keys and use the console (the master key, or a key with the `admin` scope)."""
+        return self.is_master or "admin" in self.scopes
+
+    @property
+    def may_see_metrics(self) -> bool:
+        """May read /metrics and the detailed /health, which name every server and tool."""
+        return self.is_admin or "metrics" in self.scopes
 
 
 MASTER = Principal(name="master", is_master=True)
