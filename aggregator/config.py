@@ -220,6 +220,8 @@ class FacadesConfig(_Model):
     forecast: FacadeLimit = _limit(900.0, 32 * _MiB)
     forecast_models: FacadeLimit = _limit(30.0, 64 * 1024)
     web: FacadeLimit = _limit(660.0, 64 * 1024)  # the web server bounds each fetch and render itself
+    admin: FacadeLimit = _limit(30.0, 64 * 1024)  # /admin/keys
+    console: FacadeLimit = _limit(60.0, 256 * 1024)  # the web UI at /ui/ (its tool-call form included)
 
 
 class CatalogConfig(_Model):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
@@ -14,7 +15,7 @@ from aggregator.auth import INTERNAL, KeyStore
 from aggregator.catalog import Catalog
 from aggregator.config import HubConfig, ServerEntry
 from aggregator.metrics import Metrics
-from aggregator.principal import Principal
+from aggregator.principal import KeyLimits, Principal
 from aggregator.protocol import jsonrpc
 from aggregator.protocol.jsonrpc import RpcError
 from aggregator.state import State, open_state
@@ -111,6 +112,7 @@ class Hub:
         self.state: State | None = None  # shared stores (docs/scale-out.md); None: embedded, in each domain
         self._rebuild_lock = anyio.Lock()
         self._upstream_subscriptions: dict[tuple[str, str], int] = {}
+        self._close_key_store: Callable[[], Awaitable[None]] | None = None
 
     @property
     def data_dir(self) -> Any:
@@ -151,6 +153,7 @@ class Hub:
             public_url=self.public_url,
             hub=InProcessHubCaller(self),
             state=self.state,
+            key_limits=self.key_limits,
         )
         domain = spec.create(settings)
         self.domains[name] = domain
@@ -164,12 +167,31 @@ class Hub:
                 if not self.config.state.embedded:
                     self.state = await open_state(self.config.state, data_dir=self.data_dir)
                     tg.start_soon(self.state.run_heartbeat, __version__, self._client_count)
+                await self._open_managed_keys(tg)
                 self._apply(self.config)
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
             if self.state is not None:  # after the domains' lifespans ended (their last usage rows flushed)
                 await self.state.aclose()
+            if self._close_key_store is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._close_key_store()
+
+    async def _open_managed_keys(self, tg: TaskGroup) -> None:
+        """Keys created through /admin/keys: the shared state's store, else the data dir's SQLite file."""
+        from aggregator.console.keys import ManagedKeys
+        from aggregator.state.sqlite_store import SqliteStore
+
+        if self.state is not None:
+            store: Any = self.state.keys
+        else:
+            store = await anyio.to_thread.run_sync(SqliteStore, self.data_dir / "state.sqlite3")
+            self._close_key_store = store.aclose
+        managed = ManagedKeys(store, taken=lambda name: name in self.keys.config_names)
+        await managed.reload()
+        self.keys.managed = managed
+        tg.start_soon(managed.run)
 
     def _client_count(self) -> float:
         return float(sum(audience.client_count() for audience in self.audiences))
@@ -237,7 +259,7 @@ class Hub:
                 self.domains.pop(name, None)
                 report["stopped"].append(name)
         self.config = config
-        self.keys = KeyStore(self.keys._secrets["master"], config, self.keys.internal_key)
+        self.keys = KeyStore(self.keys.master_key, config, self.keys.internal_key, self.keys.managed)
         self.catalog.separator = config.catalog.separator
         self.unavailable = unavailable
         for name, (entry, builtin) in planned.items():
@@ -312,6 +334,12 @@ class Hub:
                 await upstream.request(method, {"uri": original})
             except RpcError as exc:
                 _log.warning("server %s: %s %s failed: %s", upstream.name, method, original, exc.message)
+
+    def key_limits(self, name: str) -> KeyLimits | None:
+        """What a managed key allows on models (alias allow-list, rpm/tpm, budget); None for other keys."""
+        managed = self.keys.managed
+        found = managed.signing_secret(name) if managed is not None else None
+        return found[1].limits if found is not None else None
 
     # --- identity & health ------------------------------------------------------------------------
     def server_info(self) -> dict[str, Any]:

@@ -17,4 +17,5 @@ FACADE_MODULES: list[str] = [
     "aggregator.facade.audio",
     "aggregator.facade.workspaces",
     "aggregator.facade.web",
+    "aggregator.console.admin_api",
 ]
