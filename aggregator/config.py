@@ -228,6 +228,14 @@ class CatalogConfig(_Model):
     separator: Literal["-", "_", "."] = "-"
 
 
+class MetricsConfig(_Model):
+    litellm_names: bool = Field(
+        default=False,
+        description="also export the LLM families under LiteLLM's Prometheus names (docs/metrics.md), so "
+        "dashboards built for LiteLLM work unchanged",
+    )
+
+
 class HubConfig(_Model):
     server: ServerSection = Field(default_factory=ServerSection)
     http: HttpConfig = Field(default_factory=HttpConfig)
@@ -237,6 +245,7 @@ class HubConfig(_Model):
     builtins: Literal["auto"] | list[str] = "auto"
     servers: dict[str, ServerEntry] = Field(default_factory=dict, alias="mcpServers")
     state: StateConfig = Field(default_factory=StateConfig, description="embedded, or shared Redis/PostgreSQL")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @field_validator("servers", mode="before")
     @classmethod

@@ -14,6 +14,8 @@ from aggregator import __version__, dispatch
 from aggregator.auth import INTERNAL, KeyStore
 from aggregator.catalog import Catalog
 from aggregator.config import HubConfig, ServerEntry
+from aggregator.console.llm_metrics import LlmMetrics, LlmStateCollector
+from aggregator.facade.llm_support import buffered_bytes
 from aggregator.metrics import Metrics
 from aggregator.principal import KeyLimits, Principal
 from aggregator.protocol import jsonrpc
@@ -101,6 +103,10 @@ class Hub:
         self.keys = KeyStore(master_key, config)
         self.catalog = Catalog(config.catalog.separator)
         self.metrics = Metrics()
+        self.llm_metrics = LlmMetrics(self.metrics.registry, litellm_names=config.metrics.litellm_names)
+        self.metrics.registry.register(
+            LlmStateCollector(self.models_service, buffered_bytes, litellm_names=config.metrics.litellm_names)
+        )
         self.public_url = public_url
         self.upstreams: dict[str, Upstream] = {}
         self.unavailable: dict[str, str] = {}
@@ -154,6 +160,7 @@ class Hub:
             hub=InProcessHubCaller(self),
             state=self.state,
             key_limits=self.key_limits,
+            observer=self.llm_metrics,
         )
         domain = spec.create(settings)
         self.domains[name] = domain
@@ -334,6 +341,13 @@ class Hub:
                 await upstream.request(method, {"uri": original})
             except RpcError as exc:
                 _log.warning("server %s: %s %s failed: %s", upstream.name, method, original, exc.message)
+
+    def models_service(self) -> Any:
+        """The models server's service when it runs in this process (its state feeds /metrics), else None."""
+        for name, upstream in self.upstreams.items():
+            if upstream.builtin == "models" and upstream.kind.in_process and name in self.domains:
+                return self.domains[name].service
+        return None
 
     def key_limits(self, name: str) -> KeyLimits | None:
         """What a managed key allows on models (alias allow-list, rpm/tpm, budget); None for other keys."""
