@@ -82,9 +82,8 @@ async def test_a_spent_budget_and_an_open_circuit_show_on_the_gauges(tmp_path: P
             "/admin/keys", json={"name": "app", "tools": ["models-*"], "budget": 1.0}, headers=MASTER
         )
         app = {"Authorization": f"Bearer {created.json()['secret']}"}
-        assert (
-            await http.post("/v1/chat/completions", json={"model": "other", "messages": USER}, headers=app)
-        ).is_success
+        other = {"model": "other", "messages": USER}
+        assert (await http.post("/v1/chat/completions", json=other, headers=app)).is_success
         service = running.hub.models_service()
         for _ in range(service.config.circuit_breaker.failure_threshold):
             fake.fail(500)
