@@ -103,7 +103,9 @@ class Hub:
         self.keys = KeyStore(master_key, config)
         self.catalog = Catalog(config.catalog.separator)
         self.metrics = Metrics()
-        self.llm_metrics = LlmMetrics(self.metrics.registry, litellm_names=config.metrics.litellm_names)
+        self.llm_metrics = LlmMetrics(
+            self.metrics.registry, litellm_names=config.metrics.litellm_names, activity=self.metrics.activity
+        )
         self.metrics.registry.register(
             LlmStateCollector(self.models_service, buffered_bytes, litellm_names=config.metrics.litellm_names)
         )

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from aggregator.console.activity import Activity
 from servers.models.usage import UsageRecord
 
 LLM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120, 300)
@@ -47,7 +48,10 @@ def answered_by(record: UsageRecord) -> str:
 class LlmMetrics:
     """The models server's observer: counters and histograms per model, deployment and key."""
 
-    def __init__(self, registry: CollectorRegistry, *, litellm_names: bool = False) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, *, litellm_names: bool = False, activity: Activity | None = None
+    ) -> None:
+        self.activity = activity
         self.requests = Counter(
             "toolmux_llm_requests_total",
             "Model calls by alias, deployment, kind (chat, embed) and status (ok, error)",
@@ -124,6 +128,17 @@ class LlmMetrics:
             self._child(self.spend, model, record.key).inc(record.cost)
         if self.litellm is not None:
             self.litellm.call_finished(record, self._child)
+        if self.activity is not None:
+            self.activity.model_call(
+                record.key,
+                model,
+                record.error_code or "error" if record.status != "ok" else "cache_hit" if record.cache_hit else "ok",
+                record.latency_ms,
+                record.prompt_tokens,
+                record.completion_tokens,
+                record.cost,
+                record.prompt,
+            )
 
     def stream_opened(self, model: str) -> None:
         self._child(self.streams, model).inc()

@@ -18,4 +18,5 @@ FACADE_MODULES: list[str] = [
     "aggregator.facade.workspaces",
     "aggregator.facade.web",
     "aggregator.console.admin_api",
+    "aggregator.console.ui",
 ]
