@@ -52,6 +52,7 @@ class Console:
             loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]), enable_async=False
         )
         self.templates.filters["json"] = lambda value: json.dumps(value, indent=2, sort_keys=True)
+        self.templates.filters["when"] = lambda ts: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(float(ts)))
         self.templates.filters["usd"] = lambda value: f"${float(value or 0):.6f}".rstrip("0").rstrip(".")
 
     # --- plumbing --------------------------------------------------------------------------------
