@@ -13,7 +13,8 @@ from tests.aggregator.hubkit import MASTER_KEY
 
 pytestmark = pytest.mark.anyio
 
-SCOPED = {"name": "scoped", "key": "scoped-key-0123456789", "tools": ["*"], "scopes": ["metrics"]}
+SCOPED_KEY = "scoped-key-0123456789"
+SCOPED = {"name": "scoped", "key": SCOPED_KEY, "tools": ["*"], "scopes": ["metrics"]}
 
 
 def csrf_of(html: str) -> str:
@@ -32,7 +33,7 @@ async def test_the_console_refuses_a_non_admin_key_and_slows_down_guessing(tmp_p
         console_hub(tmp_path, auth={"keys": [SCOPED]}) as (running, _fake),
         httpx2.AsyncClient(base_url=running.url) as http,
     ):
-        refused = await sign_in(http, SCOPED["key"])
+        refused = await sign_in(http, SCOPED_KEY)
         page = await http.get("/ui/overview")
         live = await http.get("/ui/live")
         statuses = [(await sign_in(http, f"wrong-key-{i:02d}-0123456789")).status_code for i in range(5)]

@@ -17,7 +17,8 @@ from tests.aggregator.hubkit import MASTER_KEY, PROJECT_ROOT
 
 pytestmark = pytest.mark.anyio
 
-SCOPED = {"name": "scoped", "key": "scoped-key-0123456789", "tools": ["*"]}
+SCOPED_KEY = "scoped-key-0123456789"
+SCOPED = {"name": "scoped", "key": SCOPED_KEY, "tools": ["*"]}
 
 
 async def create(http: httpx2.AsyncClient, **spec: Any) -> str:
@@ -46,7 +47,7 @@ async def test_only_the_master_key_or_an_admin_scope_manages_keys(tmp_path: Path
     ):
         admin = await create(http, name="ops", tools=[], scopes=["admin"])
         anonymous = await http.get("/admin/keys")
-        scoped = await http.post("/admin/keys", json={"name": "x"}, headers=bearer(SCOPED["key"]))
+        scoped = await http.post("/admin/keys", json={"name": "x"}, headers=bearer(SCOPED_KEY))
         by_admin = await http.get("/admin/keys", headers=bearer(admin))
         config_key = await http.post("/admin/keys", json={"name": "scoped"}, headers=MASTER)
         bad = await http.post("/admin/keys", json={"name": "y", "rpm": -3}, headers=MASTER)

@@ -24,8 +24,11 @@ async def status_of(http: httpx2.AsyncClient, secret: str) -> int:
 
 
 async def until_status(http: httpx2.AsyncClient, secret: str, wanted: int) -> None:
+    """Poll until the replica answers `wanted` (its key mirror reloads on a timer: nothing to wait on)."""
     with anyio.fail_after(REFRESH_BOUND):
-        while await status_of(http, secret) != wanted:
+        while True:
+            if await status_of(http, secret) == wanted:
+                return
             await anyio.sleep(0.2)
 
 
