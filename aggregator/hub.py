@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -20,7 +21,7 @@ from aggregator.metrics import Metrics
 from aggregator.principal import KeyLimits, Principal
 from aggregator.protocol import jsonrpc
 from aggregator.protocol.jsonrpc import RpcError
-from aggregator.state import State, open_state
+from aggregator.state import State, StateUnavailable, open_state
 from aggregator.upstreams import openers
 from aggregator.upstreams.upstream import ChannelOpener, Upstream, UpstreamKind
 from servers import registry
@@ -195,10 +196,18 @@ class Hub:
         if self.state is not None:
             store: Any = self.state.keys
         else:
-            store = await anyio.to_thread.run_sync(SqliteStore, self.data_dir / "state.sqlite3")
+            try:
+                store = await anyio.to_thread.run_sync(SqliteStore, self.data_dir / "state.sqlite3")
+            except (OSError, sqlite3.Error) as exc:
+                # The hub still serves (YAML keys, the master key); only managed keys are missing.
+                _log.error("managed keys are off: the key store %s cannot be opened: %s", self.data_dir, exc)
+                return
             self._close_key_store = store.aclose
         managed = ManagedKeys(store, taken=lambda name: name in self.keys.config_names)
-        await managed.reload()
+        try:
+            await managed.reload()
+        except StateUnavailable as exc:  # the mirror starts empty; its refresh loop retries
+            _log.warning("managed keys: the key store did not answer at start (%s)", exc)
         self.keys.managed = managed
         tg.start_soon(managed.run)
 

@@ -215,6 +215,8 @@ class ManagedKeys:
                 await self.reload()
             except StateUnavailable as exc:
                 _log.warning("managed keys: the key store did not answer (%s); keeping the last view", exc)
+            except Exception:  # a failed refresh (a locked SQLite file, ...) must not end the loop, nor the hub
+                _log.exception("managed keys: refreshing the mirror failed; keeping the last view")
 
     # --- operations ------------------------------------------------------------------------------
     async def list(self) -> list[KeyRecord]:
