@@ -264,14 +264,7 @@ class HubApp:
         elif path.startswith("/mcp/"):
             await self._toolset_mcp(scope, receive, send_with_id, path[len("/mcp/") :].removesuffix("/"))
         elif path in ("/health", "/metrics"):
-            if self.authenticate(headers, scope) is None:
-                error = ToolmuxError("missing or invalid API key", code=ErrorCode.UNAUTHENTICATED)
-                await send_error(send_with_id, error, scope["toolmux.request_id"])
-            elif path == "/health":
-                health = await self.hub.deep_health()
-                await send_body(send_with_id, 200 if health["status"] != "down" else 503, orjson.dumps(health))
-            else:
-                await send_body(send_with_id, 200, self.hub.metrics.render(), content_type=b"text/plain; version=0.0.4")
+            await self._operator_view(path, scope, send_with_id, headers)
         else:
             await self.facades(scope, receive, send_with_id)  # type: ignore[arg-type]  # front's Send is dict-typed
 
@@ -284,6 +277,25 @@ class HubApp:
             return
         scope["toolmux.toolset"] = toolset
         await self.mcp(scope, receive, send)
+
+    async def _operator_view(self, path: str, scope: dict[str, Any], send: Send, headers: dict[str, str]) -> None:
+        """/health and /metrics. Both name every server and tool, so they need the `metrics` (or
+        `admin`) scope; any other key gets the bare status of /health and a 403 from /metrics."""
+        principal = self.authenticate(headers, scope)
+        if principal is None:
+            error = ToolmuxError("missing or invalid API key", code=ErrorCode.UNAUTHENTICATED)
+            await send_error(send, error, scope["toolmux.request_id"])
+        elif path == "/health":
+            health = await self.hub.deep_health() if principal.may_see_metrics else self.hub.health(deep=False)
+            status = 200 if health["status"] != "down" else 503
+            if not principal.may_see_metrics:
+                health = {"status": health["status"], "version": health["version"]}
+            await send_body(send, status, orjson.dumps(health))
+        elif not principal.may_see_metrics:
+            error = ToolmuxError("/metrics needs a key with the metrics or admin scope", code=ErrorCode.FORBIDDEN)
+            await send_error(send, error, scope["toolmux.request_id"])
+        else:
+            await send_body(send, 200, self.hub.metrics.render(), content_type=b"text/plain; version=0.0.4")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         started = False

@@ -13,10 +13,14 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aggregator.config import HubConfig
 from aggregator.principal import MASTER, Principal, Toolset
 from aggregator.toolsets import compile_toolsets
+
+if TYPE_CHECKING:
+    from aggregator.console.keys import ManagedKeys
 
 _log = logging.getLogger("toolmux.auth")
 
@@ -50,8 +54,17 @@ def resolve_master_key(config: HubConfig, *, announce: bool = True) -> str:
 
 
 class KeyStore:
-    def __init__(self, master_key: str, config: HubConfig, internal_key: str | None = None) -> None:
+    """The master key, the YAML keys, and (once the hub opened its state) the managed keys' mirror."""
+
+    def __init__(
+        self,
+        master_key: str,
+        config: HubConfig,
+        internal_key: str | None = None,
+        managed: ManagedKeys | None = None,
+    ) -> None:
         self.internal_key = internal_key or secrets.token_urlsafe(32)
+        self.managed = managed
         self._secrets: dict[str, str] = {MASTER.name: master_key}
         self._by_digest: dict[bytes, Principal] = {_digest(master_key): MASTER, _digest(self.internal_key): INTERNAL}
         by_name: dict[str, Principal] = {MASTER.name: MASTER}
@@ -62,12 +75,21 @@ class KeyStore:
         }
         for entry in config.auth.keys:
             principal = Principal(
-                name=entry.name, allowed_tools=tuple(entry.tools), denied_tools=tuple(entry.deny), key_lazy=entry.lazy
+                name=entry.name,
+                allowed_tools=tuple(entry.tools),
+                denied_tools=tuple(entry.deny),
+                scopes=tuple(entry.scopes),
+                key_lazy=entry.lazy,
             )
             self._by_digest[_digest(entry.key)] = principal
             self._secrets[entry.name] = entry.key
             by_name[entry.name] = principal
         self.anonymous = by_name.get(config.auth.anonymous) if config.auth.anonymous else None
+        self.config_names = frozenset(by_name)
+
+    @property
+    def master_key(self) -> str:
+        return self._secrets[MASTER.name]
 
     def principal_for(self, presented: str | None) -> Principal | None:
         """The caller behind a key; with no key, the configured anonymous principal (if any)."""
@@ -76,7 +98,7 @@ class KeyStore:
         digest = _digest(presented)
         principal = self._by_digest.get(digest)
         if principal is None:
-            return None
+            return self.managed.principal_for(presented) if self.managed is not None else None
         # The digest matched; compare the secret too so equality is never decided by a dict lookup alone.
         secret = self.internal_key if principal is INTERNAL else self._secrets.get(principal.name, "")
         return principal if hmac.compare_digest(presented.encode(), secret.encode()) else None
@@ -89,7 +111,7 @@ class KeyStore:
     def secret_for(self, name: str) -> tuple[str, Principal] | None:
         secret = self._secrets.get(name)
         if secret is None:
-            return None
+            return self.managed.signing_secret(name) if self.managed is not None else None
         principal = self._by_digest[_digest(secret)]
         return secret, principal
 

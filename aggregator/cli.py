@@ -538,6 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
     from aggregator.state import cli as state_cli  # `toolmux db upgrade`
 
     state_cli.add_parser(sub)
+    from aggregator.console import keys_cli  # `toolmux keys create|list|rotate|revoke`
+
+    keys_cli.add_parser(sub)
     return parser
 
 

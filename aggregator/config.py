@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aggregator import datadir
+from aggregator.principal import Scope
 from aggregator.state.config import StateConfig
 
 SERVER_NAME_RE = re.compile(r"^[a-z0-9_]+$")
@@ -135,6 +136,11 @@ class KeyEntry(_Model):
     deny: list[str] = Field(default_factory=list, description="denied tool-name globs (win over tools)")
     toolset: str | None = Field(default=None, description="the toolset this key sees unless a path names another")
     lazy: bool = Field(default=False, description="show this key the catalog as search / describe / call tools")
+    scopes: list[Scope] = Field(
+        default_factory=list,
+        description="extra rights: 'metrics' reads /metrics and the detailed /health; 'admin' also manages keys "
+        "(/admin/keys) and signs in to the console (/ui/)",
+    )
 
 
 class ToolsetEntry(_Model):
@@ -250,10 +256,20 @@ class FacadesConfig(_Model):
     web: FacadeLimit = _limit(660.0, 64 * 1024)  # the web server bounds each fetch and render itself
     images: FacadeLimit = _limit(600.0, 1 * _MiB)  # /v1/images/generations (one prompt; generation is slow)
     hub_tools: HubToolsConfig = Field(default_factory=HubToolsConfig)
+    admin: FacadeLimit = _limit(30.0, 64 * 1024)  # /admin/keys
+    console: FacadeLimit = _limit(60.0, 256 * 1024)  # the web UI at /ui/ (its tool-call form included)
 
 
 class CatalogConfig(_Model):
     separator: Literal["-", "_", "."] = "-"
+
+
+class MetricsConfig(_Model):
+    litellm_names: bool = Field(
+        default=False,
+        description="also export the LLM families under LiteLLM's Prometheus names (docs/metrics.md), so "
+        "dashboards built for LiteLLM work unchanged",
+    )
 
 
 class HubConfig(_Model):
@@ -276,6 +292,8 @@ class HubConfig(_Model):
             if key.toolset is not None and key.toolset not in self.toolsets:
                 raise ValueError(f"key {key.name!r} names toolset {key.toolset!r}, which is not in 'toolsets'")
         return self
+
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @field_validator("servers", mode="before")
     @classmethod

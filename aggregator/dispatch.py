@@ -248,7 +248,7 @@ async def call_tool(
         outcome = "cancelled"
         raise
     finally:
-        hub.metrics.record_call(name, outcome, time.perf_counter() - started)
+        hub.metrics.record_call(name, outcome, time.perf_counter() - started, principal.name)
 
 
 async def get_prompt(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
@@ -13,10 +15,13 @@ from aggregator import __version__, dispatch
 from aggregator.auth import INTERNAL, KeyStore
 from aggregator.catalog import Catalog
 from aggregator.config import HubConfig, ServerEntry
+from aggregator.console.llm_metrics import LlmMetrics, LlmStateCollector
+from aggregator.facade.llm_support import buffered_bytes
 from aggregator.metrics import Metrics
+from aggregator.principal import KeyLimits, Principal
 from aggregator.protocol import jsonrpc
 from aggregator.protocol.jsonrpc import RpcError
-from aggregator.state import State, open_state
+from aggregator.state import State, StateUnavailable, open_state
 from aggregator.upstreams import openers
 from aggregator.upstreams.upstream import ChannelOpener, Upstream, UpstreamKind
 from servers import registry
@@ -99,6 +104,12 @@ class Hub:
         self.keys = KeyStore(master_key, config)
         self.catalog = Catalog(config.catalog.separator)
         self.metrics = Metrics()
+        self.llm_metrics = LlmMetrics(
+            self.metrics.registry, litellm_names=config.metrics.litellm_names, activity=self.metrics.activity
+        )
+        self.metrics.registry.register(
+            LlmStateCollector(self.models_service, buffered_bytes, litellm_names=config.metrics.litellm_names)
+        )
         self.public_url = public_url
         self.upstreams: dict[str, Upstream] = {}
         self.unavailable: dict[str, str] = {}
@@ -110,6 +121,7 @@ class Hub:
         self.state: State | None = None  # shared stores (docs/scale-out.md); None: embedded, in each domain
         self._rebuild_lock = anyio.Lock()
         self._upstream_subscriptions: dict[tuple[str, str], int] = {}
+        self._close_key_store: Callable[[], Awaitable[None]] | None = None
 
     @property
     def data_dir(self) -> Any:
@@ -150,6 +162,8 @@ class Hub:
             public_url=self.public_url,
             hub=InProcessHubCaller(self),
             state=self.state,
+            key_limits=self.key_limits,
+            observer=self.llm_metrics,
         )
         domain = spec.create(settings)
         self.domains[name] = domain
@@ -163,12 +177,39 @@ class Hub:
                 if not self.config.state.embedded:
                     self.state = await open_state(self.config.state, data_dir=self.data_dir)
                     tg.start_soon(self.state.run_heartbeat, __version__, self._client_count)
+                await self._open_managed_keys(tg)
                 self._apply(self.config)
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
             if self.state is not None:  # after the domains' lifespans ended (their last usage rows flushed)
                 await self.state.aclose()
+            if self._close_key_store is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._close_key_store()
+
+    async def _open_managed_keys(self, tg: TaskGroup) -> None:
+        """Keys created through /admin/keys: the shared state's store, else the data dir's SQLite file."""
+        from aggregator.console.keys import ManagedKeys
+        from aggregator.state.sqlite_store import SqliteStore
+
+        if self.state is not None:
+            store: Any = self.state.keys
+        else:
+            try:
+                store = await anyio.to_thread.run_sync(SqliteStore, self.data_dir / "state.sqlite3")
+            except (OSError, sqlite3.Error) as exc:
+                # The hub still serves (YAML keys, the master key); only managed keys are missing.
+                _log.error("managed keys are off: the key store %s cannot be opened: %s", self.data_dir, exc)
+                return
+            self._close_key_store = store.aclose
+        managed = ManagedKeys(store, taken=lambda name: name in self.keys.config_names)
+        try:
+            await managed.reload()
+        except StateUnavailable as exc:  # the mirror starts empty; its refresh loop retries
+            _log.warning("managed keys: the key store did not answer at start (%s)", exc)
+        self.keys.managed = managed
+        tg.start_soon(managed.run)
 
     def _client_count(self) -> float:
         return float(sum(audience.client_count() for audience in self.audiences))
@@ -236,7 +277,7 @@ class Hub:
                 self.domains.pop(name, None)
                 report["stopped"].append(name)
         self.config = config
-        self.keys = KeyStore(self.keys._secrets["master"], config, self.keys.internal_key)
+        self.keys = KeyStore(self.keys.master_key, config, self.keys.internal_key, self.keys.managed)
         self.catalog.separator = config.catalog.separator
         self.unavailable = unavailable
         for name, (entry, builtin) in planned.items():
@@ -312,13 +353,42 @@ class Hub:
             except RpcError as exc:
                 _log.warning("server %s: %s %s failed: %s", upstream.name, method, original, exc.message)
 
+    def models_service(self) -> Any:
+        """The models server's service when it runs in this process (its state feeds /metrics), else None."""
+        for name, upstream in self.upstreams.items():
+            if upstream.builtin == "models" and upstream.kind.in_process and name in self.domains:
+                return self.domains[name].service
+        return None
+
+    def key_limits(self, name: str) -> KeyLimits | None:
+        """What a managed key allows on models (alias allow-list, rpm/tpm, budget); None for other keys."""
+        managed = self.keys.managed
+        found = managed.signing_secret(name) if managed is not None else None
+        return found[1].limits if found is not None else None
+
     # --- identity & health ------------------------------------------------------------------------
     def server_info(self) -> dict[str, Any]:
         return {"name": "toolmux", "title": "toolmux hub", "version": __version__}
 
-    def instructions(self) -> str | None:
-        parts = [f"[{u.name}] {u.instructions}" for u in self.upstreams.values() if u.is_ready and u.instructions]
+    def instructions(self, principal: Principal) -> str | None:
+        """The ready servers' instructions, naming only the servers `principal` can reach."""
+        reachable = self.reachable_servers(principal)
+        parts = [
+            f"[{u.name}] {u.instructions}"
+            for u in self.upstreams.values()
+            if u.is_ready and u.instructions and u.name in reachable
+        ]
         return "\n\n".join(parts) or None
+
+    def reachable_servers(self, principal: Principal) -> set[str]:
+        """Servers with a tool or prompt `principal` may call, or resources it may read."""
+        if principal.is_master:
+            return set(self.upstreams)
+        snapshot = self.catalog.snapshot
+        names = {t.upstream.name for n, t in snapshot.tools.items() if principal.may_call(n)}
+        names.update(p.upstream.name for n, p in snapshot.prompts.items() if principal.may_call(n))
+        names.update(u.name for u in snapshot.upstreams.values() if self.catalog.may_read(principal, u))
+        return names
 
     async def deep_health(self) -> dict[str, Any]:
         """`health(deep=True)` plus each in-process domain's own check (backends, engines)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from aggregator.console.activity import Activity
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -34,8 +36,9 @@ class Metrics:
         )
         self._call_children: dict[tuple[str, str], Counter] = {}
         self._latency_children: dict[str, Histogram] = {}
+        self.activity = Activity()  # the console's feed of recent calls
 
-    def record_call(self, tool: str, outcome: str, seconds: float) -> None:
+    def record_call(self, tool: str, outcome: str, seconds: float, caller: str = "") -> None:
         counter = self._call_children.get((tool, outcome))
         if counter is None:
             counter = self._call_children[(tool, outcome)] = self.calls.labels(tool, outcome)
@@ -44,6 +47,8 @@ class Metrics:
         if histogram is None:
             histogram = self._latency_children[tool] = self.latency.labels(tool)
         histogram.observe(seconds)
+        if caller:
+            self.activity.tool_call(caller, tool, outcome, seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

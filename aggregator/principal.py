@@ -1,10 +1,30 @@
-"""Who is calling: the identity an API key resolves to, and which tools it may use."""
+"""Who is calling: the identity an API key resolves to, which tools it may use, and what else it may see."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import Literal
+
+# `admin`: the operator's routes (/admin/*, /ui/) and everything `metrics` gives.
+# `metrics`: /metrics and the detailed /health (every server and tool name), for a Prometheus scraper.
+Scope = Literal["admin", "metrics"]
+SCOPES: tuple[Scope, ...] = ("admin", "metrics")
+
+
+@dataclass(frozen=True)
+class KeyLimits:
+    """What a key may spend on models: which aliases, how fast, how much (managed keys carry these)."""
+
+    models: tuple[str, ...] | None = None  # alias globs; None: every alias
+    rpm: int | None = None
+    tpm: int | None = None
+    budget: float | None = None
+    budget_period: Literal["day", "month", "total"] = "month"
+
+    def may_use_model(self, alias: str) -> bool:
+        return self.models is None or any(fnmatchcase(alias, pattern) for pattern in self.models)
 
 
 @dataclass(frozen=True)
@@ -35,6 +55,9 @@ class Principal:
     toolset: Toolset | None = None
     # The key's own `lazy: true` (a toolset may also ask for lazy mode).
     key_lazy: bool = False
+    scopes: tuple[Scope, ...] = ()
+    limits: KeyLimits | None = None
+    managed: bool = False  # created through /admin/keys (the state key store), not the YAML file
 
     def may_call(self, tool: str) -> bool:
         if self.toolset is not None and not self.toolset.admits(tool):
@@ -63,6 +86,16 @@ class Principal:
     def in_toolset(self, toolset: Toolset | None) -> Principal:
         """This caller seen through `toolset` instead of its key's default (None: unchanged)."""
         return self if toolset is None else dataclasses.replace(self, toolset=toolset)
+
+    @property
+    def is_admin(self) -> bool:
+        """May manage keys and use the console (the master key, or a key with the `admin` scope)."""
+        return self.is_master or "admin" in self.scopes
+
+    @property
+    def may_see_metrics(self) -> bool:
+        """May read /metrics and the detailed /health, which name every server and tool."""
+        return self.is_admin or "metrics" in self.scopes
 
 
 MASTER = Principal(name="master", is_master=True)

@@ -20,4 +20,6 @@ FACADE_MODULES: list[str] = [
     "aggregator.facade.audio",
     "aggregator.facade.workspaces",
     "aggregator.facade.web",
+    "aggregator.console.admin_api",
+    "aggregator.console.ui",
 ]

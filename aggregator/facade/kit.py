@@ -177,7 +177,7 @@ async def run(ctx: FacadeContext, spec: Endpoint, request: Request) -> Response:
 
 def authenticate(ctx: FacadeContext, request: Request, auth: Auth) -> Principal | None:
     principal = ctx.authenticate(request, required=auth != "optional")
-    if auth == "admin" and (principal is None or not principal.is_master):
+    if auth == "admin" and (principal is None or not principal.is_admin):
         raise RequestError("this route needs an admin key", code=ErrorCode.FORBIDDEN)
     return principal
 

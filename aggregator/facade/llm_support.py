@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +45,13 @@ def meta_headers(answer: dict[str, Any], started: float, request_id: str) -> dic
 
 ErrorChunk = Callable[[ToolmuxError], bytes]
 MAX_QUEUED_CHUNKS = 1024
+# Every stream's queue while it lives, so /metrics can say how much waits for slow clients.
+LIVE_QUEUES: weakref.WeakSet[_ChunkQueue] = weakref.WeakSet()
+
+
+def buffered_bytes() -> int:
+    """Streamed bytes queued for clients that have not read them yet (summed at scrape time)."""
+    return sum(len(item.encode()) for queue in list(LIVE_QUEUES) for item in list(queue.items))
 
 
 class _ChunkQueue:
@@ -59,6 +67,7 @@ class _ChunkQueue:
         self.ended = False
         self._ready: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
+        LIVE_QUEUES.add(self)
 
     async def put(self, item: str) -> None:
         self.items.append(item)

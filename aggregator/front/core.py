@@ -138,7 +138,7 @@ class McpCore:
                 "supportedVersions": list(ALL_VERSIONS),
                 "capabilities": self.capabilities(),
                 "serverInfo": hub.server_info(),
-                **({"instructions": i} if (i := hub.instructions()) else {}),
+                **({"instructions": i} if (i := hub.instructions(principal)) else {}),
             }
         if method == "tools/list":
             return {"tools": hub.catalog.tools_for(principal)}
@@ -255,7 +255,7 @@ class McpCore:
             "capabilities": self.capabilities(),
             "serverInfo": self.hub.server_info(),
         }
-        instructions = self.hub.instructions()
+        instructions = self.hub.instructions(session.principal)
         if instructions:
             result["instructions"] = instructions
         return result

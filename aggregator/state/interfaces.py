@@ -231,6 +231,8 @@ class KeyRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
     revoked_at: float | None = None
+    models: tuple[str, ...] | None = None  # alias globs the key may use; None: every alias
+    scopes: tuple[str, ...] = ()  # "admin", "metrics" (see aggregator.principal)
 
     def active(self, now: float) -> bool:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
@@ -248,8 +250,14 @@ class KeyStore(Protocol):
         tpm: int | None = None,
         expires_at: float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        models: Sequence[str] | None = None,
+        scopes: Sequence[str] = (),
     ) -> tuple[KeyRecord, str]:
         """A new key; the secret is returned once and never stored. A taken name is a `KeyExists`."""
+        ...
+
+    async def active_hashes(self) -> list[tuple[KeyRecord, str]]:
+        """Every key not revoked, with its secret's hash: what a replica's in-memory mirror holds."""
         ...
 
     async def verify(self, secret: str) -> KeyRecord | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import secrets
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -46,11 +47,50 @@ def matches(name: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(name, pattern)
 
 
-KEY_COLUMNS = "name, prefix, tools, budget, budget_period, rpm, tpm, expires_at, metadata, created_at, revoked_at"
+KEY_COLUMNS = (
+    "name, prefix, tools, budget, budget_period, rpm, tpm, expires_at, metadata, created_at, revoked_at, models, scopes"
+)
+INSERT_KEY = (
+    "INSERT INTO api_keys (name, prefix, secret_hash, tools, budget, budget_period, rpm, tpm, expires_at, metadata,"
+    " created_at, models, scopes) VALUES ({marks})"
+)
+
+
+def insert_values(
+    name: str,
+    secret: str,
+    now: float,
+    *,
+    tools: Sequence[str],
+    budget: float | None,
+    budget_period: BudgetPeriod,
+    rpm: int | None,
+    tpm: int | None,
+    expires_at: float | None,
+    metadata: Mapping[str, Any] | None,
+    models: Sequence[str] | None,
+    scopes: Sequence[str],
+) -> tuple[Any, ...]:
+    """The `INSERT_KEY` parameters of a new key (13 of them)."""
+    return (
+        name,
+        display_prefix(secret),
+        hash_secret(secret),
+        orjson.dumps(list(tools)).decode(),
+        budget,
+        budget_period,
+        rpm,
+        tpm,
+        expires_at,
+        orjson.dumps(dict(metadata or {})).decode(),
+        now,
+        None if models is None else orjson.dumps(list(models)).decode(),
+        orjson.dumps(list(scopes)).decode(),
+    )
 
 
 def record_from_row(row: tuple[Any, ...]) -> KeyRecord:
-    name, prefix, tools, budget, period, rpm, tpm, expires_at, metadata, created_at, revoked_at = row
+    name, prefix, tools, budget, period, rpm, tpm, expires_at, metadata, created_at, revoked_at, models, scopes = row
     budget_period: BudgetPeriod = period if period in ("day", "month", "total") else "month"
     return KeyRecord(
         name=name,
@@ -64,4 +104,6 @@ def record_from_row(row: tuple[Any, ...]) -> KeyRecord:
         metadata=orjson.loads(metadata),
         created_at=created_at,
         revoked_at=revoked_at,
+        models=None if models is None else tuple(orjson.loads(models)),
+        scopes=tuple(orjson.loads(scopes)),
     )

@@ -70,6 +70,12 @@ CREATE TABLE api_keys (
 );
 """
 
+# models: a JSON list of alias globs, NULL for every alias; scopes: a JSON list ("admin", "metrics").
+_KEY_MODELS_SCOPES = """
+ALTER TABLE api_keys ADD COLUMN models TEXT;
+ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT '[]'
+"""
+
 STEPS: tuple[Step, ...] = (
     Step(
         1,
@@ -83,6 +89,7 @@ STEPS: tuple[Step, ...] = (
         "CREATE INDEX usage_calls_key_ts ON usage_calls(key, ts);" + _SPEND.format(real="DOUBLE PRECISION"),
     ),
     Step(2, "managed API keys", _KEYS.format(real="REAL"), _KEYS.format(real="DOUBLE PRECISION")),
+    Step(3, "managed keys: model allow-list and scopes", _KEY_MODELS_SCOPES, _KEY_MODELS_SCOPES),
 )
 
 LATEST = STEPS[-1].version

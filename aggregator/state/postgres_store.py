@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg import sql as pgsql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -29,7 +28,16 @@ from aggregator.state.interfaces import (
     SpendResult,
     StateUnavailable,
 )
-from aggregator.state.keys import KEY_COLUMNS, display_prefix, glob_to_like, hash_secret, new_secret, record_from_row
+from aggregator.state.keys import (
+    INSERT_KEY,
+    KEY_COLUMNS,
+    display_prefix,
+    glob_to_like,
+    hash_secret,
+    insert_values,
+    new_secret,
+    record_from_row,
+)
 from aggregator.state.migrations import STEPS
 
 
@@ -190,26 +198,28 @@ class PostgresStore:
         tpm: int | None = None,
         expires_at: float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        models: Sequence[str] | None = None,
+        scopes: Sequence[str] = (),
     ) -> tuple[KeyRecord, str]:
         secret = new_secret()
-        values = (
+        values = insert_values(
             name,
-            display_prefix(secret),
-            hash_secret(secret),
-            orjson.dumps(list(tools)).decode(),
-            budget,
-            budget_period,
-            rpm,
-            tpm,
-            expires_at,
-            orjson.dumps(dict(metadata or {})).decode(),
+            secret,
             self.clock(),
+            tools=tools,
+            budget=budget,
+            budget_period=budget_period,
+            rpm=rpm,
+            tpm=tpm,
+            expires_at=expires_at,
+            metadata=metadata,
+            models=models,
+            scopes=scopes,
         )
         async with self.connection() as conn:
             try:
                 cursor = await conn.execute(
-                    "INSERT INTO api_keys (name, prefix, secret_hash, tools, budget, budget_period, rpm, tpm,"
-                    f" expires_at, metadata, created_at) VALUES ({', '.join(['%s'] * 11)}) RETURNING {KEY_COLUMNS}",
+                    INSERT_KEY.format(marks=", ".join(["%s"] * len(values))) + f" RETURNING {KEY_COLUMNS}",
                     values,
                 )
             except psycopg.errors.UniqueViolation:
@@ -230,6 +240,11 @@ class PostgresStore:
 
     async def get(self, name: str) -> KeyRecord | None:
         return await self._one("name = %s", name)
+
+    async def active_hashes(self) -> list[tuple[KeyRecord, str]]:
+        async with self.connection() as conn:
+            cursor = await conn.execute(f"SELECT {KEY_COLUMNS}, secret_hash FROM api_keys WHERE revoked_at IS NULL")
+            return [(record_from_row(r[:-1]), r[-1]) for r in await cursor.fetchall()]
 
     async def list(self, pattern: str = "*") -> list[KeyRecord]:
         async with self.connection() as conn:

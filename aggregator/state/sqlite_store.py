@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
-import orjson
 
 from aggregator.state import sql
 from aggregator.state.interfaces import (
@@ -26,7 +25,16 @@ from aggregator.state.interfaces import (
     SpendDelta,
     SpendResult,
 )
-from aggregator.state.keys import KEY_COLUMNS, display_prefix, glob_to_like, hash_secret, new_secret, record_from_row
+from aggregator.state.keys import (
+    INSERT_KEY,
+    KEY_COLUMNS,
+    display_prefix,
+    glob_to_like,
+    hash_secret,
+    insert_values,
+    new_secret,
+    record_from_row,
+)
 from aggregator.state.migrations import STEPS
 
 T = TypeVar("T")
@@ -187,28 +195,29 @@ class SqliteStore:
         tpm: int | None = None,
         expires_at: float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        models: Sequence[str] | None = None,
+        scopes: Sequence[str] = (),
     ) -> tuple[KeyRecord, str]:
         secret = new_secret()
-        now = self.clock()
-        values = (
+        values = insert_values(
             name,
-            display_prefix(secret),
-            hash_secret(secret),
-            orjson.dumps(list(tools)).decode(),
-            budget,
-            budget_period,
-            rpm,
-            tpm,
-            expires_at,
-            orjson.dumps(dict(metadata or {})).decode(),
-            now,
+            secret,
+            self.clock(),
+            tools=tools,
+            budget=budget,
+            budget_period=budget_period,
+            rpm=rpm,
+            tpm=tpm,
+            expires_at=expires_at,
+            metadata=metadata,
+            models=models,
+            scopes=scopes,
         )
 
         def run(conn: sqlite3.Connection) -> None:
             try:
                 conn.execute(
-                    "INSERT INTO api_keys (name, prefix, secret_hash, tools, budget, budget_period, rpm, tpm,"
-                    " expires_at, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    INSERT_KEY.format(marks=", ".join(["?"] * len(values))),
                     values,
                 )
             except sqlite3.IntegrityError:
@@ -231,6 +240,14 @@ class SqliteStore:
 
     async def get(self, name: str) -> KeyRecord | None:
         return await self._one("name = ?", name)
+
+    async def active_hashes(self) -> list[tuple[KeyRecord, str]]:
+        rows = await self._run(
+            lambda conn: conn.execute(
+                f"SELECT {KEY_COLUMNS}, secret_hash FROM api_keys WHERE revoked_at IS NULL"
+            ).fetchall()
+        )
+        return [(record_from_row(r[:-1]), r[-1]) for r in rows]
 
     async def list(self, pattern: str = "*") -> list[KeyRecord]:
         rows = await self._run(

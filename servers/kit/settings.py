@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,6 +44,11 @@ class ServerSettings:
     public_url: str | None = None
     hub: HubCaller | None = None
     state: Any = None  # the hub's shared `aggregator.state.State` (in-process servers only); None: embedded
+    # In-process servers only (None otherwise): the limits a caller's key carries (model allow-list,
+    # rpm/tpm, budget), by key name; and the hub's metrics, for what only the domain knows
+    # (servers/models/callers.py and observer.py define what these must offer).
+    key_limits: Callable[[str], Any] | None = None
+    observer: Any = None
 
     def parse(self, model: type[ConfigT]) -> ConfigT:
         """Validate the config section against `model`, naming the key path on failure."""

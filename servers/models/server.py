@@ -21,7 +21,13 @@ INSTRUCTIONS = (
 
 def create(settings: ServerSettings, *, service: ModelsService | None = None) -> Domain:
     config = settings.parse(ModelsConfig)
-    models = service or ModelsService(config, data_dir=settings.data_dir, state=settings.state)
+    models = service or ModelsService(
+        config,
+        data_dir=settings.data_dir,
+        state=settings.state,
+        key_limits=settings.key_limits,
+        observer=settings.observer,
+    )
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:

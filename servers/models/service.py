@@ -23,14 +23,17 @@ import anyio
 import orjson
 
 from aggregator.state import State, StateUnavailable
+from aggregator.state.memory import MemoryRateLimiter
 from servers.kit import ToolError
 from servers.models.adapters import Adapter, create_adapter
 from servers.models.breaker import CircuitBreaker
 from servers.models.cache import ResponseCache, cache_key, cacheable_chat
+from servers.models.callers import CallerGate, CallerLimits, LimitsOf
 from servers.models.config import AliasConfig, DeploymentConfig, ModelsConfig
 from servers.models.failover import CallLog, Failover, Operation, Sleep
 from servers.models.health import HealthMonitor
 from servers.models.normalise import StreamNormaliser, normalise_message, parser_for
+from servers.models.observer import ModelsObserver
 from servers.models.router import DeploymentState, Router, Target
 from servers.models.streaming import Emit, StreamPipeline
 from servers.models.usage import UsageRecord, UsageStore
@@ -53,8 +56,11 @@ class ModelsService:
         sleep: Sleep = anyio.sleep,
         rng: random.Random | None = None,
         state: State | None = None,
+        key_limits: LimitsOf | None = None,
+        observer: ModelsObserver | None = None,
     ) -> None:
         self.config = config
+        self.observer = observer
         self.sleep = sleep
         self.adapters: dict[str, Adapter] = {
             name: create_adapter(name, backend) for name, backend in config.backends.items()
@@ -81,6 +87,7 @@ class ModelsService:
         )
         self.health = HealthMonitor(config, self.adapters, self.states)
         self.failover = Failover(config, self.router, self.states, clock=clock, sleep=sleep)
+        self.callers = CallerGate(key_limits, self.usage, MemoryRateLimiter())
         if state is not None:
             self._share(state)
 
@@ -97,6 +104,7 @@ class ModelsService:
                 dep_state.breaker.share(state.breakers, dep_state.shared_key)
                 dep_state.share(state.gate, state.limiter, state.routing if dep_id in routed else None)
             self.cache.share(state.cache)
+            self.callers.limiter = state.limiter
             self.failover.shared_routing = bool(routed)
         if state.shared_durable:
             self.usage.share(state.ledger, state.replica_id)
@@ -156,6 +164,7 @@ class ModelsService:
         key = caller or "anonymous"
         alias_name = self.resolve(args.get("model"))
         alias = self.config.aliases[alias_name]
+        limits = await self.callers.admit(key, alias_name)
         await self._check_budget(key)
         request = self._request(args, alias)
         stream = bool(args.get("stream"))
@@ -163,6 +172,7 @@ class ModelsService:
         record = UsageRecord(key=key, model=alias_name, kind="chat", status="ok", stream=stream, request_id=request_id)
         if self.usage.log_prompts:
             record.prompt = orjson.dumps(request.get("messages")).decode()
+        streaming = False
         use_cache = not stream and alias.cache.enabled and args.get("cache") != "no-store"
         ckey = cache_key("chat", alias_name, request) if use_cache else ""
         try:
@@ -184,6 +194,9 @@ class ModelsService:
                 return cached
             chat_id = "chatcmpl-" + uuid.uuid4().hex[:24]
             op = self._stream_op(request, alias_name, chat_id, emit, log) if stream else self._chat_op(request)
+            if stream and self.observer is not None:
+                self.observer.stream_opened(alias_name)
+                streaming = True
             response, target = await self.failover.run(alias_name, request, stream=stream, kind="chat", op=op, log=log)
             response["model"] = alias_name
             response.setdefault("id", chat_id)
@@ -205,8 +218,10 @@ class ModelsService:
             record.failover_path = log.path
             record.latency_ms = round((time.perf_counter() - log.started) * 1000, 3)
             record.ttft_ms = round(log.ttft * 1000, 3) if log.ttft is not None else None
+            if streaming and self.observer is not None:
+                self.observer.stream_closed(alias_name)
             with anyio.CancelScope(shield=True):
-                await self.usage.record(record)
+                await self._recorded(record, limits)
 
     def _chat_op(self, request: dict[str, Any]) -> Operation:
         async def op(target: Target, state: DeploymentState, log: CallLog) -> dict[str, Any]:
@@ -267,6 +282,7 @@ class ModelsService:
         key = caller or "anonymous"
         alias_name = self.resolve(args.get("model"))
         alias = self.config.aliases[alias_name]
+        limits = await self.callers.admit(key, alias_name)
         await self._check_budget(key)
         raw = args.get("input")
         inputs = [raw] if isinstance(raw, str) else list(raw or [])
@@ -335,9 +351,17 @@ class ModelsService:
             record.failover_path = log.path
             record.latency_ms = round((time.perf_counter() - log.started) * 1000, 3)
             with anyio.CancelScope(shield=True):
-                await self.usage.record(record)
+                await self._recorded(record, limits)
 
     # --- accounting -----------------------------------------------------------------------------
+    async def _recorded(self, record: UsageRecord, limits: CallerLimits | None) -> None:
+        """A finished call: its usage row, the tokens its key spent, and what the observer hears."""
+        await self.usage.record(record)
+        if limits is not None:
+            await self.callers.spent(record.key, limits, record.prompt_tokens + record.completion_tokens)
+        if self.observer is not None:
+            self.observer.call_finished(record)
+
     async def _account(self, target: Target, usage: dict[str, Any], log: CallLog) -> float:
         dep = target.deployment
         prompt = int(usage.get("prompt_tokens") or 0)

@@ -251,6 +251,26 @@ class UsageStore:
             "exhausted": spent >= budget.max_cost,
         }
 
+    async def adopt_budget(self, key: str, budget: BudgetConfig) -> None:
+        """A budget that comes with the caller's key (a managed key) rather than the config's `budgets:`."""
+        if self.budgets.get(key) == budget:
+            return
+        self.budgets = {**self.budgets, key: budget}
+        if self.ledger is None:
+            await anyio.to_thread.run_sync(self._load_key_spend, key, budget)
+
+    def _load_key_spend(self, key: str, budget: BudgetConfig) -> None:
+        since = period_start(budget.period, self.clock())
+        spent = 0.0
+        if self._conn is not None:
+            with self._lock:
+                row = self._conn.execute(
+                    "SELECT SUM(cost) FROM calls WHERE key = ? AND ts >= ?", (key, since)
+                ).fetchone()
+            spent = float(row[0] or 0.0)
+        self._spent_since[key] = since
+        self._spent[key] = spent + sum(r.cost for r in self._pending if r.key == key and r.ts >= since)
+
     # --- shared across replicas ---------------------------------------------------------------
     ledger: UsageLedger | None = None
     replica: str | None = None

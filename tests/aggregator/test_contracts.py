@@ -14,9 +14,9 @@ from aggregator.principal import MASTER, Toolset
 # Imperative verbs the built-in descriptions open with; a description opening with anything else
 # ("The page as ...") tells a model what it gets, not what to call it for.
 VERBS = {
-    "Ask", "Capture", "Click", "Close", "Count", "Create", "Delete", "Evaluate", "Flag", "Forecast", "Generate", "Get", "Give",
-    "Go", "List", "List,", "Make", "Mark", "Move", "Navigate", "Predict", "Press", "Put", "Read", "Replace",
-    "Report", "Return", "Run", "Score", "Scroll", "Search", "Select", "Send", "Show", "Simulate", "Stop", "Turn",
+    "Ask", "Capture", "Click", "Close", "Count", "Create", "Delete", "Evaluate", "Flag", "Forecast", "Generate",
+    "Get", "Give", "Go", "List", "List,", "Make", "Mark", "Move", "Navigate", "Predict", "Press", "Put", "Read",
+    "Replace", "Report", "Return", "Run", "Score", "Scroll", "Search", "Select", "Send", "Show", "Simulate", "Stop", "Turn",
     "Type", "Upload", "Wait",
 }  # fmt: skip
 BUILTIN_TOOLS = [(domain, tool) for domain in schemas.domains() for tool in schemas.load(domain)["tools"]]

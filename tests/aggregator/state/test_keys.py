@@ -54,3 +54,13 @@ async def test_revoked_and_expired_keys_are_refused_but_still_listed(pair: Pair)
     assert [k.name for k in await pair.b.keys.list("team-a-*")] == ["team-a-1", "team-a-2"]
     assert [k.name for k in await pair.b.keys.list("Team-*")] == []
     assert len(await pair.a.keys.list()) == 3
+
+
+async def test_a_key_keeps_its_model_allow_list_and_scopes_and_the_mirror_sees_only_active_keys(pair: Pair) -> None:
+    record, secret = await pair.a.keys.create("ops", models=["gpt-*"], scopes=["metrics"])
+    await pair.a.keys.create("gone")
+    await pair.a.keys.revoke("gone")
+    assert record.models == ("gpt-*",) and record.scopes == ("metrics",)
+    mirrored = await pair.b.keys.active_hashes()
+    assert [(r.name, r.models) for r, _ in mirrored] == [("ops", ("gpt-*",))]
+    assert mirrored[0][1] != secret and len(mirrored[0][1]) == 64
