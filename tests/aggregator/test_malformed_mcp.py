@@ -45,7 +45,7 @@ async def open_session(client: httpx2.AsyncClient, hub: RunningHub) -> dict[str,
     return {**JSON_HEADERS, "mcp-session-id": response.headers["mcp-session-id"]}
 
 
-BAD_LISTEN_PARAMS = [
+BAD_LISTEN_PARAMS: list[dict[str, Any]] = [
     {},
     {"notifications": 3},
     {"notifications": None},
@@ -81,11 +81,12 @@ async def test_a_cancellation_naming_no_possible_request_is_accepted_and_harms_n
 
 
 async def check_cancel(hub: RunningHub, request_id: Any) -> None:
-    cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": request_id}}
+    params: dict[str, Any] = {"requestId": request_id}
+    cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": params}
     async with httpx2.AsyncClient(timeout=10) as client:
         headers = await open_session(client, hub)
         legacy = await client.post(hub.mcp_url, json=cancel, headers=headers)
-        modern = await post_modern(client, hub, {**cancel, "params": {**cancel["params"], "_meta": ENVELOPE}})
+        modern = await post_modern(client, hub, {**cancel, "params": {**params, "_meta": ENVELOPE}})
         call = {
             "jsonrpc": "2.0",
             "id": 2,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.anyio
 
 # Long enough that the test sees the servers down; the hub is stopped long before they return.
 SLOW_RESTART = {"first_delay": 30.0}
-BETA_ONLY = {"name": "beta-only", "key": "beta-only-key-0123456789", "tools": ["beta-*"]}
+BETA_ONLY: dict[str, Any] = {"name": "beta-only", "key": "beta-only-key-0123456789", "tools": ["beta-*"]}
 
 
 def child_pid(running: RunningHub, server: str) -> int:
