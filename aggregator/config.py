@@ -175,6 +175,15 @@ class HttpConfig(_Model):
         default=2048, gt=0, description="open HTTP connections at most; one more gets 503 and is closed"
     )
     keep_alive_timeout: int = Field(default=75, gt=0, description="seconds an idle kept-alive connection stays open")
+    max_buffered_response_bytes: int = Field(
+        default=256 * 1024 * 1024, gt=0, description="response bytes held for all clients at most (503 beyond)"
+    )
+    max_connection_response_bytes: int = Field(
+        default=64 * 1024 * 1024, gt=0, description="response bytes held for one connection at most (413 beyond)"
+    )
+    send_timeout: float = Field(
+        default=60.0, gt=0, description="seconds a client may take no bytes of its response before it is dropped"
+    )
 
 
 class ServerSection(_Model):

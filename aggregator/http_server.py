@@ -24,6 +24,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from aggregator.config import HttpConfig
 from aggregator.ids import new_id
 
+ABORT_SCOPE_KEY = "toolmux.abort"
+
 
 def _error_response(status: bytes, code: str, message: str, extra: bytes = b"") -> bytes:
     """A complete HTTP/1.1 answer in toolmux's plain JSON error shape, closing the connection."""
@@ -60,6 +62,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        # How the app drops a client that stopped reading: close() would wait for the unread
+        # bytes to flush for ever (aggregator.response_buffers).
+        self.scope[ABORT_SCOPE_KEY] = self.transport.abort  # type: ignore[typeddict-unknown-key]
         if self._header_timer is None:  # a later request on a kept-alive connection
             self._arm_header_timer()
 
