@@ -16,7 +16,7 @@ Both are a small subclass of uvicorn's httptools protocol (`guarded_protocol`), 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -64,7 +64,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         # How the app drops a client that stopped reading: close() would wait for the unread
         # bytes to flush for ever (aggregator.response_buffers).
-        self.scope[ABORT_SCOPE_KEY] = self.transport.abort  # type: ignore[typeddict-unknown-key]
+        scope = cast(dict[str, Any], self.scope)
+        scope[ABORT_SCOPE_KEY] = self.transport.abort
         if self._header_timer is None:  # a later request on a kept-alive connection
             self._arm_header_timer()
 
