@@ -5,6 +5,8 @@
   ever: measured, 1,000 of 1,000 such sockets were still open after 25 s. Here every request's
   line and headers must arrive within `http.header_timeout` seconds of its first byte (of the
   connection, for the first request); past that the hub answers 408 and closes.
+- **JSON for what is not HTTP.** uvicorn answers bytes its parser refuses with a plain-text 400;
+  here it is toolmux's JSON error body with a request id, like every other answer.
 - **A connection cap.** uvicorn's `limit_concurrency` answers 503 only once a request's headers
   are complete, so it does not bound idle or half-open connections. Here a connection beyond
   `http.max_connections` gets a 503 with `Retry-After` and is closed as soon as it is accepted.
@@ -27,10 +29,11 @@ from aggregator.ids import new_id
 ABORT_SCOPE_KEY = "toolmux.abort"
 
 
-def _error_response(status: bytes, code: str, message: str, extra: bytes = b"") -> bytes:
+def _error_response(status: bytes, code: str, message: str, extra: bytes = b"", *, retryable: bool = True) -> bytes:
     """A complete HTTP/1.1 answer in toolmux's plain JSON error shape, closing the connection."""
     request_id = new_id()
-    body = orjson.dumps({"error": {"code": code, "message": message, "retryable": True, "request_id": request_id}})
+    error = {"code": code, "message": message, "retryable": retryable, "request_id": request_id}
+    body = orjson.dumps({"error": error})
     head = (
         b"HTTP/1.1 " + status + b"\r\n"
         b"content-type: application/json\r\n"
@@ -76,6 +79,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_timer()
         super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn answers bytes that are not HTTP in plain text; every answer of the hub is JSON.
+        self._disarm_header_timer()
+        self.transport.write(_error_response(b"400 Bad Request", "invalid_argument", msg, retryable=False))
+        self.transport.close()
 
     def _arm_header_timer(self) -> None:
         self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)

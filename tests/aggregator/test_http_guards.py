@@ -94,3 +94,19 @@ async def test_a_connection_beyond_the_cap_gets_503_at_once_and_the_others_keep_
         finally:
             for stream in held:
                 await stream.aclose()
+
+
+async def test_bytes_that_are_not_http_get_a_json_400_with_a_request_id(tmp_path: Path) -> None:
+    async with running_hub(tmp_path, {}) as running:
+        port = int(running.url.rsplit(":", 1)[1])
+        for garbage in (b"NOT HTTP AT ALL\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"):
+            stream = await anyio.connect_tcp("127.0.0.1", port)
+            try:
+                await stream.send(garbage)
+                with anyio.fail_after(5):
+                    raw = await read_until_closed(stream)
+            finally:
+                await stream.aclose()
+            status, body = answer_of(raw)
+            assert status == 400
+            assert body["error"]["code"] == "invalid_argument" and body["error"]["request_id"]  # type: ignore[index]
