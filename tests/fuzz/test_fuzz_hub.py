@@ -174,6 +174,7 @@ OPENAI_ROUTES = [
     ("/v1/completions", ["model", "prompt", "stream", "max_tokens"]),
     ("/v1/embeddings", ["model", "input", "dimensions", "encoding_format"]),
     ("/v1/audio/speech", ["model", "input", "voice", "response_format", "speed"]),
+    ("/v1/audio/transcriptions", ["file", "model", "language", "response_format"]),
     ("/api/chat", ["model", "messages", "stream", "options", "format"]),
     ("/api/generate", ["model", "prompt", "stream", "options"]),
     ("/api/embed", ["model", "input"]),
