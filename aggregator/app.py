@@ -29,11 +29,13 @@ from aggregator.facade.kit import render_plain
 from aggregator.front.core import McpCore
 from aggregator.front.http_face import McpHttpEndpoint
 from aggregator.front.http_stream import Receive, Send, header_map, send_body, send_rpc_error
+from aggregator.http_server import ABORT_SCOPE_KEY
 from aggregator.hub import Hub
 from aggregator.ids import new_id
 from aggregator.principal import Principal
 from aggregator.protocol import jsonrpc
 from aggregator.protocol.errors import ErrorCode, ToolmuxError, code_for_status, internal_error
+from aggregator.response_buffers import ResponseBuffers, is_stall
 from aggregator.upstreams.upstream import Upstream
 
 _log = logging.getLogger("toolmux.app")
@@ -114,6 +116,10 @@ class HubApp:
             idle_timeout=http.session_idle_timeout,
             max_sessions=http.max_sessions,
         )
+        self.buffers = ResponseBuffers(
+            http.max_buffered_response_bytes, http.max_connection_response_bytes, http.send_timeout
+        )
+        self.buffers.register(hub.metrics.registry)
         self.facade_context = HubFacadeContext(hub)
         self.facades = Starlette(
             routes=self._facade_routes(),
@@ -215,7 +221,8 @@ class HubApp:
             rid = new_id()
         scope["toolmux.request_id"] = rid
         rid_header = (b"x-request-id", rid.encode())
-
+        # Every response is held to the bounds on buffered response bytes (issue 19).
+        bounded = self.buffers.wrap(send, rid, jsonrpc=scope["path"] in ("/mcp", "/mcp/"))
         started = False
 
         async def send_with_id(message: dict[str, Any]) -> None:
@@ -225,16 +232,25 @@ class HubApp:
                 headers = message.get("headers", [])
                 if not any(name == b"x-request-id" for name, _ in headers):  # facades set their own
                     message = {**message, "headers": [*headers, rid_header]}
-            await send(message)
+            await bounded(message)
 
         try:
             await self._route(scope, receive, send_with_id, headers)
-        except Exception:
+        except Exception as exc:
+            if is_stall(exc):
+                _log.warning("dropped a client that read nothing of its response (request id %s)", rid)
+                abort = scope.get(ABORT_SCOPE_KEY)
+                if abort is not None:
+                    abort()
+                return
             # One place turns an unexpected failure into a clean answer: logged with the request
             # id, never a traceback on the wire.
             _log.exception("unhandled error (request id %s)", rid)
-            if not started:
+            if not started or bounded.held_start is not None:
+                bounded.held_start = None
                 await send_error(send_with_id, internal_error(rid), rid)
+        else:
+            await bounded.close()
 
     async def _route(
         self, scope: dict[str, Any], receive: Receive, send_with_id: Send, headers: dict[str, str]

@@ -101,6 +101,7 @@ def cmd_stdio(args: argparse.Namespace) -> int:
     from aggregator.auth import resolve_master_key
     from aggregator.config import ConfigError
     from aggregator.front.stdio_face import StdioFace
+    from aggregator.http_server import server_options
     from aggregator.hub import Hub
     from aggregator.principal import MASTER
 
@@ -133,7 +134,9 @@ def cmd_stdio(args: argparse.Namespace) -> int:
         return 2
     principal = hub.keys.mcp_view(principal or MASTER, toolset)
     app = HubApp(hub, bind_host="127.0.0.1")
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False, **server_options(config.http))
+    )
     server.config.load()
 
     async def main() -> None:
@@ -190,6 +193,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aggregator.app import HubApp
     from aggregator.auth import resolve_master_key
     from aggregator.config import ConfigError
+    from aggregator.http_server import server_options
     from aggregator.hub import Hub
     from aggregator.startup_report import StartupReport
 
@@ -227,14 +231,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         uvicorn.Config(
             app,
             loop=loop,
-            http="httptools",
             lifespan="on",
             log_level=args.log_level.lower(),
-            timeout_keep_alive=75,
             timeout_graceful_shutdown=10,
             access_log=False,
-            # The hub reads no client addresses; skip rewriting them from X-Forwarded-* on every request.
-            proxy_headers=False,
+            # httptools with the header timeout and connection cap of the `http:` section.
+            **server_options(config.http),
         )
     )
     # A second Ctrl-C skips the graceful shutdown; uvicorn then logs the cancelled lifespan as a crash.

@@ -196,6 +196,22 @@ class HttpConfig(_Model):
     body_timeout: float = Field(default=30.0, gt=0, description="seconds a client may take to send one request body")
     session_idle_timeout: float = Field(default=3600.0, gt=0)
     max_sessions: int = Field(default=10000, gt=0)
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="seconds a request's line and headers may take to arrive (408 and close)"
+    )
+    max_connections: int = Field(
+        default=2048, gt=0, description="open HTTP connections at most; one more gets 503 and is closed"
+    )
+    keep_alive_timeout: int = Field(default=75, gt=0, description="seconds an idle kept-alive connection stays open")
+    max_buffered_response_bytes: int = Field(
+        default=256 * 1024 * 1024, gt=0, description="response bytes held for all clients at most (503 beyond)"
+    )
+    max_connection_response_bytes: int = Field(
+        default=64 * 1024 * 1024, gt=0, description="response bytes held for one connection at most (413 beyond)"
+    )
+    send_timeout: float = Field(
+        default=60.0, gt=0, description="seconds a client may take no bytes of its response before it is dropped"
+    )
 
 
 class ServerSection(_Model):

@@ -28,7 +28,7 @@ from aggregator.metrics import Metrics
 from aggregator.principal import Principal
 from aggregator.protocol import jsonrpc
 from aggregator.protocol.eras import META_CLIENT_CAPABILITIES
-from aggregator.protocol.errors import from_rpc_error
+from aggregator.protocol.errors import ErrorCode, ToolmuxError, from_rpc_error
 from aggregator.protocol.headers import param_headers
 from aggregator.protocol.jsonrpc import RpcError
 from aggregator.upstreams.peer import CallRoute, ProgressFn
@@ -180,6 +180,12 @@ def acting_principal(services: Services, principal: Principal, client_meta: dict
 
 
 def unknown_tool(services: Services, name: str, principal: Principal) -> RpcError:
+    """What a call to a tool the catalog lacks gets: "unknown" with the nearest names, or, when the
+    tool belongs to a server that is restarting, a retryable "unavailable" naming that server (its
+    tools leave the catalog while it is down, but they are not gone)."""
+    owner = restarting_owner(services, name, principal)
+    if owner is not None:
+        return restarting_error(owner, name)
     near = services.catalog.nearest(name, principal)
     hint = f"; did you mean: {', '.join(near)}?" if near else ""
     return RpcError(jsonrpc.INVALID_PARAMS, f"Unknown tool: {name!r}{hint}", {"tool": name, "nearest": near})
@@ -313,3 +319,36 @@ def resource_not_found(uri: str, modern: bool) -> RpcError:
     return RpcError(
         jsonrpc.INVALID_PARAMS if modern else jsonrpc.RESOURCE_NOT_FOUND, f"Resource not found: {uri}", {"uri": uri}
     )
+
+
+def restarting_owner(services: Services, name: str, principal: Principal) -> Upstream | None:
+    """The restarting server `name` belongs to, when `principal` may call it (else None: a key
+    must not learn of tools outside its scope, up or down)."""
+    if not principal.may_call(name):
+        return None
+    catalog = services.catalog
+    server, separator, original = name.partition(catalog.separator)
+    candidates = [u for u in catalog.snapshot.upstreams.values() if u.restarting]
+    for upstream in candidates:
+        prefixed = upstream.entry.prefix != "never"
+        if prefixed and (upstream.name != server or not separator):
+            continue
+        wanted = original if prefixed else name
+        known = {t.get("name") for t in upstream.listing.tools}
+        # A server that never listed its tools yet may own any name under its prefix.
+        if wanted in known or (prefixed and not known):
+            return upstream
+    return None
+
+
+def restarting_error(upstream: Upstream, name: str) -> RpcError:
+    retry_after = upstream.retry_hint()
+    error = ToolmuxError(
+        f"unavailable: server {upstream.name!r} is restarting ({upstream.reason or upstream.state}); "
+        f"{name!r} is back when it is, retry in {retry_after:g} s",
+        code=ErrorCode.UNAVAILABLE,
+        retry_after=retry_after,
+        reason="restarting",
+        data={"server": upstream.name, "tool": name},
+    )
+    return RpcError(jsonrpc.UPSTREAM_UNAVAILABLE, error.message, error.to_dict())

@@ -67,7 +67,9 @@ class HubFacadeContext:
             error = from_rpc_error(exc.code, exc.message, exc.data)
             # Unknown and out-of-scope tools read the same, so scopes do not leak which tools exist.
             message = f"unknown tool {name!r}" if error.code is ErrorCode.NOT_FOUND else error.message
-            raise ToolError(message, code=error.code, retryable=error.retryable) from None
+            raise ToolError(
+                message, code=error.code, retryable=error.retryable, retry_after=error.retry_after, data=error.data
+            ) from None
 
     def local_domain(self, server: str) -> Domain | None:
         upstream = self.hub.upstreams.get(server)

@@ -111,7 +111,11 @@ class McpCore:
         if method == "notifications/initialized":
             session.initialized = True
         elif method == "notifications/cancelled":
-            session.cancel(params.get("requestId"))
+            # A notification gets no answer, so a requestId that cannot name a request (a list, an
+            # object) is dropped, as one naming no request in flight is.
+            request_id = params.get("requestId")
+            if jsonrpc.valid_id(request_id):
+                session.cancel(request_id)
         else:
             _log.debug("ignoring client notification %s", method)
 
@@ -178,6 +182,8 @@ class McpCore:
         target = params.get(field)
         if not isinstance(target, str):
             raise RpcError(jsonrpc.INVALID_PARAMS, f"{method}: '{field}' must be a string")
+        if params.get("_meta") is not None and not isinstance(params["_meta"], dict):
+            raise RpcError(jsonrpc.INVALID_PARAMS, f"{method}: '_meta' must be an object", {"field": "_meta"})
         upstream: Upstream | None = None
         if method == "tools/call":
             name, arguments = target, params.get("arguments")

@@ -387,12 +387,14 @@ class McpHttpEndpoint:
             response: dict[str, Any] | None = None
             with handler_scope:
                 response = await self.core.handle(session, message, stream.emit, tool)
-            if handler_scope.cancelled_caught or heartbeat:
-                tg.cancel_scope.cancel()
             if not handler_scope.cancelled_caught:
                 # Completing the response wakes the watcher (the server reports the exchange over),
                 # so the group ends without a cancellation, which costs more than the request.
                 await stream.finish(response, modern_status(response) if modern else 200)
+            if handler_scope.cancelled_caught or heartbeat:
+                # Only after the answer went out: a listen refused at once (bad `notifications`)
+                # must still get its error, not a response cancelled before it started.
+                tg.cancel_scope.cancel()
 
     async def get(self, receive: Receive, send: Send, headers: dict[str, str], principal: Principal) -> None:
         """The legacy session's stream for messages not tied to a request."""

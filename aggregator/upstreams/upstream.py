@@ -121,6 +121,8 @@ class Upstream:
         self.describe = ""
         self.restarts = 0
         self.ready_since: float | None = None
+        # When the next connection attempt starts (monotonic), while the server is down and restarting.
+        self.restart_at: float | None = None
         self._peer: RpcPeer | None = None
         self._ready = anyio.Event()
         # Set once the first connection attempt has ended either way (ready or failed).
@@ -138,6 +140,17 @@ class Upstream:
     @property
     def is_ready(self) -> bool:
         return self.state == "ready" and self._peer is not None
+
+    @property
+    def restarting(self) -> bool:
+        """Down for now, and coming back by itself (its restart policy will try again)."""
+        return not self._stopped and self.state in ("starting", "down")
+
+    def retry_hint(self) -> float:
+        """Seconds a caller might wait before trying this server's tools again (at least 1)."""
+        waiting = self.restart_at - time.monotonic() if self.restart_at is not None else 0.0
+        # A connection attempt takes about a second more (a Python child starts in 1.2-1.4 s).
+        return max(1.0, float(math.ceil(waiting + 1.0)))
 
     async def wait_ready(self, timeout: float) -> bool:
         with anyio.move_on_after(timeout):
@@ -242,7 +255,9 @@ class Upstream:
                 if time.monotonic() - started > policy.stable_after:
                     delay = policy.first_delay
                 _log.warning("server %s is down (%s); restarting in %.1f s", self.name, self.reason, delay)
+                self.restart_at = time.monotonic() + delay
                 await anyio.sleep(delay)
+                self.restart_at = None
                 delay = min(max(delay * 2, policy.initial_backoff), policy.max_backoff)
                 self.restarts += 1
         self._set_down("stopped" if self._stopped else self.state, self.reason)

@@ -13,6 +13,7 @@ import anyio
 
 from aggregator.app import HubApp
 from aggregator.config import parse
+from aggregator.http_server import server_options
 from aggregator.hub import Hub
 from clients.hub import HubClient
 from tests.support.asgi import bound_socket, serve_asgi
@@ -57,7 +58,7 @@ async def running_hub(tmp_path: Path, servers: dict[str, Any], **sections: Any) 
     sock = bound_socket()
     hub = Hub(config, master_key=MASTER_KEY, public_url=f"http://127.0.0.1:{sock.getsockname()[1]}")
     app = HubApp(hub)
-    async with serve_asgi(app, lifespan="on", sock=sock) as url:
+    async with serve_asgi(app, lifespan="on", sock=sock, options=server_options(config.http)) as url:
         with anyio.fail_after(60):
             await app.started.wait()
         yield RunningHub(url, hub, app)

@@ -16,8 +16,8 @@ from aggregator.principal import MASTER, Toolset
 VERBS = {
     "Ask", "Capture", "Click", "Close", "Count", "Create", "Delete", "Evaluate", "Flag", "Forecast", "Generate",
     "Get", "Give", "Go", "List", "List,", "Make", "Mark", "Move", "Navigate", "Predict", "Press", "Put", "Read",
-    "Replace", "Report", "Return", "Run", "Score", "Scroll", "Search", "Select", "Send", "Show", "Simulate", "Stop", "Turn",
-    "Type", "Upload", "Wait",
+    "Replace", "Report", "Return", "Run", "Score", "Scroll", "Search", "Select", "Send", "Show", "Simulate", "Stop",
+    "Turn", "Type", "Upload", "Wait",
 }  # fmt: skip
 BUILTIN_TOOLS = [(domain, tool) for domain in schemas.domains() for tool in schemas.load(domain)["tools"]]
 

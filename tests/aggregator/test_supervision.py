@@ -15,6 +15,7 @@ from mcp.shared.exceptions import MCPError
 from aggregator.app import HubApp
 from aggregator.config import parse
 from aggregator.hub import Hub
+from aggregator.protocol import jsonrpc
 from tests.aggregator.hubkit import MASTER_KEY, PROJECT_ROOT, hub_config, probe, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -70,8 +71,10 @@ async def test_a_killed_child_fails_its_call_leaves_the_catalog_and_comes_back(t
             await changes.next()
             names = {t.name for t in await hub.list_tools()}
             assert "alpha-echo" not in names and "beta-echo" in names
-            with pytest.raises(MCPError, match="Unknown tool"):
+            # Gone from the list, but not unknown: a call says the server is restarting (issue 19).
+            with pytest.raises(MCPError) as restarting:
                 await hub.call_tool("alpha-echo", {"text": "x"})
+            assert restarting.value.error.code == jsonrpc.UPSTREAM_UNAVAILABLE
 
             await changes.next()
             assert "alpha-echo" in {t.name for t in await hub.list_tools()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import uvicorn
@@ -25,16 +25,24 @@ def bound_socket(host: str = "127.0.0.1") -> socket.socket:
 
 @asynccontextmanager
 async def serve_asgi(
-    app: Any, *, host: str = "127.0.0.1", lifespan: str = "auto", sock: socket.socket | None = None
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    lifespan: Literal["auto", "on", "off"] = "auto",
+    sock: socket.socket | None = None,
+    options: dict[str, Any] | None = None,
 ) -> AsyncIterator[str]:
     """Yield the base URL (http://127.0.0.1:PORT) of `app` served by uvicorn until the block ends.
 
-    Pass `sock` (from `bound_socket`) when the app must know its own URL before it starts.
+    Pass `sock` (from `bound_socket`) when the app must know its own URL before it starts, and
+    `options` for uvicorn.Config (the hub's: `aggregator.http_server.server_options`).
     """
     sock = sock or bound_socket(host)
     port = sock.getsockname()[1]
     # A bounded graceful shutdown: after a failing test a peer may still hold a stream open.
-    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, loop="asyncio", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan=lifespan, loop="asyncio", timeout_graceful_shutdown=5, **(options or {})
+    )
     server = uvicorn.Server(config)
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
