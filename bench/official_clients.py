@@ -22,6 +22,8 @@ Method (printed with the results):
 - Contention control: the probe child's and the fake backend's CPU per request (the same work in
   every round), the floor itself, and the load average before and after. On a busy machine every
   CPU figure is inflated about alike; compare the hub with the floor of the same run.
+- `--baseline DIR` runs a second hub from another checkout (its cases tagged with the directory's
+  name) in the same interleaved rounds: before and after under the same load.
 - Every case is warmed up, then measured in interleaved rounds (blocks of n/rounds, the order rotated
   each round), so load changing during the run touches every case alike.
 """
@@ -51,6 +53,7 @@ import psutil
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
+from hub_overhead import HubProfiler, hub_command  # noqa: E402
 from models_proxy import MockUpstream  # noqa: E402
 
 PYTHON = sys.executable
@@ -136,6 +139,18 @@ def run_floor(port: int) -> None:
     )
 
 
+def wait_listening(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on port {port}") from None
+            time.sleep(0.05)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -145,13 +160,13 @@ def free_port() -> int:
 # --- the hub ------------------------------------------------------------------------------------------
 
 
-def hub_config(data_dir: Path, backend: str) -> dict[str, Any]:
+def hub_config(data_dir: Path, backend: str, tree: Path = ROOT) -> dict[str, Any]:
     return {
         "builtins": ["demo", "models"],
         "server": {"data_dir": str(data_dir), "startup_timeout": 60},
         "auth": {"master_key": KEY},
         "mcpServers": {
-            "probe": {"command": PROBE_COMMAND[0], "args": PROBE_COMMAND[1:], "cwd": str(ROOT)},
+            "probe": {"command": PROBE_COMMAND[0], "args": PROBE_COMMAND[1:], "cwd": str(tree)},
             "models": {
                 "config": {
                     "backends": {"fake": {"type": "openai", "base_url": backend}},
@@ -164,12 +179,15 @@ def hub_config(data_dir: Path, backend: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def hub_process(config: Path, log_path: Path) -> Iterator[tuple[str, psutil.Process]]:
-    """`python -m aggregator serve --port 0`; yields the base URL from its ready line, and the process."""
-    command = [PYTHON, "-m", "aggregator", "serve", "--config", str(config), "--port", "0"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOOLMUX_LOG_LEVEL": "WARNING"}
+def hub_process(
+    config: Path, log_path: Path, profile: Path | None, tree: Path = ROOT
+) -> Iterator[tuple[str, psutil.Process]]:
+    """`python -m aggregator serve --port 0` of the checkout `tree`; yields the base URL from its ready
+    line, and the process."""
+    command = hub_command(profile, "serve", "--config", str(config), "--port", "0")
+    env = {**os.environ, "PYTHONPATH": str(tree), "TOOLMUX_LOG_LEVEL": "WARNING"}
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+        process = subprocess.Popen(command, cwd=tree, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -263,6 +281,7 @@ class Case:
     cpu: float = 0.0
     client_cpu: float = 0.0
     control_cpu: dict[str, float] = field(default_factory=dict)
+    profiler: HubProfiler | None = None
 
     def per_request_ms(self, seconds: float) -> float:
         return seconds * 1000 / self.n if self.n else float("nan")
@@ -273,6 +292,8 @@ class Case:
 
 
 async def measure_block(case: Case, calls: int, start: int, me: psutil.Process) -> None:
+    if case.profiler is not None:
+        case.profiler.start()
     before = cpu_seconds(case.server)
     controls_before = {name: cpu_seconds(p) for name, p in case.controls.items()}
     client_before = cpu_seconds(me)
@@ -286,6 +307,8 @@ async def measure_block(case: Case, calls: int, start: int, me: psutil.Process) 
     for name, process in case.controls.items():
         case.control_cpu[name] = case.control_cpu.get(name, 0.0) + cpu_seconds(process) - controls_before[name]
     case.n += calls
+    if case.profiler is not None:
+        case.profiler.stop(case.name)
 
 
 async def run_rounds(cases: list[Case], *, n: int, rounds: int, warmup: int) -> None:
@@ -333,6 +356,8 @@ async def run(args: argparse.Namespace) -> int:
     floor = ctx.Process(target=run_floor, args=(floor_port,), daemon=True)
     backend.start()
     floor.start()
+    wait_listening(backend_port)
+    wait_listening(floor_port)
     load_before = os.getloadavg()
     print(
         f"official clients: {args.n} sequential requests per case after {args.warmup} warm-up ones,"
@@ -344,36 +369,54 @@ async def run(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="official-clients-") as scratch_dir:
             async with contextlib.AsyncExitStack() as stack:
                 scratch = Path(scratch_dir)
-                config = scratch / "toolmux.json"
-                config.write_text(json.dumps(hub_config(scratch / "data", f"http://127.0.0.1:{backend_port}/v1")))
-                base, hub = stack.enter_context(hub_process(config, scratch / "hub.log"))
+                prefix = scratch / "hub.prof" if args.profile else None
                 fake = psutil.Process(backend.pid)
                 floor_process = psutil.Process(floor.pid)
-                child = probe_child(hub)
-                cases: list[Case] = []
-                if "mcp" in parts:
-                    for mode, era in (("legacy", "2025-11-25"), ("auto", "2026-07-28")):
-                        client = await stack.enter_async_context(mcp_client(f"{base}/mcp/", mode))
-                        if client.protocol_version != era:
-                            raise RuntimeError(f"mode {mode} negotiated {client.protocol_version}, not {era}")
-                        for tool, target in (("demo-echo", "in-process"), ("probe-echo", "stdio child")):
-                            controls = {"probe": child} if tool == "probe-echo" else {}
-                            name = f"mcp {era} tools/call -> {target}"
-                            cases.append(Case(name, "tools/call", tool_call(client, tool), hub, controls))
                 sdk_options: dict[str, Any] = {"api_key": KEY, "max_retries": 0, "timeout": 60}
-                hub_sdk = openai.AsyncOpenAI(base_url=f"{base}/v1", **sdk_options)
-                floor_sdk = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{floor_port}/v1", **sdk_options)
-                stack.push_async_callback(hub_sdk.close)
-                stack.push_async_callback(floor_sdk.close)
-                for stream, kind in ((False, "chat"), (True, "stream")):
-                    label = f"openai {'20-chunk stream' if stream else 'chat completion'}"
+                trees = [("", ROOT)] + ([(f"[{args.baseline.name}] ", args.baseline)] if args.baseline else [])
+                cases: list[Case] = []
+                hubs: list[psutil.Process] = []
+                for tag, tree in trees:
+                    work = scratch / (tag.strip("[] ") or "hub")
+                    work.mkdir()
+                    config = work / "toolmux.json"
+                    config.write_text(
+                        json.dumps(hub_config(work / "data", f"http://127.0.0.1:{backend_port}/v1", tree))
+                    )
+                    log = work / "hub.log"
+                    base, hub = stack.enter_context(hub_process(config, log, prefix if not tag else None, tree))
+                    hubs.append(hub)
+                    child = probe_child(hub)
+                    if "mcp" in parts:
+                        for mode, era in (("legacy", "2025-11-25"), ("auto", "2026-07-28")):
+                            client = await stack.enter_async_context(mcp_client(f"{base}/mcp/", mode))
+                            if client.protocol_version != era:
+                                raise RuntimeError(f"mode {mode} negotiated {client.protocol_version}, not {era}")
+                            for tool, target in (("demo-echo", "in-process"), ("probe-echo", "stdio child")):
+                                controls = {"probe": child} if tool == "probe-echo" else {}
+                                name = f"{tag}mcp {era} tools/call -> {target}"
+                                cases.append(Case(name, "tools/call", tool_call(client, tool), hub, controls))
                     if "chat" in parts:
-                        call = chat_call(hub_sdk, "main", stream=stream)
-                        cases.append(Case(f"{label} -> hub -> fake", kind, call, hub, {"fake": fake}))
-                    if "floor" in parts:
+                        hub_sdk = openai.AsyncOpenAI(base_url=f"{base}/v1", **sdk_options)
+                        stack.push_async_callback(hub_sdk.close)
+                        for stream, kind in ((False, "chat"), (True, "stream")):
+                            label = f"{tag}openai {'20-chunk stream' if stream else 'chat completion'}"
+                            call = chat_call(hub_sdk, "main", stream=stream)
+                            cases.append(Case(f"{label} -> hub -> fake", kind, call, hub, {"fake": fake}))
+                if "floor" in parts:
+                    floor_sdk = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{floor_port}/v1", **sdk_options)
+                    stack.push_async_callback(floor_sdk.close)
+                    for stream, kind in ((False, "chat"), (True, "stream")):
+                        label = f"openai {'20-chunk stream' if stream else 'chat completion'}"
                         call = chat_call(floor_sdk, "fake", stream=stream)
                         cases.append(Case(f"{label} -> floor (bare uvicorn)", f"floor-{kind}", call, floor_process))
-                idle = idle_rate(hub)
+                hub = hubs[0]
+                if prefix is not None:
+                    profiler = HubProfiler(hub, prefix, args.profile_top, "hub", args.n)
+                    for case in cases:
+                        if case.server is hub:
+                            case.profiler = profiler
+                idle = ", ".join(f"{idle_rate(h):.2f}" for h in hubs)
                 await run_rounds(cases, n=args.n, rounds=args.rounds, warmup=args.warmup)
     finally:
         for process in (backend, floor):
@@ -385,7 +428,7 @@ async def run(args: argparse.Namespace) -> int:
         f"\nserver CPU: user+system time of the hub (or the floor) process over the timed requests / requests."
         f"\nclient CPU: this process (the official client) per request. controls: the probe child's or the fake"
         f"\nbackend's CPU per request, the same work in every round: a contention gauge, as is the floor."
-        f"\nhub idle: {idle:.2f} ms CPU per second (not subtracted). load average before {load_before[0]:.2f},"
+        f"\nhub idle: {idle} ms CPU per second (not subtracted). load average before {load_before[0]:.2f},"
         f" after {load_after[0]:.2f} (1 min)."
     )
     return 0
@@ -397,8 +440,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds (default 6)")
     parser.add_argument("--warmup", type=int, default=40, help="untimed requests per case first (default 40)")
     parser.add_argument("--only", default="", help="comma-separated parts: mcp, chat, floor (default all)")
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout (e.g. /work/main) whose hub runs in the same rounds"
+    )
+    parser.add_argument("--profile", action="store_true", help="profile the hub (cProfile, one round)")
+    parser.add_argument("--profile-top", type=int, default=30, help="rows per profile listing (default 30)")
     parser.add_argument("--method", action="store_true", help="print how the figures are taken")
     args = parser.parse_args()
+    if args.profile:
+        args.rounds = 1
     if args.method:
         print(__doc__.split("Method (printed with the results):\n")[1])
     return asyncio.run(run(args))
