@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Match, Route
 
 from aggregator.facade import FACADE_MODULES
 from aggregator.facade.base import request_id_of
@@ -101,6 +101,26 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return render_plain(internal_error(request_id), request_id)
 
 
+# What Starlette's ExceptionMiddleware hands a route: (by exception type, by status).
+_FACADE_EXCEPTION_HANDLERS: tuple[dict[Any, Any], dict[int, Any]] = ({HTTPException: _http_exception}, {})
+
+
+def _exact_routes(routes: list[BaseRoute]) -> dict[str, Route]:
+    """Routes with a fixed path that no earlier route also matches: safe to pick by path alone."""
+    exact: dict[str, Route] = {}
+    for index, route in enumerate(routes):
+        if not isinstance(route, Route) or route.param_convertors or not route.methods:
+            continue
+        probes = [{"type": "http", "path": route.path, "root_path": "", "method": m} for m in route.methods]
+        try:
+            shadowed = any(earlier.matches(p)[0] != Match.NONE for earlier in routes[:index] for p in probes)
+        except Exception:
+            shadowed = True
+        if not shadowed and route.path not in exact:
+            exact[route.path] = route
+    return exact
+
+
 class HubApp:
     def __init__(self, hub: Hub, *, bind_host: str = "127.0.0.1", config_path: str | None = None) -> None:
         self.hub = hub
@@ -125,6 +145,7 @@ class HubApp:
             routes=self._facade_routes(),
             exception_handlers={HTTPException: _http_exception, Exception: _unexpected},
         )
+        self._exact_facades = _exact_routes(self.facades.routes)
         self.ready = False
         self.started = anyio.Event()
         # Start-up progress for a person watching (`toolmux serve`): each server as it settles, then ready.
@@ -282,7 +303,16 @@ class HubApp:
         elif path in ("/health", "/metrics"):
             await self._operator_view(path, scope, send_with_id, headers)
         else:
-            await self.facades(scope, receive, send_with_id)  # type: ignore[arg-type]  # front's Send is dict-typed
+            route = self._exact_facades.get(path)
+            if route is not None and route.methods is not None and scope["method"] in route.methods:
+                # A fixed path: what Starlette's router and middleware would do, without walking
+                # every route and two middleware layers per request (measured: ~0.1 ms of a chat).
+                scope["app"] = self.facades
+                scope["endpoint"], scope["path_params"] = route.endpoint, {}
+                scope["starlette.exception_handlers"] = _FACADE_EXCEPTION_HANDLERS
+                await route.app(scope, receive, send_with_id)  # type: ignore[arg-type]  # as below
+            else:
+                await self.facades(scope, receive, send_with_id)  # type: ignore[arg-type]  # front's Send is dict-typed
 
     async def _toolset_mcp(self, scope: dict[str, Any], receive: Receive, send: Send, name: str) -> None:
         """`/mcp/<toolset>` and `/mcp/<toolset>/`: the MCP endpoint seen through a toolset."""

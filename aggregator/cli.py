@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -220,7 +221,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     hub = Hub(config, master_key=resolve_master_key(config), public_url=public_url)
     app = HubApp(hub, bind_host=host, config_path=args.config)
     report = StartupReport(public_url, _key_source(config))
-    app.on_join, app.on_ready = report.joined, report.ready
+    app.on_join, app.on_ready = report.joined, _then_freeze(report.ready)
     print(
         f"toolmux {__import__('aggregator').__version__}: starting on {public_url}, data in {config.data_dir}",
         file=sys.stderr,
@@ -245,6 +246,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if server.stopped_by:
         print("toolmux: stopped", file=sys.stderr, flush=True)
     return 0 if server.started else 1
+
+
+def _then_freeze(ready: Callable[[], None]) -> Callable[[], None]:
+    """`ready`, after moving start-up's objects (~100k, alive as long as the hub) out of the garbage
+    collector's full passes: each walked them all, ~40 ms about every 3000 requests."""
+
+    def on_ready() -> None:
+        import gc
+
+        gc.freeze()
+        ready()
+
+    return on_ready
 
 
 def _stoppable_server_class() -> Any:

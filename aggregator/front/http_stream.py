@@ -3,6 +3,7 @@ that is JSON or SSE, resumable for 2025 sessions."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -103,12 +104,14 @@ class ResponseStream:
     def __init__(self, send: Send, headers: list[tuple[bytes, bytes]], *, resume_id: str | None = None) -> None:
         self._send = send
         self._headers = headers
-        self._lock = anyio.Lock(fast_acquire=True)
+        # asyncio's own lock and event: one of each per request, and anyio's look up the running
+        # backend (sniffio) on creation. The hub runs on asyncio only.
+        self._lock = asyncio.Lock()
         self.sse = False
         self.done = False
         self.client_gone = False
         self.resume_id = resume_id
-        self.finished = anyio.Event()
+        self.finished = asyncio.Event()
         # Called once when the response turns into an SSE stream.
         self.on_sse: Callable[[], object] | None = None
         self._seq = 0

@@ -15,32 +15,35 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
-import mcp_types as types
 import orjson
-from mcp.server import Server
-from mcp.server.caching import CacheableMethod, CacheHint
-from mcp.server.context import ServerRequestContext
 
 import schemas
 from servers.kit.context import HubCaller, ToolContext, acting_for
 from servers.kit.contract import ToolContract
 from servers.kit.errors import ToolError, error_result
 
-_log = logging.getLogger("toolmux.kit")
+if TYPE_CHECKING:
+    # The MCP SDK's server is needed only to serve a domain as its own process (`build_server`):
+    # a hub running built-ins in-process does not pay its import (~0.5 s, ~20 MB) at start.
+    import mcp_types as types
+    from mcp.server import Server
+    from mcp.server.context import ServerRequestContext
 
-# The SDK's runner sends a handler's plain dict as the result (mcp/server/runner.py `_dump_result`
-# accepts BaseModel or dict), but its handler annotations name only the pydantic models. Handing
-# it the dict the domain already built skips a model round-trip on every call.
-_ListToolsHandler = Callable[
-    [ServerRequestContext[Any, Any], types.PaginatedRequestParams | None], Awaitable[types.ListToolsResult]
-]
-_CallToolHandler = Callable[
-    [ServerRequestContext[Any, Any], types.CallToolRequestParams],
-    Awaitable[types.CallToolResult | types.InputRequiredResult],
-]
+    # The SDK's runner sends a handler's plain dict as the result (mcp/server/runner.py `_dump_result`
+    # accepts BaseModel or dict), but its handler annotations name only the pydantic models. Handing
+    # it the dict the domain already built skips a model round-trip on every call.
+    _ListToolsHandler = Callable[
+        [ServerRequestContext[Any, Any], types.PaginatedRequestParams | None], Awaitable[types.ListToolsResult]
+    ]
+    _CallToolHandler = Callable[
+        [ServerRequestContext[Any, Any], types.CallToolRequestParams],
+        Awaitable[types.CallToolResult | types.InputRequiredResult],
+    ]
+
+_log = logging.getLogger("toolmux.kit")
 
 VERSION = "0.1.0"
 # Custom JSON-RPC method a hub sends a domain running as its child for its deep health check.
@@ -208,6 +211,10 @@ class Domain:
 
     # --- MCP server -----------------------------------------------------------------------------
     def build_server(self) -> Server[Any]:
+        import mcp_types as types
+        from mcp.server import Server
+        from mcp.server.caching import CacheableMethod, CacheHint
+
         domain = self
 
         async def list_tools(ctx: ServerRequestContext[Any, Any], params: Any) -> dict[str, Any]:
@@ -237,8 +244,8 @@ class Domain:
             cache_hints=hints,
             version=VERSION,
             instructions=self.instructions,
-            on_list_tools=cast(_ListToolsHandler, list_tools),
-            on_call_tool=cast(_CallToolHandler, call_tool),
+            on_list_tools=cast("_ListToolsHandler", list_tools),
+            on_call_tool=cast("_CallToolHandler", call_tool),
             get_tool_input_schema=input_schema,
             lifespan=lifespan,
             **self._server_options,
