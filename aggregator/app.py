@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import orjson
+from anyio.abc import TaskGroup
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -150,6 +151,7 @@ class HubApp:
             if self.on_join is not None:
                 for name, upstream in list(self.hub.upstreams.items()):
                     tg.start_soon(self._announce_join, name, upstream)
+            await self._join_fleet(tg)
             await self.hub.wait_settled(self.hub.config.server.startup_timeout)
             # Name collisions are a load-time error: stop, then say why (outside the task group).
             errors = list(self.hub.catalog.snapshot.errors)
@@ -166,9 +168,23 @@ class HubApp:
                 finally:
                     self.ready = False
             await self.hub.stop()
+            if self.mcp.forwarder is not None:
+                await self.mcp.forwarder.aclose()
             tg.cancel_scope.cancel()
         if errors:
             raise RuntimeError("name collisions in the catalog:\n  " + "\n  ".join(errors))
+
+    async def _join_fleet(self, tg: TaskGroup) -> None:
+        """With shared state: forward other replicas' sessions, sign requestState with the fleet's secret."""
+        state = self.hub.state
+        if state is None or not state.shared_fast:
+            return
+        from aggregator.front.forward import SessionForwarder
+
+        forwarder = SessionForwarder(state, idle_timeout=self.hub.config.http.session_idle_timeout)
+        self.mcp.forwarder = forwarder
+        self.core.front.broker.use_secret(await state.sessions.shared_secret("request-state"))
+        tg.start_soon(forwarder.keep_claims, lambda: list(self.mcp.sessions))
 
     async def _announce_join(self, name: str, upstream: Upstream) -> None:
         await upstream.settled.wait()

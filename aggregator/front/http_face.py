@@ -25,6 +25,7 @@ import anyio
 from aggregator import dispatch
 from aggregator.front.core import MRTR_METHODS, REMOVED_IN_MODERN, McpCore
 from aggregator.front.envelope import modern_session
+from aggregator.front.forward import FORWARDED_HEADER, SessionForwarder
 from aggregator.front.http_stream import (
     HEARTBEAT_SECONDS,
     RESUME_TTL,
@@ -105,6 +106,8 @@ class McpHttpEndpoint:
         self._get_streams: dict[str, ResponseStream] = {}
         # Streams a client dropped mid-response: {resume id: (session id, stream, created)}.
         self._resumable: dict[str, tuple[str, ResponseStream, float]] = {}
+        # Set when replicas share state: requests for sessions other replicas own go there.
+        self.forwarder: SessionForwarder | None = None
 
     # --- session housekeeping ---------------------------------------------------------------------
     def expire_idle(self) -> None:
@@ -122,6 +125,8 @@ class McpHttpEndpoint:
         if session is not None:
             session.close()
             self.core.front.sessions.discard(session)
+            if self.forwarder is not None:
+                self.core.hub.task_group.start_soon(self.forwarder.release, sid)
 
     def _make_room(self) -> bool:
         if len(self.sessions) < self.max_sessions:
@@ -149,6 +154,16 @@ class McpHttpEndpoint:
                 headers=[(b"www-authenticate", b'Bearer realm="toolmux"')],
             )
             return
+        sid = headers.get("mcp-session-id")
+        if self.forwarder is not None and sid and sid not in self.sessions and FORWARDED_HEADER not in headers:
+            owner = await self.forwarder.owner_url(sid)
+            if owner is not None:
+                if not await self.forwarder.forward(scope, receive, send, owner):
+                    await self.forwarder.release(sid)
+                    await send_rpc_error(
+                        send, 404, None, jsonrpc.INVALID_REQUEST, "session not found: its replica is gone"
+                    )
+                return
         method = scope["method"]
         if method == "POST":
             await self.post(scope, receive, send, headers, principal)
@@ -234,6 +249,8 @@ class McpHttpEndpoint:
         if response is not None and "result" in response:
             self.sessions[session.id] = session
             self.core.front.sessions.add(session)
+            if self.forwarder is not None:  # claimed before the client can send its next request elsewhere
+                await self.forwarder.claim(session.id)
             await send_body(send, 200, jsonrpc.dumps(response), [(b"mcp-session-id", session.id.encode())])
         else:
             await send_body(send, 400, jsonrpc.dumps(response))

@@ -92,6 +92,10 @@ class InputBroker:
         self._secret = secret or secrets.token_bytes(32)
         self._parked: dict[str, ParkedCall] = {}
 
+    def use_secret(self, secret: bytes) -> None:
+        """Sign and check `requestState` with the fleet's shared secret (docs/scale-out.md)."""
+        self._secret = secret
+
     def park(self, principal: str, method: str, target: str) -> ParkedCall:
         self._expire()
         send, receive = anyio.create_memory_object_stream[tuple[str, Any]](64)
