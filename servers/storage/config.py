@@ -68,6 +68,11 @@ class StorageConfig(BaseModel):
     url_expiry_seconds: int = Field(
         default=3600, ge=1, le=MAX_PRESIGN_SECONDS, description="Lifetime of presigned URLs in tool results"
     )
+    root: str | None = Field(
+        default=None,
+        description="Directory of the objects, bucket keys and URL secret (default: <data dir>/storage). "
+        "Replicas sharing state must all mount the same directory here",
+    )
     lock_timeout_seconds: float = Field(default=10.0, gt=0, description="Wait this long for a busy object")
     lock_max_waiters: int = Field(default=64, ge=1, description="Callers queued on one object before 'busy'")
     sweep_interval_seconds: float = Field(default=60.0, gt=0, description="Longest pause between TTL sweeps")
