@@ -14,11 +14,14 @@ A bucket without a `key` gets one generated on first start and kept in `<data>/s
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -135,3 +138,15 @@ def server_secret(server_dir: Path) -> bytes:
     if not path.exists():
         _write_private(path, secrets.token_hex(32))
     return bytes.fromhex(path.read_text(encoding="utf-8").strip())
+
+
+@contextmanager
+def first_start_lock(server_dir: Path) -> Iterator[None]:
+    """Held while secrets are read or generated, so replicas sharing the directory generate them once."""
+    server_dir.mkdir(parents=True, exist_ok=True)
+    with open(server_dir / ".init.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -22,7 +22,7 @@ import anyio
 from servers.kit import ToolError
 from servers.storage.blobs import BlobStore
 from servers.storage.buckets import Bucket, OpenedObject, check_digests, iter_file, no_such_key
-from servers.storage.config import StorageConfig, resolve_bucket_keys, server_secret
+from servers.storage.config import StorageConfig, first_start_lock, resolve_bucket_keys, server_secret
 from servers.storage.listing import Listing, decode_token, list_objects
 from servers.storage.locks import KeyLocks, ObjectLocks
 from servers.storage.metadata import MetadataStore, ObjectRecord, PartRecord, SqliteMetadata
@@ -59,14 +59,16 @@ class StorageService:
         self.blobs = BlobStore(root)
         self.meta: MetadataStore = metadata or SqliteMetadata(root / "metadata.sqlite3")
         configured = config.effective_buckets()
-        keys = resolve_bucket_keys(configured, root)
+        with first_start_lock(root):  # replicas sharing `root` must agree on the generated secrets
+            keys = resolve_bucket_keys(configured, root)
+            presign_secret = server_secret(root)
         self.buckets: dict[str, Bucket] = {
             b.name: Bucket(
                 b.name, b.visibility, b.max_object_size or config.max_object_size, b.ttl_seconds, keys[b.name]
             )
             for b in configured
         }
-        self.presigner = Presigner(server_secret(root))
+        self.presigner = Presigner(presign_secret)
         self.on_close: builtins.list[Callable[[], object]] = []
         self.locks: ObjectLocks = locks or KeyLocks(
             timeout=config.lock_timeout_seconds, max_waiters=config.lock_max_waiters

@@ -35,10 +35,15 @@ async def test_an_object_written_through_one_replica_is_read_through_the_other(f
         put = await http.put(f"{first.url}/storage/default/notes/a.txt", content=body, headers=fleet.headers())
         assert put.status_code == 200, put.text
         got = await http.get(f"{second.url}/storage/default/notes/a.txt", headers=fleet.headers())
+        # A link minted by one replica opens on the other: they share the URL secret in the shared root.
+        minted = await http.post(f"{first.url}/storage/presign/default/notes/a.txt", headers=fleet.headers())
+        link = minted.json()["url"].replace(first.url, second.url)
+        by_link = await http.get(link)
         listing = await http.get(f"{second.url}/storage/default?prefix=notes/", headers=fleet.headers())
         deleted = await http.delete(f"{second.url}/storage/default/notes/a.txt", headers=fleet.headers())
         gone = await http.get(f"{first.url}/storage/default/notes/a.txt", headers=fleet.headers())
     assert got.status_code == 200 and got.content == body
+    assert by_link.status_code == 200 and by_link.content == body
     assert got.headers["etag"].strip('"') == hashlib.md5(body).hexdigest()
     assert [o["key"] for o in listing.json()["objects"]] == ["notes/a.txt"]
     assert deleted.status_code in (200, 204)

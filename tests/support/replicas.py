@@ -163,7 +163,7 @@ defaults
   timeout client 60s
   timeout server 60s
   timeout tunnel 60s
-  option redispatch
+  option redispatch 1
   retries 3
   retry-on conn-failure empty-response response-timeout
 
