@@ -169,3 +169,15 @@ async def test_toolmux_usage_counts_the_calls_of_both_replicas(fleet: Fleet, fak
     assert report["totals"]["requests"] == 4
     assert len({row["replica"] for row in report["rows"]}) == 2  # both replicas' rows
     assert b"TOTAL" in table.stdout
+
+
+async def test_health_through_the_balancer_shows_the_whole_fleet(fleet: Fleet) -> None:
+    async with fleet.http() as http:
+        answers = [(await http.get(f"{fleet.url}/health", headers=fleet.headers())).json() for _ in range(2)]
+    replica_urls = {r.url for r in fleet.replicas}
+    for health in answers:  # whichever replica answers
+        assert health["state"]["mode"] == "shared"
+        assert health["state"]["stores"] == {"postgres": {"healthy": True}, "redis": {"healthy": True}}
+        assert {r["url"] for r in health["state"]["fleet"]} == replica_urls
+        assert all(r["version"] and r["last_heartbeat"] for r in health["state"]["fleet"])
+    assert answers[0]["state"]["replica"] != answers[1]["state"]["replica"]

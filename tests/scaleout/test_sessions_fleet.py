@@ -3,6 +3,7 @@ replica that owns it, whichever replica the balancer picked (the others forward 
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import anyio
 import httpx2
 import orjson
 import pytest
+import yaml
 from mcp import Client, types
 from mcp.client.session import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
@@ -163,3 +165,25 @@ async def test_a_legacy_sse_stream_dropped_on_one_replica_resumes_on_the_other_w
     steps = [m["params"]["progress"] for m in first + resumed if m.get("method") == "notifications/progress"]
     assert steps == [1, 2, 3, 4, 5, 6]  # nothing lost, nothing repeated
     assert resumed[-1]["id"] == 2 and resumed[-1]["result"]["content"][0]["text"] == "done after 6 steps"
+
+
+async def test_a_config_reload_on_one_replica_reaches_the_other_through_pub_sub(fleet: Fleet) -> None:
+    first, second = fleet.replicas
+    for replica in fleet.replicas:  # one config for all replicas (a ConfigMap), changed once
+        config = yaml.safe_load(replica.config_path.read_text())
+        added = dict(config["mcpServers"]["probe"])
+        added["args"] = ["-m", "tests.fixtures.probe_server", "--name", "added"]
+        config["mcpServers"]["added"] = added
+        replica.config_path.write_text(yaml.safe_dump(config))
+    assert first.process is not None
+    first.process.send_signal(signal.SIGHUP)  # only the first replica is told
+    async with fleet.http() as http:
+        with anyio.fail_after(30):
+            while True:
+                health = (await http.get(f"{second.url}/health", headers=fleet.headers())).json()
+                if health["servers"].get("added", {}).get("state") == "ready":
+                    break
+                await anyio.sleep(0.1)  # another process reloads: nothing to wait on but its answers
+        on_first = (await http.get(f"{first.url}/health", headers=fleet.headers())).json()
+    assert on_first["servers"]["added"]["state"] in ("starting", "ready")
+    assert "config reloaded" in second.output()
