@@ -29,8 +29,9 @@ from aggregator.state import State, StateUnavailable
 _log = logging.getLogger("toolmux.forward")
 
 FORWARDED_HEADER = "x-toolmux-forwarded"
-# Per-connection headers, and those the HTTP client writes itself for the new connection.
-_REQUEST_SKIP = {b"host", b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade", b"content-length"}
+# Per-connection headers, and the length the HTTP client writes itself. `Host` stays the client's:
+# the owner applies the same Host/Origin policy the first replica did.
+_REQUEST_SKIP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade", b"content-length"}
 _RESPONSE_SKIP = {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade"}
 CLAIM_REFRESH_SECONDS = 60.0
 
