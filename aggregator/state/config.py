@@ -6,6 +6,7 @@
       postgres: postgresql://postgres@127.0.0.1/toolmux   # durable records: usage, spend, budgets, keys
       prefix: "toolmux:"            # Redis key prefix (one per deployment of toolmux sharing a Redis)
       schema: toolmux               # PostgreSQL schema holding toolmux's tables
+      advertise_url: http://10.0.0.5:4000   # where the other replicas reach this one (its sessions)
 
 Either store may be given alone: the other part then stays embedded.
 """
