@@ -185,6 +185,7 @@ class HubApp:
         forwarder = SessionForwarder(state, idle_timeout=self.hub.config.http.session_idle_timeout)
         self.mcp.forwarder = forwarder
         self.core.front.broker.use_secret(await state.sessions.shared_secret("request-state"))
+        self.core.front.broker.announce = forwarder.claim_parked
         tg.start_soon(forwarder.keep_claims, lambda: list(self.mcp.sessions))
         if self.config_path is not None:
             tg.start_soon(self._reload_when_told)

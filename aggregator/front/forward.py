@@ -62,6 +62,12 @@ class SessionForwarder:
             for session_id in list(sessions()):
                 await self.claim(session_id)
 
+    async def claim_parked(self, token: str) -> None:
+        await self.claim(f"parked:{token}")
+
+    async def parked_owner_url(self, token: str) -> str | None:
+        return await self.owner_url(f"parked:{token}")
+
     async def owner_url(self, session_id: str) -> str | None:
         """The address of the replica owning `session_id`, if that is another, live replica."""
         try:
@@ -75,10 +81,13 @@ class SessionForwarder:
             return None
         return self._urls.get(owner)
 
-    async def forward(self, scope: dict[str, Any], receive: Receive, send: Send, url: str) -> bool:
-        """Stream the request to `url` and its answer back; False (nothing sent) when the owner is unreachable."""
-        body = bytearray()
-        if scope["method"] == "POST":
+    async def forward(
+        self, scope: dict[str, Any], receive: Receive, send: Send, url: str, *, read: bytes | None = None
+    ) -> bool:
+        """Stream the request to `url` and its answer back; False (nothing sent) when the owner is unreachable.
+        `read`: the body, when the caller has already read it."""
+        body = bytearray(read or b"")
+        if scope["method"] == "POST" and read is None:
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":

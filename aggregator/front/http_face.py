@@ -39,6 +39,7 @@ from aggregator.front.http_stream import (
     send_rpc_error,
     start_sse,
 )
+from aggregator.front.mrtr import InputBroker
 from aggregator.front.session import FrontSession
 from aggregator.ids import new_id
 from aggregator.principal import Principal
@@ -226,6 +227,12 @@ class McpHttpEndpoint:
             or version_header in MODERN_VERSIONS
             or message["method"] == "server/discover"
         )
+        if is_modern and self.forwarder is not None and message["method"] in MRTR_METHODS:
+            token = InputBroker.token_of((params or {}).get("requestState"))
+            if token and not self.core.front.broker.holds(token) and FORWARDED_HEADER not in headers:
+                owner = await self.forwarder.parked_owner_url(token)
+                if owner is not None and await self.forwarder.forward(scope, receive, send, owner, read=body):
+                    return
         if is_modern:
             await self.post_modern(receive, send, headers, principal, message, params)
         elif message["method"] == "initialize" and sid is None:

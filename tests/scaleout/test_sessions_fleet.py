@@ -18,6 +18,9 @@ from mcp import Client, types
 from mcp.client.session import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 
+from aggregator.protocol import jsonrpc, sse
+from aggregator.protocol.eras import META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, MODERN_VERSION
+from aggregator.protocol.headers import modern_headers
 from aggregator.protocol.sse import SseDecoder
 from tests.support.replicas import PROJECT_ROOT, Fleet, replica_fleet
 
@@ -187,3 +190,45 @@ async def test_a_config_reload_on_one_replica_reaches_the_other_through_pub_sub(
         on_first = (await http.get(f"{first.url}/health", headers=fleet.headers())).json()
     assert on_first["servers"]["added"]["state"] in ("starting", "ready")
     assert "config reloaded" in second.output()
+
+
+async def stateless_call(
+    http: httpx2.AsyncClient, url: str, fleet: Fleet, params: dict[str, Any], request_id: int
+) -> dict[str, Any]:
+    """One 2026-07-28 tools/call, its envelope in `_meta`, sent to one replica; the JSON-RPC response."""
+    meta = {
+        META_PROTOCOL_VERSION: MODERN_VERSION,
+        META_CLIENT_CAPABILITIES: {"elicitation": {}},
+        META_CLIENT_INFO: {"name": "t", "version": "1"},
+    }
+    body = jsonrpc.request(request_id, "tools/call", {**params, "_meta": meta})
+    headers = {
+        **fleet.headers(),
+        **modern_headers(body, MODERN_VERSION),
+        "accept": "application/json, text/event-stream",
+        "content-type": "application/json",
+    }
+    response = await http.post(f"{url}/mcp/", content=jsonrpc.dumps(body), headers=headers)
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        messages = [orjson.loads(e.data) for e in sse.parse_events(response.content) if e.data]
+        return next(m for m in messages if m.get("id") == request_id)
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+async def test_a_stateless_clients_input_round_parked_on_one_replica_is_answered_through_the_other(
+    fleet: Fleet,
+) -> None:
+    first, second = fleet.replicas
+    ask = {"name": "probe-ask_user", "arguments": {"question": "favourite colour?"}}
+    async with fleet.http() as http:
+        with anyio.fail_after(30):
+            round_one = await stateless_call(http, first.url, fleet, ask, 1)
+            result = round_one["result"]
+            assert result["resultType"] == "input_required"
+            (key,) = result["inputRequests"]
+            answer = {"action": "accept", "content": {"answer": "blue"}}
+            retry = {**ask, "inputResponses": {key: answer}, "requestState": result["requestState"]}
+            # The upstream call waits on the first replica; the retry reaches the second.
+            final = await stateless_call(http, second.url, fleet, retry, 2)
+    assert final["result"]["content"][0]["text"] == "user accept: blue"
