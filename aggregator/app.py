@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import orjson
+from anyio.abc import TaskGroup
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -36,6 +37,7 @@ from aggregator.principal import Principal
 from aggregator.protocol import jsonrpc
 from aggregator.protocol.errors import ErrorCode, ToolmuxError, code_for_status, internal_error
 from aggregator.response_buffers import ResponseBuffers, is_stall
+from aggregator.state import CHANNEL_CONFIG_RELOAD, StateUnavailable
 from aggregator.upstreams.upstream import Upstream
 
 _log = logging.getLogger("toolmux.app")
@@ -180,6 +182,7 @@ class HubApp:
             if self.on_join is not None:
                 for name, upstream in list(self.hub.upstreams.items()):
                     tg.start_soon(self._announce_join, name, upstream)
+            await self._join_fleet(tg)
             await self.hub.wait_settled(self.hub.config.server.startup_timeout)
             # Name collisions are a load-time error: stop, then say why (outside the task group).
             errors = list(self.hub.catalog.snapshot.errors)
@@ -196,9 +199,26 @@ class HubApp:
                 finally:
                     self.ready = False
             await self.hub.stop()
+            if self.mcp.forwarder is not None:
+                await self.mcp.forwarder.aclose()
             tg.cancel_scope.cancel()
         if errors:
             raise RuntimeError("name collisions in the catalog:\n  " + "\n  ".join(errors))
+
+    async def _join_fleet(self, tg: TaskGroup) -> None:
+        """With shared state: forward other replicas' sessions, sign requestState with the fleet's secret."""
+        state = self.hub.state
+        if state is None or not state.shared_fast:
+            return
+        from aggregator.front.forward import SessionForwarder
+
+        forwarder = SessionForwarder(state, idle_timeout=self.hub.config.http.session_idle_timeout)
+        self.mcp.forwarder = forwarder
+        self.core.front.broker.use_secret(await state.sessions.shared_secret("request-state"))
+        self.core.front.broker.announce = forwarder.claim_parked
+        tg.start_soon(forwarder.keep_claims, lambda: list(self.mcp.sessions))
+        if self.config_path is not None:
+            tg.start_soon(self._reload_when_told)
 
     async def _announce_join(self, name: str, upstream: Upstream) -> None:
         await upstream.settled.wait()
@@ -208,21 +228,45 @@ class HubApp:
     async def _reload_on_sighup(self) -> None:
         import signal
 
-        from aggregator import config as hub_config
-
         assert self.config_path is not None
         with anyio.open_signal_receiver(signal.SIGHUP) as signals:
             async for _ in signals:
-                try:
-                    new = hub_config.load(self.config_path)
-                except hub_config.ConfigError as exc:
-                    _log.error("config reload refused, keeping the running config:\n%s", exc)
-                    continue
-                new.server = self.hub.config.server  # host, port and data dir need a restart
-                report = await self.hub.reload(new)
-                _log.warning(
-                    "config reloaded: %s", ", ".join(f"{k}={v}" for k, v in report.items() if v) or "no change"
-                )
+                if await self._reload_config() and self.hub.state is not None and self.hub.state.shared_fast:
+                    # The other replicas reload their own copy of the file (one ConfigMap, many pods).
+                    try:
+                        await self.hub.state.pubsub.publish(CHANNEL_CONFIG_RELOAD, {"from": self.hub.state.replica_id})
+                    except StateUnavailable as exc:
+                        _log.warning("the other replicas were not told to reload: %s", exc)
+
+    async def _reload_config(self) -> bool:
+        from aggregator import config as hub_config
+
+        assert self.config_path is not None
+        try:
+            new = hub_config.load(self.config_path)
+        except hub_config.ConfigError as exc:
+            _log.error("config reload refused, keeping the running config:\n%s", exc)
+            return False
+        new.server = self.hub.config.server  # host, port and data dir need a restart
+        new.state = self.hub.config.state  # so do the shared stores
+        report = await self.hub.reload(new)
+        _log.warning("config reloaded: %s", ", ".join(f"{k}={v}" for k, v in report.items() if v) or "no change")
+        return True
+
+    async def _reload_when_told(self) -> None:
+        """Reload when another replica did (config-reload fan-out through the shared pub/sub)."""
+        state = self.hub.state
+        assert state is not None and self.config_path is not None
+        while True:
+            try:
+                async with state.pubsub.subscribe(CHANNEL_CONFIG_RELOAD) as messages:
+                    async for message in messages:
+                        if message.get("from") != state.replica_id:
+                            _log.warning("replica %s reloaded its config: reloading", message.get("from"))
+                            await self._reload_config()
+            except StateUnavailable as exc:
+                _log.warning("config-reload fan-out paused: %s", exc)
+            await anyio.sleep(state.config.heartbeat)  # the subscription ended (Redis went away): subscribe again
 
     async def _sweep(self) -> None:
         while True:

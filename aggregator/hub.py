@@ -176,6 +176,8 @@ class Hub:
                 self._tg = tg
                 if not self.config.state.embedded:
                     self.state = await open_state(self.config.state, data_dir=self.data_dir)
+                    # Reported with each heartbeat: where other replicas forward this one's sessions.
+                    self.state.url = (self.config.state.advertise_url or self.public_url or "").rstrip("/")
                     tg.start_soon(self.state.run_heartbeat, __version__, self._client_count)
                 await self._open_managed_keys(tg)
                 self._apply(self.config)

@@ -407,6 +407,8 @@ class McpCore:
             broker.release(parked)
             raise
         if kind == "input":
+            if state is None and broker.announce is not None:
+                await broker.announce(parked.token)
             return broker.input_required(parked)
         broker.release(parked)
         outcome, payload = value

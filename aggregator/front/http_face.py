@@ -26,6 +26,7 @@ import anyio
 from aggregator import dispatch
 from aggregator.front.core import MRTR_METHODS, REMOVED_IN_MODERN, McpCore
 from aggregator.front.envelope import modern_session
+from aggregator.front.forward import FORWARDED_HEADER, SessionForwarder
 from aggregator.front.http_stream import (
     HEARTBEAT_SECONDS,
     RESUME_TTL,
@@ -39,6 +40,7 @@ from aggregator.front.http_stream import (
     send_rpc_error,
     start_sse,
 )
+from aggregator.front.mrtr import InputBroker
 from aggregator.front.session import FrontSession
 from aggregator.ids import new_id
 from aggregator.principal import Principal
@@ -106,6 +108,8 @@ class McpHttpEndpoint:
         self._get_streams: dict[str, ResponseStream] = {}
         # Streams a client dropped mid-response: {resume id: (session id, stream, created)}.
         self._resumable: dict[str, tuple[str, ResponseStream, float]] = {}
+        # Set when replicas share state: requests for sessions other replicas own go there.
+        self.forwarder: SessionForwarder | None = None
 
     # --- session housekeeping ---------------------------------------------------------------------
     def expire_idle(self) -> None:
@@ -123,6 +127,8 @@ class McpHttpEndpoint:
         if session is not None:
             session.close()
             self.core.front.sessions.discard(session)
+            if self.forwarder is not None:
+                self.core.hub.task_group.start_soon(self.forwarder.release, sid)
 
     def _make_room(self) -> bool:
         if len(self.sessions) < self.max_sessions:
@@ -150,6 +156,16 @@ class McpHttpEndpoint:
                 headers=[(b"www-authenticate", b'Bearer realm="toolmux"')],
             )
             return
+        sid = headers.get("mcp-session-id")
+        if self.forwarder is not None and sid and sid not in self.sessions and FORWARDED_HEADER not in headers:
+            owner = await self.forwarder.owner_url(sid)
+            if owner is not None:
+                if not await self.forwarder.forward(scope, receive, send, owner):
+                    await self.forwarder.release(sid)
+                    await send_rpc_error(
+                        send, 404, None, jsonrpc.INVALID_REQUEST, "session not found: its replica is gone"
+                    )
+                return
         method = scope["method"]
         if method == "POST":
             await self.post(scope, receive, send, headers, principal)
@@ -212,6 +228,12 @@ class McpHttpEndpoint:
             or version_header in MODERN_VERSIONS
             or message["method"] == "server/discover"
         )
+        if is_modern and self.forwarder is not None and message["method"] in MRTR_METHODS:
+            token = InputBroker.token_of((params or {}).get("requestState"))
+            if token and not self.core.front.broker.holds(token) and FORWARDED_HEADER not in headers:
+                owner = await self.forwarder.parked_owner_url(token)
+                if owner is not None and await self.forwarder.forward(scope, receive, send, owner, read=body):
+                    return
         if is_modern:
             await self.post_modern(receive, send, headers, principal, message, params)
         elif message["method"] == "initialize" and sid is None:
@@ -235,6 +257,8 @@ class McpHttpEndpoint:
         if response is not None and "result" in response:
             self.sessions[session.id] = session
             self.core.front.sessions.add(session)
+            if self.forwarder is not None:  # claimed before the client can send its next request elsewhere
+                await self.forwarder.claim(session.id)
             await send_body(send, 200, jsonrpc.dumps(response), [(b"mcp-session-id", session.id.encode())])
         else:
             await send_body(send, 400, jsonrpc.dumps(response))

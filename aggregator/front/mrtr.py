@@ -91,6 +91,24 @@ class InputBroker:
     def __init__(self, secret: bytes | None = None) -> None:
         self._secret = secret or secrets.token_bytes(32)
         self._parked: dict[str, ParkedCall] = {}
+        # With replicas: told each parked call's token before its first input_required goes out, so
+        # a retry landing on another replica can be forwarded here (front/forward.py).
+        self.announce: Callable[[str], Awaitable[None]] | None = None
+
+    def holds(self, token: str) -> bool:
+        return token in self._parked
+
+    @staticmethod
+    def token_of(state: Any) -> str | None:
+        """The parked call a `requestState` names (unchecked: only for routing the retry)."""
+        if not isinstance(state, str) or state.count(".") != 3:
+            return None
+        base, _, _round = state.split(".")[1].rpartition("-")
+        return base or None
+
+    def use_secret(self, secret: bytes) -> None:
+        """Sign and check `requestState` with the fleet's shared secret (docs/scale-out.md)."""
+        self._secret = secret
 
     def park(self, principal: str, method: str, target: str) -> ParkedCall:
         self._expire()

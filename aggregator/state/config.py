@@ -6,6 +6,7 @@
       postgres: postgresql://postgres@127.0.0.1/toolmux   # durable records: usage, spend, budgets, keys
       prefix: "toolmux:"            # Redis key prefix (one per deployment of toolmux sharing a Redis)
       schema: toolmux               # PostgreSQL schema holding toolmux's tables
+      advertise_url: http://10.0.0.5:4000   # where the other replicas reach this one (its sessions)
 
 Either store may be given alone: the other part then stays embedded.
 """
@@ -29,6 +30,11 @@ class StateConfig(BaseModel):
     schema_name: str = Field(default="toolmux", alias="schema", description="PostgreSQL schema of toolmux's tables")
     pool_size: int = Field(default=10, ge=1, le=200, description="PostgreSQL connections per replica")
     heartbeat: float = Field(default=5.0, gt=0, le=300, description="seconds between a replica's registry heartbeats")
+    advertise_url: str | None = Field(
+        default=None,
+        description="http://host:port where the other replicas reach this one (default: the hub's own URL); "
+        "requests for a session this replica owns are forwarded there",
+    )
 
     @model_validator(mode="before")
     @classmethod

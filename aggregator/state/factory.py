@@ -29,6 +29,7 @@ from aggregator.state.interfaces import (
     ReplicaRegistry,
     ResponseCacheStore,
     RoutingStore,
+    SessionDirectory,
     StateUnavailable,
     UsageLedger,
 )
@@ -40,6 +41,7 @@ from aggregator.state.memory import (
     MemoryReplicaRegistry,
     MemoryResponseCache,
     MemoryRoutingStore,
+    MemorySessionDirectory,
 )
 
 _log = logging.getLogger("toolmux.state")
@@ -64,7 +66,9 @@ class State:
     keys: KeyStore
     pubsub: PubSub
     registry: ReplicaRegistry
+    sessions: SessionDirectory
     started_at: float = field(default_factory=time.time)
+    url: str = ""  # where the other replicas reach this one (reported with each heartbeat)
     _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list, repr=False)
     _checks: dict[str, Callable[[], Awaitable[Any]]] = field(default_factory=dict, repr=False)
 
@@ -79,7 +83,7 @@ class State:
         return self.config.postgres is not None
 
     async def heartbeat(self, version: str, load: float) -> None:
-        info = ReplicaInfo(self.replica_id, version, load, self.started_at, time.time())
+        info = ReplicaInfo(self.replica_id, version, load, self.started_at, time.time(), self.url)
         await self.registry.heartbeat(info, ttl=self.config.heartbeat * 3)
 
     async def run_heartbeat(self, version: str, load: Callable[[], float]) -> None:
@@ -170,6 +174,7 @@ async def open_state(
                 "routing": rs.RedisRoutingStore(client, config.prefix, replica),
                 "pubsub": rs.RedisPubSub(client, config.prefix),
                 "registry": rs.RedisReplicaRegistry(client, config.prefix),
+                "sessions": rs.RedisSessionDirectory(client, config.prefix),
             }
         else:
             limiter, breakers = MemoryRateLimiter(), MemoryBreakerStore()
@@ -181,6 +186,7 @@ async def open_state(
                 "routing": MemoryRoutingStore(),
                 "pubsub": MemoryPubSub(),
                 "registry": MemoryReplicaRegistry(),
+                "sessions": MemorySessionDirectory(),
             }
     except BaseException:
         with anyio.CancelScope(shield=True):

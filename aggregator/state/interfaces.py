@@ -306,6 +306,7 @@ class ReplicaInfo:
     load: float = 0.0  # calls in flight
     started_at: float = 0.0
     last_heartbeat: float = 0.0
+    url: str = ""  # where the other replicas reach this one (forwarded session requests)
 
 
 class ReplicaRegistry(Protocol):
@@ -316,3 +317,19 @@ class ReplicaRegistry(Protocol):
     async def fleet(self) -> list[ReplicaInfo]: ...
 
     async def leave(self, replica_id: str) -> None: ...
+
+
+# --- sessions ---------------------------------------------------------------------------------
+class SessionDirectory(Protocol):
+    """Which replica owns a 2025-era MCP session (requests for it are forwarded there), and the
+    secrets every replica must hold alike (the HMAC key of stateless `requestState`)."""
+
+    async def claim(self, session_id: str, replica_id: str, *, ttl: float) -> None: ...
+
+    async def owner(self, session_id: str) -> str | None: ...
+
+    async def release(self, session_id: str) -> None: ...
+
+    async def shared_secret(self, name: str) -> bytes:
+        """The fleet's secret called `name`: made by the first replica that asks, the same for all."""
+        ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -230,6 +231,24 @@ class MemoryPubSub:
             send.close()
 
 
+class MemorySessionDirectory:
+    def __init__(self) -> None:
+        self._owners: dict[str, str] = {}
+        self._secrets: dict[str, bytes] = {}
+
+    async def claim(self, session_id: str, replica_id: str, *, ttl: float) -> None:
+        self._owners[session_id] = replica_id
+
+    async def owner(self, session_id: str) -> str | None:
+        return self._owners.get(session_id)
+
+    async def release(self, session_id: str) -> None:
+        self._owners.pop(session_id, None)
+
+    async def shared_secret(self, name: str) -> bytes:
+        return self._secrets.setdefault(name, os.urandom(32))
+
+
 class MemoryReplicaRegistry:
     def __init__(self, clock: Clock = time.time) -> None:
         self.clock = clock
@@ -238,7 +257,7 @@ class MemoryReplicaRegistry:
     async def heartbeat(self, info: ReplicaInfo, *, ttl: float) -> None:
         now = self.clock()
         self._replicas[info.id] = (
-            ReplicaInfo(info.id, info.version, info.load, info.started_at, now),
+            ReplicaInfo(info.id, info.version, info.load, info.started_at, now, info.url),
             now + ttl,
         )
 

@@ -76,6 +76,38 @@ ALTER TABLE api_keys ADD COLUMN models TEXT;
 ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT '[]'
 """
 
+_STORAGE = """
+CREATE TABLE storage_objects (
+    bucket TEXT NOT NULL,
+    key TEXT {collate} NOT NULL,
+    blob TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    etag TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    modified {real} NOT NULL,
+    expires_at {real},
+    metadata TEXT NOT NULL DEFAULT '{{}}',
+    PRIMARY KEY (bucket, key)
+);
+CREATE INDEX storage_objects_expiry ON storage_objects (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE storage_uploads (
+    upload_id TEXT PRIMARY KEY,
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    content_type TEXT,
+    created {real} NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{{}}'
+);
+CREATE TABLE storage_parts (
+    upload_id TEXT NOT NULL,
+    part_number INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    modified {real} NOT NULL,
+    PRIMARY KEY (upload_id, part_number)
+);
+"""
+
 STEPS: tuple[Step, ...] = (
     Step(
         1,
@@ -90,6 +122,14 @@ STEPS: tuple[Step, ...] = (
     ),
     Step(2, "managed API keys", _KEYS.format(real="REAL"), _KEYS.format(real="DOUBLE PRECISION")),
     Step(3, "managed keys: model allow-list and scopes", _KEY_MODELS_SCOPES, _KEY_MODELS_SCOPES),
+    # Shared storage only (embedded storage keeps its own metadata.sqlite3 next to its objects).
+    # Keys compare as bytes, S3's listing order: COLLATE "C".
+    Step(
+        4,
+        "storage object metadata",
+        "-- embedded: storage keeps its metadata in <storage root>/metadata.sqlite3",
+        _STORAGE.format(real="DOUBLE PRECISION", collate='COLLATE "C"'),
+    ),
 )
 
 LATEST = STEPS[-1].version

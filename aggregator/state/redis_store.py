@@ -407,6 +407,34 @@ class RedisPubSub(_RedisPart):
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
+class RedisSessionDirectory(_RedisPart):
+    def _key(self, session_id: str) -> str:
+        return f"{self.prefix}session:{session_id}"
+
+    async def claim(self, session_id: str, replica_id: str, *, ttl: float) -> None:
+        with guard():
+            await self.client.set(self._key(session_id), replica_id, px=int(ttl * 1000))
+
+    async def owner(self, session_id: str) -> str | None:
+        with guard():
+            raw = await self.client.get(self._key(session_id))
+        return None if raw is None else _text(raw)
+
+    async def release(self, session_id: str) -> None:
+        with guard():
+            await self.client.delete(self._key(session_id))
+
+    async def shared_secret(self, name: str) -> bytes:
+        key = f"{self.prefix}secret:{name}"
+        with guard():
+            # The first replica's random value wins; every later one reads it (no expiry: a changed
+            # secret would invalidate every requestState in flight).
+            await self.client.set(key, os.urandom(32), nx=True)
+            raw = await self.client.get(key)
+        assert isinstance(raw, bytes)
+        return raw
+
+
 class RedisReplicaRegistry(_RedisPart):
     def _index(self) -> str:
         return f"{self.prefix}replicas"
@@ -414,7 +442,14 @@ class RedisReplicaRegistry(_RedisPart):
     async def heartbeat(self, info: ReplicaInfo, *, ttl: float) -> None:
         now = self.clock()
         data = orjson.dumps(
-            {"id": info.id, "version": info.version, "load": info.load, "started_at": info.started_at, "seen": now}
+            {
+                "id": info.id,
+                "version": info.version,
+                "load": info.load,
+                "started_at": info.started_at,
+                "seen": now,
+                "url": info.url,
+            }
         )
         with guard():
             async with self.client.pipeline(transaction=True) as pipe:
@@ -433,7 +468,8 @@ class RedisReplicaRegistry(_RedisPart):
         for raw in raws:
             if raw:
                 d = orjson.loads(raw)
-                fleet.append(ReplicaInfo(d["id"], d["version"], d["load"], d["started_at"], d["seen"]))
+                url = d.get("url", "")
+                fleet.append(ReplicaInfo(d["id"], d["version"], d["load"], d["started_at"], d["seen"], url))
         return sorted(fleet, key=lambda r: r.id)
 
     async def leave(self, replica_id: str) -> None:

@@ -140,7 +140,9 @@ class UsageConfig(_Strict):
     path: str | None = None  # default: <data_dir>/models/usage.sqlite3
     # Privacy mode is the default: metadata only. True stores prompts and answers too.
     log_prompts: bool = False
-    flush_interval: float = Field(default=0.5, gt=0)
+    # 0: every row is written before its call answers (no row lost if the process is killed; one more
+    # write per call). Otherwise rows are written in batches at most this many seconds apart.
+    flush_interval: float = Field(default=0.5, ge=0)
 
 
 class BudgetConfig(_Strict):

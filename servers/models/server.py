@@ -34,6 +34,7 @@ def create(settings: ServerSettings, *, service: ModelsService | None = None) ->
         async with anyio.create_task_group() as tg:
             if config.health.enabled and config.backends:
                 tg.start_soon(models.health.run)
+            tg.start_soon(models.usage.run_flusher)
             try:
                 yield
             finally:

@@ -58,6 +58,7 @@ CREATE INDEX IF NOT EXISTS calls_key_ts ON calls(key, ts);
 
 _log = logging.getLogger("toolmux.models")
 GROUPS = {"model": "model", "key": "key", "day": "day", "deployment": "deployment", "status": "status"}
+SHARED_GROUPS = (*GROUPS, "replica")  # the shared ledger also records which replica served a call
 FLUSH_BATCH = 64
 
 
@@ -194,6 +195,24 @@ def query(
     return {"rows": rows, "totals": totals}
 
 
+async def query_ledger(ledger: UsageLedger, **kwargs: Any) -> dict[str, Any]:
+    """`query`'s report from a shared ledger (PostgreSQL): the rows of every replica."""
+    group_by = list(kwargs.get("group_by") or ())
+    rows = await ledger.query(
+        group_by=group_by,
+        since=_timestamp(kwargs.get("since")),
+        until=_timestamp(kwargs.get("until"), end=True),
+        key=kwargs.get("key"),
+        model=kwargs.get("model"),
+    )
+    totals: dict[str, Any] = dict.fromkeys(_TOTALS, 0)
+    for row in rows:
+        for name in _TOTALS:
+            totals[name] += row[name]
+    totals["cost"] = round(float(totals["cost"]), 8)
+    return {"rows": rows, "totals": totals}
+
+
 class UsageStore:
     """Buffered SQLite writer plus in-memory spend per key for budget checks."""
 
@@ -309,6 +328,13 @@ class UsageStore:
         if due:
             await self.flush()
 
+    async def run_flusher(self) -> None:
+        """Write buffered rows every `flush_interval` even when no further call comes (until cancelled)."""
+        while self.flush_interval > 0:
+            await anyio.sleep(self.flush_interval)
+            if self._pending:
+                await self.flush()
+
     async def _flush_shared(self, ledger: UsageLedger) -> None:
         with self._lock:
             batch, self._pending = self._pending, []
@@ -357,20 +383,7 @@ class UsageStore:
             await anyio.to_thread.run_sync(self._write)
 
     async def _query_shared(self, ledger: UsageLedger, **kwargs: Any) -> dict[str, Any]:
-        group_by = list(kwargs.get("group_by") or ())
-        rows = await ledger.query(
-            group_by=group_by,
-            since=_timestamp(kwargs.get("since")),
-            until=_timestamp(kwargs.get("until"), end=True),
-            key=kwargs.get("key"),
-            model=kwargs.get("model"),
-        )
-        totals: dict[str, Any] = dict.fromkeys(_TOTALS, 0)
-        for row in rows:
-            for name in _TOTALS:
-                totals[name] += row[name]
-        totals["cost"] = round(float(totals["cost"]), 8)
-        return {"rows": rows, "totals": totals}
+        return await query_ledger(ledger, **kwargs)
 
     async def query(self, **kwargs: Any) -> dict[str, Any]:
         await self.flush()

@@ -13,6 +13,7 @@ import errno
 import hashlib
 import os
 import shutil
+import time
 import uuid
 import zlib
 from collections.abc import AsyncIterable, Iterable
@@ -237,18 +238,28 @@ class BlobStore:
         await anyio.to_thread.run_sync(lambda: shutil.rmtree(self.multipart / upload_id, ignore_errors=True))
 
     # --- recovery -------------------------------------------------------------------------------
-    def collect_garbage(self, referenced: set[str], live_uploads: set[str]) -> int:
-        """Remove temp files and unreferenced blobs left by a crash (call before serving)."""
+    def collect_garbage(self, referenced: set[str], live_uploads: set[str], *, min_age: float = 0.0) -> int:
+        """Remove temp files and unreferenced blobs left by a crash (call before serving); with `min_age`,
+        only those untouched for that many seconds (other replicas may be writing the newer ones)."""
         removed = 0
+        cutoff = time.time() - min_age
+
+        def old(path: Path) -> bool:
+            try:
+                return min_age <= 0 or path.stat().st_mtime < cutoff
+            except FileNotFoundError:
+                return False
+
         for path in self.tmp.iterdir():
-            path.unlink(missing_ok=True)
-            removed += 1
+            if old(path):
+                path.unlink(missing_ok=True)
+                removed += 1
         for path in self.objects.glob("*/*/*"):
-            if path.is_file() and path.relative_to(self.objects).as_posix() not in referenced:
+            if path.is_file() and path.relative_to(self.objects).as_posix() not in referenced and old(path):
                 path.unlink(missing_ok=True)
                 removed += 1
         for path in self.multipart.iterdir():
-            if path.name not in live_uploads:
+            if path.name not in live_uploads and old(path):
                 shutil.rmtree(path, ignore_errors=True)
                 removed += 1
         return removed

@@ -14,11 +14,14 @@ A bucket without a `key` gets one generated on first start and kept in `<data>/s
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -67,6 +70,11 @@ class StorageConfig(BaseModel):
     )
     url_expiry_seconds: int = Field(
         default=3600, ge=1, le=MAX_PRESIGN_SECONDS, description="Lifetime of presigned URLs in tool results"
+    )
+    root: str | None = Field(
+        default=None,
+        description="Directory of the objects, bucket keys and URL secret (default: <data dir>/storage). "
+        "Replicas sharing state must all mount the same directory here",
     )
     lock_timeout_seconds: float = Field(default=10.0, gt=0, description="Wait this long for a busy object")
     lock_max_waiters: int = Field(default=64, ge=1, description="Callers queued on one object before 'busy'")
@@ -130,3 +138,15 @@ def server_secret(server_dir: Path) -> bytes:
     if not path.exists():
         _write_private(path, secrets.token_hex(32))
     return bytes.fromhex(path.read_text(encoding="utf-8").strip())
+
+
+@contextmanager
+def first_start_lock(server_dir: Path) -> Iterator[None]:
+    """Held while secrets are read or generated, so replicas sharing the directory generate them once."""
+    server_dir.mkdir(parents=True, exist_ok=True)
+    with open(server_dir / ".init.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

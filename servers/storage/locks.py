@@ -13,12 +13,23 @@ exist only while someone holds or waits on a key, so memory follows concurrency,
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Hashable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 
 from servers.kit import ToolError
+
+
+class ObjectLocks(Protocol):
+    """What the service needs of per-object locks: `KeyLocks` in one process, `SharedKeyLocks` across replicas."""
+
+    def read(self, key: Hashable) -> AbstractAsyncContextManager[None]: ...
+
+    def write(self, key: Hashable) -> AbstractAsyncContextManager[None]: ...
+
+    def state(self, key: Hashable) -> dict[str, int | bool]: ...
 
 
 @dataclass

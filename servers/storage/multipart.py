@@ -19,7 +19,7 @@ from servers.kit import ToolError
 from servers.storage.blobs import BlobStore, too_large
 from servers.storage.buckets import Bucket, check_digests
 from servers.storage.config import StorageConfig
-from servers.storage.locks import KeyLocks
+from servers.storage.locks import ObjectLocks
 from servers.storage.metadata import MetadataStore, ObjectRecord, PartRecord, UploadRecord
 from servers.storage.names import check_key
 from servers.storage.sniff import SNIFF_BYTES, sniff
@@ -61,7 +61,7 @@ class MultipartUploads:
         config: StorageConfig,
         meta: MetadataStore,
         blobs: BlobStore,
-        locks: KeyLocks,
+        locks: ObjectLocks,
         bucket: Callable[[str], Bucket],
         install: Installer,
         clock: Callable[[], float],

@@ -65,9 +65,40 @@ def minter_of(ctx: ToolContext) -> str:
     return ctx.caller or MASTER_NAME
 
 
+def build_service(config: StorageConfig, settings: ServerSettings) -> StorageService:
+    """Embedded: metadata in SQLite, locks in this process. With the hub's `state:` naming PostgreSQL:
+    metadata there and locks across replicas, objects under `root` (a directory all replicas share)."""
+    from pathlib import Path
+
+    root = Path(config.root) if config.root else settings.server_dir
+    state = settings.state
+    if state is None or state.config.postgres is None:
+        return StorageService(config, root, public_url=settings.public_url)
+    from servers.storage.locks import KeyLocks
+    from servers.storage.pg_metadata import PostgresMetadata, open_pool
+    from servers.storage.shared_locks import SharedKeyLocks
+
+    url, schema = state.config.postgres, state.config.schema_name
+    metadata = PostgresMetadata(open_pool(url, schema, state.config.pool_size))
+    # Lock holders keep a connection each while they hold or wait: a pool of their own, so they
+    # never starve the metadata queries the holders need to finish.
+    lock_pool = open_pool(url, schema, config.lock_max_waiters + 1)
+    local = KeyLocks(timeout=config.lock_timeout_seconds, max_waiters=config.lock_max_waiters)
+    service = StorageService(
+        config,
+        root,
+        public_url=settings.public_url,
+        metadata=metadata,
+        locks=SharedKeyLocks(local, lock_pool),
+        shared=True,
+    )
+    service.on_close.append(lock_pool.close)
+    return service
+
+
 def create(settings: ServerSettings) -> Domain:
     config = settings.parse(StorageConfig)
-    service = StorageService(config, settings.server_dir, public_url=settings.public_url)
+    service = build_service(config, settings)
 
     child_face = ChildFace(service)
 

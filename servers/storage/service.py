@@ -22,9 +22,9 @@ import anyio
 from servers.kit import ToolError
 from servers.storage.blobs import BlobStore
 from servers.storage.buckets import Bucket, OpenedObject, check_digests, iter_file, no_such_key
-from servers.storage.config import StorageConfig, resolve_bucket_keys, server_secret
+from servers.storage.config import StorageConfig, first_start_lock, resolve_bucket_keys, server_secret
 from servers.storage.listing import Listing, decode_token, list_objects
-from servers.storage.locks import KeyLocks
+from servers.storage.locks import KeyLocks, ObjectLocks
 from servers.storage.metadata import MetadataStore, ObjectRecord, PartRecord, SqliteMetadata
 from servers.storage.multipart import MultipartUploads
 from servers.storage.names import check_key, check_prefix
@@ -35,6 +35,7 @@ from servers.storage.sweeper import Sweeper
 _log = logging.getLogger("toolmux.storage")
 
 Clock = Callable[[], float]
+SHARED_GARBAGE_AGE = 24 * 3600.0  # seconds: no write or multipart upload in progress is older
 __all__ = ["Bucket", "OpenedObject", "StorageService", "iter_file", "no_such_key"]
 
 
@@ -47,6 +48,8 @@ class StorageService:
         public_url: str | None = None,
         clock: Clock = time.time,
         metadata: MetadataStore | None = None,
+        locks: ObjectLocks | None = None,
+        shared: bool = False,
     ) -> None:
         self.config = config
         self.root = root
@@ -56,17 +59,23 @@ class StorageService:
         self.blobs = BlobStore(root)
         self.meta: MetadataStore = metadata or SqliteMetadata(root / "metadata.sqlite3")
         configured = config.effective_buckets()
-        keys = resolve_bucket_keys(configured, root)
+        with first_start_lock(root):  # replicas sharing `root` must agree on the generated secrets
+            keys = resolve_bucket_keys(configured, root)
+            presign_secret = server_secret(root)
         self.buckets: dict[str, Bucket] = {
             b.name: Bucket(
                 b.name, b.visibility, b.max_object_size or config.max_object_size, b.ttl_seconds, keys[b.name]
             )
             for b in configured
         }
-        self.presigner = Presigner(server_secret(root))
-        self.locks = KeyLocks(timeout=config.lock_timeout_seconds, max_waiters=config.lock_max_waiters)
+        self.presigner = Presigner(presign_secret)
+        self.on_close: builtins.list[Callable[[], object]] = []
+        self.locks: ObjectLocks = locks or KeyLocks(
+            timeout=config.lock_timeout_seconds, max_waiters=config.lock_max_waiters
+        )
         referenced, uploads = self.meta.recovery_snapshot()
-        removed = self.blobs.collect_garbage(referenced, uploads)
+        # With replicas sharing the directory, a fresh file may be another replica's write in progress.
+        removed = self.blobs.collect_garbage(referenced, uploads, min_age=SHARED_GARBAGE_AGE if shared else 0.0)
         if removed:
             _log.warning("storage: removed %d leftover file(s) from an interrupted run", removed)
         self.started_at = root.stat().st_ctime
@@ -88,6 +97,8 @@ class StorageService:
 
     def close(self) -> None:
         self.meta.close()
+        for close in self.on_close:
+            close()
 
     def now(self) -> float:
         """The service's clock, read late: tests swap `clock` after construction."""

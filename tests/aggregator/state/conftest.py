@@ -7,8 +7,6 @@ services, with a key prefix and a schema unique to the test, dropped afterwards.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +14,8 @@ from pathlib import Path
 import pytest
 
 from aggregator.state import State, StateConfig, open_state
+from tests.support.shared_state import POSTGRES_URL, REDIS_URL, drop_shared, shared_config  # noqa: F401  (re-exported)
 
-REDIS_URL = os.environ.get("TOOLMUX_TEST_REDIS", "redis://127.0.0.1:6379/0")
-POSTGRES_URL = os.environ.get("TOOLMUX_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 # Loopback ports with nothing listening (a stopped store).
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
 DEAD_POSTGRES_URL = "postgresql://postgres@127.0.0.1:1/test"
@@ -46,29 +43,6 @@ class Pair:
 def set_clock(state: State, clock: FakeClock) -> None:
     for part in (state.limiter, state.breakers, state.gate, state.registry, state.keys):
         part.clock = clock  # type: ignore[union-attr]
-
-
-async def drop_shared(config: StateConfig) -> None:
-    """Remove everything a test left in Redis and PostgreSQL."""
-    import psycopg
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        keys = [k async for k in client.scan_iter(match=f"{config.prefix}*", count=500)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{config.schema_name}" CASCADE')
-
-
-def shared_config() -> StateConfig:
-    tag = uuid.uuid4().hex[:12]
-    return StateConfig.model_validate(
-        {"redis": REDIS_URL, "postgres": POSTGRES_URL, "prefix": f"test:{tag}:", "schema": f"t_{tag}"}
-    )
 
 
 @pytest.fixture
