@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from aggregator.config import HubConfig
@@ -22,6 +23,8 @@ _log = logging.getLogger("toolmux.auth")
 MASTER_KEY_ENV = "TOOLMUX_MASTER_KEY"
 MASTER_KEY_FILE = "master.key"
 INTERNAL = Principal(name="internal", is_master=True)
+# Consulted for a presented secret that is no key: an OAuth access token (aggregator/oauth).
+TokenVerifier = Callable[[str], Principal | None]
 
 
 def _digest(key: str) -> bytes:
@@ -49,6 +52,8 @@ def resolve_master_key(config: HubConfig, *, announce: bool = True) -> str:
 
 
 class KeyStore:
+    token_verifier: TokenVerifier | None = None
+
     def __init__(self, master_key: str, config: HubConfig, internal_key: str | None = None) -> None:
         self.internal_key = internal_key or secrets.token_urlsafe(32)
         self._secrets: dict[str, str] = {MASTER.name: master_key}
@@ -68,7 +73,7 @@ class KeyStore:
         digest = _digest(presented)
         principal = self._by_digest.get(digest)
         if principal is None:
-            return None
+            return self.token_verifier(presented) if self.token_verifier is not None else None
         # The digest matched; compare the secret too so equality is never decided by a dict lookup alone.
         secret = self.internal_key if principal is INTERNAL else self._secrets.get(principal.name, "")
         return principal if hmac.compare_digest(presented.encode(), secret.encode()) else None

@@ -101,7 +101,8 @@ class Catalog:
     def __init__(self, separator: str = "-") -> None:
         self.separator = separator
         self.snapshot = Snapshot()
-        self._tool_lists: dict[str, list[dict[str, Any]]] = {}
+        # By what decides the list (the globs), not by name: one OAuth subject may hold tokens of different scopes.
+        self._tool_lists: dict[tuple[bool, tuple[str, ...], tuple[str, ...]], list[dict[str, Any]]] = {}
 
     def exposed(self, upstream: Upstream, name: str) -> str:
         raw = name if upstream.entry.prefix == "never" else f"{upstream.name}{self.separator}{name}"
@@ -164,10 +165,11 @@ class Catalog:
         return self.snapshot.tools.get(name)
 
     def tools_for(self, principal: Principal) -> list[dict[str, Any]]:
-        cached = self._tool_lists.get(principal.name)
+        key = (principal.is_master, principal.allowed_tools, principal.denied_tools)
+        cached = self._tool_lists.get(key)
         if cached is None:
             cached = [t.wire for n, t in self.snapshot.tools.items() if principal.may_call(n)]
-            self._tool_lists[principal.name] = cached
+            self._tool_lists[key] = cached
         return cached
 
     def nearest(self, name: str, principal: Principal, n: int = 3) -> list[str]:

@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aggregator import datadir
+from aggregator.oauth.config import OAuthConfig
 from aggregator.state.config import StateConfig
 
 SERVER_NAME_RE = re.compile(r"^[a-z0-9_]+$")
@@ -227,6 +228,7 @@ class FacadesConfig(_Model):
     forecast_models: FacadeLimit = _limit(30.0, 64 * 1024)
     web: FacadeLimit = _limit(660.0, 64 * 1024)  # the web server bounds each fetch and render itself
     images: FacadeLimit = _limit(600.0, 1 * _MiB)  # /v1/images/generations (one prompt; generation is slow)
+    oauth: FacadeLimit = _limit(30.0, 64 * 1024)  # OAuth metadata, registration, consent, token endpoints
     hub_tools: HubToolsConfig = Field(default_factory=HubToolsConfig)
 
 
@@ -243,6 +245,7 @@ class HubConfig(_Model):
     builtins: Literal["auto"] | list[str] = "auto"
     servers: dict[str, ServerEntry] = Field(default_factory=dict, alias="mcpServers")
     state: StateConfig = Field(default_factory=StateConfig, description="embedded, or shared Redis/PostgreSQL")
+    oauth: OAuthConfig = Field(default_factory=OAuthConfig, description="OAuth 2.1 sign-in beside the keys")
 
     @field_validator("servers", mode="before")
     @classmethod

@@ -236,7 +236,9 @@ class Hub:
                 self.domains.pop(name, None)
                 report["stopped"].append(name)
         self.config = config
+        verifier = self.keys.token_verifier
         self.keys = KeyStore(self.keys._secrets["master"], config, self.keys.internal_key)
+        self.keys.token_verifier = verifier  # OAuth tokens are not config keys: a reload keeps them valid
         self.catalog.separator = config.catalog.separator
         self.unavailable = unavailable
         for name, (entry, builtin) in planned.items():
