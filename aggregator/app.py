@@ -142,7 +142,14 @@ class HubApp:
         if not config.oauth.enabled:
             return None
         public_url = config.server.public_url or self.hub.public_url or f"http://127.0.0.1:{config.server.port}"
-        gate = OAuthGate(config.oauth, public_url, data_dir=config.data_dir)
+        gate = OAuthGate(
+            config.oauth,
+            public_url,
+            data_dir=config.data_dir,
+            # Looked up per call: a reload replaces hub.keys.
+            admin_key=lambda secret: self.hub.keys.principal_for(secret),  # noqa: PLW0108
+            tools_for=lambda principal: [tool["name"] for tool in self.hub.catalog.tools_for(principal)],
+        )
         self.hub.keys.token_verifier = gate.verify
         return gate
 

@@ -3,7 +3,9 @@ documents, and the 401 challenge that points MCP clients to them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
@@ -26,7 +28,15 @@ class TokenCheck(Protocol):
 
 
 class OAuthGate:
-    def __init__(self, config: OAuthConfig, public_url: str, *, data_dir: Any = None) -> None:
+    def __init__(
+        self,
+        config: OAuthConfig,
+        public_url: str,
+        *,
+        data_dir: Path,
+        admin_key: Callable[[str], Principal | None] = lambda _: None,
+        tools_for: Callable[[Principal], list[str]] = lambda _: [],
+    ) -> None:
         public_url = public_url.rstrip("/")
         issuer = (config.issuer or public_url).rstrip("/")
         self.config = config
@@ -45,7 +55,7 @@ class OAuthGate:
         else:
             from aggregator.oauth.builtin.server import BuiltinServer
 
-            self.server = BuiltinServer(config, self.resource, data_dir)
+            self.server = BuiltinServer(config, self.resource, data_dir, admin_key=admin_key, tools_for=tools_for)
             self.check = self.server
 
     def verify(self, token: str) -> Principal | None:

@@ -44,9 +44,9 @@ class ProtectedResource:
 
     def challenge(self, request_path: str, error: str | None = None) -> str:
         """The `WWW-Authenticate` value of a 401 on `request_path` (MCP authorization, RFC 6750)."""
+        # No `scope=`: no call needs one scope in particular; clients take scopes_supported, and
+        # the person consenting narrows them.
         parts = [f'resource_metadata="{self.metadata_url(request_path)}"']
-        if self.scopes:
-            parts.append(f'scope="{" ".join(self.scopes)}"')
         if error:
             parts.append(f'error="{error}"')
         return "Bearer " + ", ".join(parts)
