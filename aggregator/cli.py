@@ -511,6 +511,12 @@ def build_parser() -> argparse.ArgumentParser:
     from aggregator.state import cli as state_cli  # `toolmux db upgrade`
 
     state_cli.add_parser(sub)
+    try:  # `toolmux upstream login` needs the oauth extra (authlib)
+        from aggregator.oauth.upstream import login as upstream_login
+    except ImportError:
+        pass
+    else:
+        upstream_login.add_parser(sub)
     return parser
 
 

@@ -27,7 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aggregator import datadir
-from aggregator.oauth.config import OAuthConfig
+from aggregator.oauth.config import OAuthConfig, UpstreamOAuth
 from aggregator.state.config import StateConfig
 
 SERVER_NAME_RE = re.compile(r"^[a-z0-9_]+$")
@@ -92,6 +92,7 @@ class ServerEntry(_Model):
     # remote
     url: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    oauth: UpstreamOAuth | None = Field(default=None, description="sign in to this http server with OAuth 2.1")
     transport: Literal["auto", "streamable-http", "sse"] = "auto"
     protocol: Literal["auto", "legacy", "modern"] = Field(
         default="auto",
@@ -118,6 +119,8 @@ class ServerEntry(_Model):
             raise ValueError(f"give only one of command, url, builtin (got {', '.join(kinds)})")
         if self.url and not self.url.startswith(("http://", "https://")):
             raise ValueError("url must start with http:// or https://")
+        if self.oauth is not None and not self.url:
+            raise ValueError("oauth applies to servers reached over http (give url)")
         return self
 
     @property

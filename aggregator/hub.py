@@ -133,7 +133,7 @@ class Hub:
                 return (lambda: openers.stdio_opener(name, entry)), UpstreamKind.STDIO
             from aggregator.upstreams.http import http_opener
 
-            return http_opener(name, entry), UpstreamKind.HTTP
+            return http_opener(name, entry, self.data_dir), UpstreamKind.HTTP
         spec = registry.BUILTINS[builtin]
         mode = entry.mode or spec.default_mode
         if mode == "stdio":

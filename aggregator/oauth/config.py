@@ -68,3 +68,27 @@ class OAuthConfig(_Model):
     @property
     def enabled(self) -> bool:
         return self.mode != "off"
+
+
+class UpstreamOAuth(_Model):
+    """`mcpServers.<name>.oauth`: how the hub signs in to a remote MCP server.
+
+    client_credentials: machine to machine, with `client_id` / `client_secret`.
+    authorization_code: a person signs in once with `toolmux upstream login NAME`; the hub keeps
+    the tokens (encrypted in the data dir) and refreshes them.
+    """
+
+    grant: Literal["client_credentials", "authorization_code"] = "client_credentials"
+    client_id: str | None = Field(default=None, description="omitted with authorization_code: registered (RFC 7591)")
+    client_secret: str | None = None
+    scope: str | None = None
+    resource: str | None = Field(default=None, description="RFC 8707 resource; default: the server's url")
+    token_url: str | None = Field(default=None, description="default: discovered from the server's metadata")
+    authorization_url: str | None = Field(default=None, description="default: discovered")
+    refresh_margin_seconds: float = Field(default=60.0, ge=0, description="refresh this long before expiry")
+
+    @model_validator(mode="after")
+    def _credentials(self) -> UpstreamOAuth:
+        if self.grant == "client_credentials" and not (self.client_id and self.client_secret):
+            raise ValueError("oauth.grant client_credentials needs client_id and client_secret")
+        return self
