@@ -48,6 +48,13 @@ class OAuthGate:
         )
         self.check: TokenCheck
         self.server: Any = None  # the built-in authorization server, in builtin mode
+        try:
+            import authlib  # noqa: F401
+            import joserfc  # noqa: F401
+        except ImportError as exc:
+            raise RuntimeError(
+                f"oauth.mode {config.mode} needs the oauth extra: pip install 'toolmux[oauth]' ({exc.name} missing)"
+            ) from exc
         if config.mode == "external":
             from aggregator.oauth.jwt_verifier import JwtVerifier
 

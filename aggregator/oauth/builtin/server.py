@@ -137,11 +137,11 @@ class BuiltinServer:
 
 def _answer(result: tuple[int, Any, list[tuple[str, str]]], request_id: str) -> Response:
     status, body, headers = result
-    merged = {k: v for k, v in headers if k.lower() != "content-type"}
+    merged = {k.lower(): v for k, v in headers if k.lower() != "content-type"}
     merged["x-request-id"] = request_id
     merged.setdefault("cache-control", "no-store")
     if status in (301, 302, 303):
-        return RedirectResponse(merged.pop("Location", merged.pop("location", "")), status_code=302, headers=merged)
+        return RedirectResponse(merged.pop("location", ""), status_code=302, headers=merged)
     content = orjson.dumps(body) if not isinstance(body, str | bytes) else body
     return Response(content, status_code=status, media_type="application/json", headers=merged)
 
