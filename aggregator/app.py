@@ -116,6 +116,8 @@ class HubApp:
         )
         self.facade_context = HubFacadeContext(hub)
         self.oauth = self._oauth_gate()
+        if self.oauth is not None:  # the consent page posts to the hub from the hub's own origin
+            self.policy.allowed_origins.add(self.oauth.resource.public_url.lower())
         self.facades = Starlette(
             routes=self._facade_routes() + (self.oauth.routes(self.facade_context) if self.oauth else []),
             exception_handlers={HTTPException: _http_exception, Exception: _unexpected},
