@@ -30,7 +30,7 @@ from aggregator.oauth.builtin.signin import CredentialSignIn, SignIn
 from aggregator.oauth.builtin.store import OAuthStore, SqliteOAuthStore
 from aggregator.oauth.config import OAuthConfig
 from aggregator.oauth.resource import MCP_PATH, ProtectedResource
-from aggregator.oauth.scopes import principal_for_scopes
+from aggregator.oauth.scopes import known_scopes, principal_for_scopes
 from aggregator.principal import Principal
 
 SECRET_FILE = "oauth.secret"
@@ -196,7 +196,11 @@ def _checked_params(server: BuiltinServer, params: dict[str, str]) -> tuple[str,
 
 async def _consent(server: BuiltinServer, call: Call, params: dict[str, str], problem: str | None = None) -> Response:
     """Validate the authorization request (Authlib), then show the page (or the error)."""
-    params.setdefault("scope", " ".join(server.config.scopes))
+    # Scopes this hub does not map (`openid`, `offline_access`, another server's) are dropped, not
+    # refused: RFC 6749 lets the server grant less. Asking for none known offers every scope, and
+    # the person unticks what the client should not get.
+    known = known_scopes(params.get("scope", "").split(), server.config.scopes)
+    params["scope"] = " ".join(known or server.config.scopes)
     params.setdefault("resource", server.resource.resource(MCP_PATH))
     request = server.oauth_request(call, params)
     try:

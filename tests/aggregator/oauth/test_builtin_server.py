@@ -225,3 +225,11 @@ async def test_the_discovery_documents_describe_the_builtin_server(tmp_path: Pat
     assert metadata["issuer"] == hub.url
     assert metadata["code_challenge_methods_supported"] == ["S256"]
     assert metadata["registration_endpoint"] == f"{hub.url}/oauth/register"
+
+
+async def test_scopes_the_hub_does_not_map_are_dropped_not_refused(tmp_path: Path) -> None:
+    async with builtin_hub(tmp_path) as hub, httpx2.AsyncClient() as http:
+        url, _ = await authorize_url(hub, http, scope="openid echo offline_access")
+        page = await http.get(url)
+        assert page.status_code == 200
+        assert hidden_fields(page.text)["scope"] == "echo"
