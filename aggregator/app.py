@@ -33,6 +33,7 @@ from aggregator.front.http_stream import Receive, Send, header_map, send_body, s
 from aggregator.http_server import ABORT_SCOPE_KEY
 from aggregator.hub import Hub
 from aggregator.ids import new_id
+from aggregator.oauth.gate import OAuthGate
 from aggregator.principal import Principal
 from aggregator.protocol import jsonrpc
 from aggregator.protocol.errors import ErrorCode, ToolmuxError, code_for_status, internal_error
@@ -143,8 +144,11 @@ class HubApp:
         )
         self.buffers.register(hub.metrics.registry)
         self.facade_context = HubFacadeContext(hub)
+        self.oauth = self._oauth_gate()
+        if self.oauth is not None:  # the consent page posts to the hub from the hub's own origin
+            self.policy.allowed_origins.add(self.oauth.resource.public_url.lower())
         self.facades = Starlette(
-            routes=self._facade_routes(),
+            routes=self._facade_routes() + (self.oauth.routes(self.facade_context) if self.oauth else []),
             exception_handlers={HTTPException: _http_exception, Exception: _unexpected},
         )
         self._exact_facades = _exact_routes(self.facades.routes)
@@ -164,6 +168,23 @@ class HubApp:
                 _log.exception("facade %s could not be loaded; its routes are missing", module_name)
         return routes
 
+    def _oauth_gate(self) -> OAuthGate | None:
+        """With `oauth:` on, bearer tokens that are no key are checked as OAuth access tokens."""
+        config = self.hub.config
+        if not config.oauth.enabled:
+            return None
+        public_url = config.server.public_url or self.hub.public_url or f"http://127.0.0.1:{config.server.port}"
+        gate = OAuthGate(
+            config.oauth,
+            public_url,
+            data_dir=config.data_dir,
+            # Looked up per call: a reload replaces hub.keys.
+            admin_key=lambda secret: self.hub.keys.principal_for(secret),  # noqa: PLW0108
+            tools_for=lambda principal: [tool["name"] for tool in self.hub.catalog.tools_for(principal)],
+        )
+        self.hub.keys.token_verifier = gate.verify
+        return gate
+
     def authenticate(self, headers: dict[str, str], scope: dict[str, Any]) -> Principal | None:
         auth = headers.get("authorization", "")
         key: str | None = auth[7:].strip() if auth[:7].lower() == "bearer " else headers.get("x-api-key")
@@ -179,6 +200,8 @@ class HubApp:
         errors: list[str] = []
         async with anyio.create_task_group() as tg:
             await tg.start(self.hub.run)
+            if self.oauth is not None:
+                await self.oauth.start(tg)
             if self.on_join is not None:
                 for name, upstream in list(self.hub.upstreams.items()):
                     tg.start_soon(self._announce_join, name, upstream)
@@ -296,7 +319,12 @@ class HubApp:
                 started = True
                 headers = message.get("headers", [])
                 if not any(name == b"x-request-id" for name, _ in headers):  # facades set their own
-                    message = {**message, "headers": [*headers, rid_header]}
+                    headers = [*headers, rid_header]
+                if message["status"] == 401 and self.oauth is not None:
+                    # MCP authorization: every 401 points to the protected resource metadata.
+                    challenge = (b"www-authenticate", self.oauth.challenge(scope["path"]))
+                    headers = [h for h in headers if h[0].lower() != b"www-authenticate"] + [challenge]
+                message = {**message, "headers": headers}
             await bounded(message)
 
         try:

@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,8 @@ _log = logging.getLogger("toolmux.auth")
 MASTER_KEY_ENV = "TOOLMUX_MASTER_KEY"
 MASTER_KEY_FILE = "master.key"
 INTERNAL = Principal(name="internal", is_master=True)
+# Consulted for a presented secret that is no key: an OAuth access token (aggregator/oauth).
+TokenVerifier = Callable[[str], Principal | None]
 
 
 def _digest(key: str) -> bytes:
@@ -55,6 +58,8 @@ def resolve_master_key(config: HubConfig, *, announce: bool = True) -> str:
 
 class KeyStore:
     """The master key, the YAML keys, and (once the hub opened its state) the managed keys' mirror."""
+
+    token_verifier: TokenVerifier | None = None
 
     def __init__(
         self,
@@ -98,7 +103,11 @@ class KeyStore:
         digest = _digest(presented)
         principal = self._by_digest.get(digest)
         if principal is None:
-            return self.managed.principal_for(presented) if self.managed is not None else None
+            if self.managed is not None:
+                found = self.managed.principal_for(presented)
+                if found is not None:
+                    return found
+            return self.token_verifier(presented) if self.token_verifier is not None else None
         # The digest matched; compare the secret too so equality is never decided by a dict lookup alone.
         secret = self.internal_key if principal is INTERNAL else self._secrets.get(principal.name, "")
         return principal if hmac.compare_digest(presented.encode(), secret.encode()) else None

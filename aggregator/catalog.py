@@ -125,7 +125,9 @@ class Catalog:
         self.snapshot = Snapshot()
         # The snapshot before the last rebuild: which views a change touched (per-toolset list_changed).
         self.previous = Snapshot()
-        self._tool_lists: dict[str, list[dict[str, Any]]] = {}
+        # By what decides the list (view and globs), not by name alone: one OAuth subject may hold
+        # tokens of different scopes.
+        self._tool_lists: dict[tuple[object, ...], list[dict[str, Any]]] = {}
 
     def exposed(self, upstream: Upstream, name: str) -> str:
         raw = name if upstream.entry.prefix == "never" else f"{upstream.name}{self.separator}{name}"
@@ -190,7 +192,7 @@ class Catalog:
     def tools_for(self, principal: Principal) -> list[dict[str, Any]]:
         """What `tools/list` shows this caller: its key's scope through its toolset; in lazy mode
         only the search / describe / call tools; compact toolsets get short descriptions."""
-        cached = self._tool_lists.get(principal.view)
+        cached = self._tool_lists.get(principal.catalog_key)
         if cached is None:
             if principal.lazy:
                 cached = lazy_tools()
@@ -198,7 +200,7 @@ class Catalog:
                 cached = [t.wire for n, t in self.snapshot.tools.items() if principal.may_call(n)]
                 if principal.compact:
                     cached = [compact_wire(w) for w in cached]
-            self._tool_lists[principal.view] = cached
+            self._tool_lists[principal.catalog_key] = cached
         return cached
 
     def view_changed(self, principal: Principal) -> bool:

@@ -557,6 +557,12 @@ def build_parser() -> argparse.ArgumentParser:
     from aggregator.console import keys_cli  # `toolmux keys create|list|rotate|revoke`
 
     keys_cli.add_parser(sub)
+    try:  # `toolmux upstream login` needs the oauth extra (authlib)
+        from aggregator.oauth.upstream import login as upstream_login
+    except ImportError:
+        pass
+    else:
+        upstream_login.add_parser(sub)
     return parser
 
 

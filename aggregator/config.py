@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aggregator import datadir
+from aggregator.oauth.config import OAuthConfig, UpstreamOAuth
 from aggregator.principal import Scope
 from aggregator.state.config import StateConfig
 
@@ -92,6 +93,7 @@ class ServerEntry(_Model):
     # remote
     url: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    oauth: UpstreamOAuth | None = Field(default=None, description="sign in to this http server with OAuth 2.1")
     transport: Literal["auto", "streamable-http", "sse"] = "auto"
     protocol: Literal["auto", "legacy", "modern"] = Field(
         default="auto",
@@ -118,6 +120,8 @@ class ServerEntry(_Model):
             raise ValueError(f"give only one of command, url, builtin (got {', '.join(kinds)})")
         if self.url and not self.url.startswith(("http://", "https://")):
             raise ValueError("url must start with http:// or https://")
+        if self.oauth is not None and not self.url:
+            raise ValueError("oauth applies to servers reached over http (give url)")
         return self
 
     @property
@@ -271,6 +275,7 @@ class FacadesConfig(_Model):
     forecast_models: FacadeLimit = _limit(30.0, 64 * 1024)
     web: FacadeLimit = _limit(660.0, 64 * 1024)  # the web server bounds each fetch and render itself
     images: FacadeLimit = _limit(600.0, 1 * _MiB)  # /v1/images/generations (one prompt; generation is slow)
+    oauth: FacadeLimit = _limit(30.0, 64 * 1024)  # OAuth metadata, registration, consent, token endpoints
     hub_tools: HubToolsConfig = Field(default_factory=HubToolsConfig)
     admin: FacadeLimit = _limit(30.0, 64 * 1024)  # /admin/keys
     console: FacadeLimit = _limit(60.0, 256 * 1024)  # the web UI at /ui/ (its tool-call form included)
@@ -310,6 +315,7 @@ class HubConfig(_Model):
         return self
 
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    oauth: OAuthConfig = Field(default_factory=OAuthConfig, description="OAuth 2.1 sign-in beside the keys")
 
     @field_validator("servers", mode="before")
     @classmethod

@@ -145,7 +145,7 @@ class Hub:
                 return (lambda: openers.stdio_opener(name, entry)), UpstreamKind.STDIO
             from aggregator.upstreams.http import http_opener
 
-            return http_opener(name, entry), UpstreamKind.HTTP
+            return http_opener(name, entry, self.data_dir), UpstreamKind.HTTP
         spec = registry.BUILTINS[builtin]
         mode = entry.mode or spec.default_mode
         if mode == "stdio":
@@ -279,7 +279,9 @@ class Hub:
                 self.domains.pop(name, None)
                 report["stopped"].append(name)
         self.config = config
+        verifier = self.keys.token_verifier
         self.keys = KeyStore(self.keys.master_key, config, self.keys.internal_key, self.keys.managed)
+        self.keys.token_verifier = verifier  # OAuth tokens are not config keys: a reload keeps them valid
         self.catalog.separator = config.catalog.separator
         self.unavailable = unavailable
         for name, (entry, builtin) in planned.items():

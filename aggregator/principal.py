@@ -80,6 +80,12 @@ class Principal:
         return f"{self.name}@{self.toolset.name if self.toolset else ''}{'~lazy' if self.lazy else ''}"
 
     @property
+    def catalog_key(self) -> tuple[object, ...]:
+        """What decides this caller's tool list: its view and its globs (one OAuth subject may hold
+        tokens of different scopes, so the name alone does not)."""
+        return (self.view, self.is_master, self.allowed_tools, self.denied_tools)
+
+    @property
     def compact(self) -> bool:
         return self.toolset is not None and self.toolset.compact
 

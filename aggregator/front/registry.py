@@ -51,15 +51,15 @@ class FrontRegistry:
     def _told(self, kind: str) -> Callable[[Principal | None], bool]:
         """Who hears of a change of `kind`: everyone, except toolset views the change did not touch
         (decided before any send, so a rebuild during the sends cannot blur it)."""
-        decided: dict[str, bool] = {}
+        decided: dict[tuple[object, ...], bool] = {}
         check = self.view_changed
 
         def told(principal: Principal | None) -> bool:
             if kind != "tools" or check is None or principal is None or principal.toolset is None:
                 return True
-            if principal.view not in decided:
-                decided[principal.view] = check(principal)
-            return decided[principal.view]
+            if principal.catalog_key not in decided:
+                decided[principal.catalog_key] = check(principal)
+            return decided[principal.catalog_key]
 
         return told
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -90,10 +91,10 @@ class AutoChannel:
 
 
 @asynccontextmanager
-async def open_http(name: str, entry: ServerEntry) -> AsyncIterator[Channel]:
+async def open_http(name: str, entry: ServerEntry, auth: httpx2.Auth | None = None) -> AsyncIterator[Channel]:
     """One HTTP connection pool and the channel over it, for one upstream session."""
     failure: ChannelClosed | None = None
-    async with create_client(entry) as client, anyio.create_task_group() as tg:
+    async with create_client(entry, auth) as client, anyio.create_task_group() as tg:
         channel: Channel
         try:
             if entry.transport == "sse":
@@ -117,7 +118,15 @@ async def open_http(name: str, entry: ServerEntry) -> AsyncIterator[Channel]:
         raise failure
 
 
-def http_opener(name: str, entry: ServerEntry) -> Callable[[], AbstractAsyncContextManager[Channel]]:
+def http_opener(
+    name: str, entry: ServerEntry, data_dir: Path | None = None
+) -> Callable[[], AbstractAsyncContextManager[Channel]]:
     if not entry.url:
         raise ValueError(f"server {name!r} has no url")
-    return lambda: open_http(name, entry)
+    auth: httpx2.Auth | None = None
+    if entry.oauth is not None and data_dir is not None:
+        from aggregator.oauth.upstream.auth import UpstreamOAuthAuth
+
+        # One per upstream, kept across reconnects: the token lives as long as it is valid.
+        auth = UpstreamOAuthAuth(name, entry.url, entry.oauth, data_dir)
+    return lambda: open_http(name, entry, auth)

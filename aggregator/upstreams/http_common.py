@@ -84,8 +84,9 @@ def describe_http_error(exc: httpx2.HTTPError) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def create_client(entry: ServerEntry) -> httpx2.AsyncClient:
-    """One pooled client per channel: keep-alive connections, TCP keep-alive, the configured headers."""
+def create_client(entry: ServerEntry, auth: httpx2.Auth | None = None) -> httpx2.AsyncClient:
+    """One pooled client per channel: keep-alive connections, TCP keep-alive, the configured headers
+    (and the server's OAuth sign-in, when it has one)."""
     timeouts = entry.timeouts
     transport = httpx2.AsyncHTTPTransport(
         limits=httpx2.Limits(max_connections=256, max_keepalive_connections=32, keepalive_expiry=60.0),
@@ -96,6 +97,7 @@ def create_client(entry: ServerEntry) -> httpx2.AsyncClient:
     )
     return httpx2.AsyncClient(
         headers=entry.headers,
+        auth=auth,
         timeout=httpx2.Timeout(timeouts.connect, read=max(timeouts.call, timeouts.list) + 5.0),
         transport=transport,
         follow_redirects=False,

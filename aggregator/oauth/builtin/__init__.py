@@ -1,0 +1,1 @@
+"""The built-in authorization server (`oauth.mode: builtin`), on Authlib's OAuth 2 grammar."""
