@@ -23,6 +23,7 @@ class ProtectedUpstream:
     base: str = ""
     mcp: SessionServer = field(default_factory=SessionServer)
     access: set[str] = field(default_factory=set)
+    issued: list[str] = field(default_factory=list)  # every access token ever handed out
     refresh: dict[str, str] = field(default_factory=dict)  # refresh token -> client id
     token_requests: list[dict[str, str]] = field(default_factory=list)
     refused: int = 0
@@ -71,6 +72,7 @@ class ProtectedUpstream:
     def _issue(self, with_refresh: bool) -> JSONResponse:
         access = "a-" + secrets.token_urlsafe(8)
         self.access.add(access)
+        self.issued.append(access)
         body: dict[str, Any] = {"access_token": access, "token_type": "Bearer", "expires_in": 3600}
         if with_refresh:
             body["refresh_token"] = self.issue_refresh_token()
