@@ -354,6 +354,7 @@ def routes(ctx: FacadeContext) -> list[BaseRoute]:
     return mount(
         ctx,
         [
+            ("GET", "/", ui(console.home)),  # a person opening the hub's address lands on the console
             ("GET", "/ui", ui(console.home)),
             ("GET", "/ui/", ui(console.home)),
             ("GET", "/ui/login", ui(console.login_page)),

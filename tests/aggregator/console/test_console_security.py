@@ -83,3 +83,11 @@ async def test_console_pages_load_nothing_from_another_host(tmp_path: Path) -> N
         assert page.status_code == 200
         assert "default-src 'none'" in page.headers["content-security-policy"]
         assert not re.search(r'(src|href)="(https?:)?//', page.text)
+
+
+async def test_the_hubs_own_address_leads_a_person_to_the_console_sign_in(tmp_path: Path) -> None:
+    async with console_hub(tmp_path) as (running, _fake), httpx2.AsyncClient(base_url=running.url) as http:
+        root = await http.get("/")
+        login = await http.get(root.headers["location"])
+    assert root.status_code == 303 and root.headers["location"] == "/ui/login"
+    assert login.status_code == 200 and 'name="csrf"' in login.text
