@@ -9,7 +9,7 @@ replicas without explicit locks. A pool that cannot hand out a connection within
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -34,15 +34,17 @@ from aggregator.state.keys import (
     display_prefix,
     glob_to_like,
     hash_secret,
-    insert_values,
     new_secret,
     record_from_row,
 )
 from aggregator.state.migrations import STEPS
+from aggregator.state.sql_keys import SqlKeys
 
 
-class PostgresStore:
+class PostgresStore(SqlKeys):
     """`UsageLedger` and `KeyStore` over a psycopg connection pool."""
+
+    mark = "%s"
 
     def __init__(
         self,
@@ -187,35 +189,7 @@ class PostgresStore:
             return float(row[0])
 
     # --- keys -----------------------------------------------------------------------------------
-    async def create(
-        self,
-        name: str,
-        *,
-        tools: Sequence[str] = ("*",),
-        budget: float | None = None,
-        budget_period: BudgetPeriod = "month",
-        rpm: int | None = None,
-        tpm: int | None = None,
-        expires_at: float | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        models: Sequence[str] | None = None,
-        scopes: Sequence[str] = (),
-    ) -> tuple[KeyRecord, str]:
-        secret = new_secret()
-        values = insert_values(
-            name,
-            secret,
-            self.clock(),
-            tools=tools,
-            budget=budget,
-            budget_period=budget_period,
-            rpm=rpm,
-            tpm=tpm,
-            expires_at=expires_at,
-            metadata=metadata,
-            models=models,
-            scopes=scopes,
-        )
+    async def _insert_key(self, name: str, values: tuple[Any, ...]) -> KeyRecord:
         async with self.connection() as conn:
             try:
                 cursor = await conn.execute(
@@ -226,20 +200,13 @@ class PostgresStore:
                 raise KeyExists(f"a key named {name!r} exists") from None
             row = await cursor.fetchone()
         assert row is not None
-        return record_from_row(row), secret
+        return record_from_row(row)
 
     async def _one(self, where: str, param: str) -> KeyRecord | None:
         async with self.connection() as conn:
             cursor = await conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE {where}".encode(), (param,))
             row = await cursor.fetchone()
         return record_from_row(row) if row else None
-
-    async def verify(self, secret: str) -> KeyRecord | None:
-        record = await self._one("secret_hash = %s", hash_secret(secret))
-        return record if record is not None and record.active(self.clock()) else None
-
-    async def get(self, name: str) -> KeyRecord | None:
-        return await self._one("name = %s", name)
 
     async def active_hashes(self) -> list[tuple[KeyRecord, str]]:
         async with self.connection() as conn:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,11 +31,11 @@ from aggregator.state.keys import (
     display_prefix,
     glob_to_like,
     hash_secret,
-    insert_values,
     new_secret,
     record_from_row,
 )
 from aggregator.state.migrations import STEPS
+from aggregator.state.sql_keys import SqlKeys
 
 T = TypeVar("T")
 
@@ -67,8 +67,10 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
     return applied
 
 
-class SqliteStore:
+class SqliteStore(SqlKeys):
     """`UsageLedger` and `KeyStore` over one SQLite file."""
+
+    mark = "?"
 
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,36 +186,7 @@ class SqliteStore:
         return result.spent
 
     # --- keys -----------------------------------------------------------------------------------
-    async def create(
-        self,
-        name: str,
-        *,
-        tools: Sequence[str] = ("*",),
-        budget: float | None = None,
-        budget_period: BudgetPeriod = "month",
-        rpm: int | None = None,
-        tpm: int | None = None,
-        expires_at: float | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        models: Sequence[str] | None = None,
-        scopes: Sequence[str] = (),
-    ) -> tuple[KeyRecord, str]:
-        secret = new_secret()
-        values = insert_values(
-            name,
-            secret,
-            self.clock(),
-            tools=tools,
-            budget=budget,
-            budget_period=budget_period,
-            rpm=rpm,
-            tpm=tpm,
-            expires_at=expires_at,
-            metadata=metadata,
-            models=models,
-            scopes=scopes,
-        )
-
+    async def _insert_key(self, name: str, values: tuple[Any, ...]) -> KeyRecord:
         def run(conn: sqlite3.Connection) -> None:
             try:
                 conn.execute(
@@ -226,20 +199,13 @@ class SqliteStore:
         await self._run(run)
         record = await self.get(name)
         assert record is not None
-        return record, secret
+        return record
 
     async def _one(self, where: str, param: str) -> KeyRecord | None:
         row = await self._run(
             lambda conn: conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE {where}", (param,)).fetchone()
         )
         return record_from_row(row) if row else None
-
-    async def verify(self, secret: str) -> KeyRecord | None:
-        record = await self._one("secret_hash = ?", hash_secret(secret))
-        return record if record is not None and record.active(self.clock()) else None
-
-    async def get(self, name: str) -> KeyRecord | None:
-        return await self._one("name = ?", name)
 
     async def active_hashes(self) -> list[tuple[KeyRecord, str]]:
         rows = await self._run(
