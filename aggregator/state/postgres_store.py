@@ -32,16 +32,15 @@ from aggregator.state.keys import (
     INSERT_KEY,
     KEY_COLUMNS,
     display_prefix,
-    glob_to_like,
     hash_secret,
     new_secret,
     record_from_row,
 )
 from aggregator.state.migrations import STEPS
-from aggregator.state.sql_keys import SqlKeys
+from aggregator.state.sql_common import SqlStoreBase
 
 
-class PostgresStore(SqlKeys):
+class PostgresStore(SqlStoreBase):
     """`UsageLedger` and `KeyStore` over a psycopg connection pool."""
 
     mark = "%s"
@@ -120,6 +119,11 @@ class PostgresStore(SqlKeys):
             cursor = await conn.execute("SELECT version FROM schema_migrations ORDER BY version")
             return [row[0] for row in await cursor.fetchall()]
 
+    async def _fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async with self.connection() as conn:
+            cursor = await conn.execute(statement.encode(), params)
+            return await cursor.fetchall()
+
     # --- usage ----------------------------------------------------------------------------------
     async def write(self, rows: Sequence[Row], *, spend: Sequence[SpendDelta] = ()) -> None:
         if not rows and not spend:
@@ -130,20 +134,6 @@ class PostgresStore(SqlKeys):
             if spend:
                 await cursor.executemany(sql.ADD_SPEND.encode(), [sql.spend_values(d) for d in spend])
 
-    async def query(
-        self,
-        *,
-        group_by: Sequence[str] = ("model",),
-        since: float | None = None,
-        until: float | None = None,
-        key: str | None = None,
-        model: str | None = None,
-    ) -> list[dict[str, Any]]:
-        statement, params = sql.usage_query("%s", group_by=group_by, since=since, until=until, key=key, model=model)
-        async with self.connection() as conn:
-            cursor = await conn.execute(statement.encode(), params)
-            return sql.usage_rows(group_by, await cursor.fetchall())
-
     async def recent(self, limit: int = 10) -> list[dict[str, Any]]:
         async with self.connection() as conn:
             cursor = await conn.execute("SELECT * FROM usage_calls ORDER BY id DESC LIMIT %s", (limit,))
@@ -151,15 +141,6 @@ class PostgresStore(SqlKeys):
             return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
 
     # --- spend ----------------------------------------------------------------------------------
-    async def spent(self, key: str, period: BudgetPeriod, period_start: float) -> float:
-        async with self.connection() as conn:
-            cursor = await conn.execute(
-                "SELECT spent FROM budget_spend WHERE key = %s AND period = %s AND period_start = %s",
-                (key, period, period_start),
-            )
-            row = await cursor.fetchone()
-            return float(row[0]) if row else 0.0
-
     async def try_spend(
         self, key: str, period: BudgetPeriod, period_start: float, amount: float, limit: float
     ) -> SpendResult:
@@ -201,25 +182,6 @@ class PostgresStore(SqlKeys):
             row = await cursor.fetchone()
         assert row is not None
         return record_from_row(row)
-
-    async def _one(self, where: str, param: str) -> KeyRecord | None:
-        async with self.connection() as conn:
-            cursor = await conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE {where}".encode(), (param,))
-            row = await cursor.fetchone()
-        return record_from_row(row) if row else None
-
-    async def active_hashes(self) -> list[tuple[KeyRecord, str]]:
-        async with self.connection() as conn:
-            cursor = await conn.execute(f"SELECT {KEY_COLUMNS}, secret_hash FROM api_keys WHERE revoked_at IS NULL")
-            return [(record_from_row(r[:-1]), r[-1]) for r in await cursor.fetchall()]
-
-    async def list(self, pattern: str = "*") -> list[KeyRecord]:
-        async with self.connection() as conn:
-            cursor = await conn.execute(
-                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE name LIKE %s ESCAPE '\\' ORDER BY name",
-                (glob_to_like(pattern),),
-            )
-            return [record_from_row(r) for r in await cursor.fetchall()]
 
     async def rotate(self, name: str) -> tuple[KeyRecord, str]:
         secret = new_secret()

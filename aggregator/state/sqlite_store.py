@@ -27,15 +27,12 @@ from aggregator.state.interfaces import (
 )
 from aggregator.state.keys import (
     INSERT_KEY,
-    KEY_COLUMNS,
     display_prefix,
-    glob_to_like,
     hash_secret,
     new_secret,
-    record_from_row,
 )
 from aggregator.state.migrations import STEPS
-from aggregator.state.sql_keys import SqlKeys
+from aggregator.state.sql_common import SqlStoreBase
 
 T = TypeVar("T")
 
@@ -67,7 +64,7 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
     return applied
 
 
-class SqliteStore(SqlKeys):
+class SqliteStore(SqlStoreBase):
     """`UsageLedger` and `KeyStore` over one SQLite file."""
 
     mark = "?"
@@ -97,6 +94,9 @@ class SqliteStore(SqlKeys):
         with self._lock:
             return [row[0] for row in self._conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
 
+    async def _fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return await self._run(lambda conn: conn.execute(statement, params).fetchall())
+
     # --- usage ----------------------------------------------------------------------------------
     async def write(self, rows: Sequence[Row], *, spend: Sequence[SpendDelta] = ()) -> None:
         values = [sql.usage_values(r) for r in rows]
@@ -114,19 +114,6 @@ class SqliteStore(SqlKeys):
         if rows or spend:
             await self._run(run)
 
-    async def query(
-        self,
-        *,
-        group_by: Sequence[str] = ("model",),
-        since: float | None = None,
-        until: float | None = None,
-        key: str | None = None,
-        model: str | None = None,
-    ) -> list[dict[str, Any]]:
-        statement, params = sql.usage_query("?", group_by=group_by, since=since, until=until, key=key, model=model)
-        raw = await self._run(lambda conn: conn.execute(statement, params).fetchall())
-        return sql.usage_rows(group_by, raw)
-
     async def recent(self, limit: int = 10) -> list[dict[str, Any]]:
         def run(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             cursor = conn.execute("SELECT * FROM usage_calls ORDER BY id DESC LIMIT ?", (limit,))
@@ -136,16 +123,6 @@ class SqliteStore(SqlKeys):
         return await self._run(run)
 
     # --- spend ----------------------------------------------------------------------------------
-    async def spent(self, key: str, period: BudgetPeriod, period_start: float) -> float:
-        def run(conn: sqlite3.Connection) -> float:
-            row = conn.execute(
-                "SELECT spent FROM budget_spend WHERE key = ? AND period = ? AND period_start = ?",
-                (key, period, period_start),
-            ).fetchone()
-            return float(row[0]) if row else 0.0
-
-        return await self._run(run)
-
     def _change_spend(
         self, conn: sqlite3.Connection, key: str, period: str, start: float, amount: float, limit: float | None
     ) -> SpendResult:
@@ -200,29 +177,6 @@ class SqliteStore(SqlKeys):
         record = await self.get(name)
         assert record is not None
         return record
-
-    async def _one(self, where: str, param: str) -> KeyRecord | None:
-        row = await self._run(
-            lambda conn: conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE {where}", (param,)).fetchone()
-        )
-        return record_from_row(row) if row else None
-
-    async def active_hashes(self) -> list[tuple[KeyRecord, str]]:
-        rows = await self._run(
-            lambda conn: conn.execute(
-                f"SELECT {KEY_COLUMNS}, secret_hash FROM api_keys WHERE revoked_at IS NULL"
-            ).fetchall()
-        )
-        return [(record_from_row(r[:-1]), r[-1]) for r in rows]
-
-    async def list(self, pattern: str = "*") -> list[KeyRecord]:
-        rows = await self._run(
-            lambda conn: conn.execute(
-                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE name LIKE ? ESCAPE '\\' ORDER BY name",
-                (glob_to_like(pattern),),
-            ).fetchall()
-        )
-        return [record_from_row(r) for r in rows]
 
     async def rotate(self, name: str) -> tuple[KeyRecord, str]:
         secret = new_secret()
