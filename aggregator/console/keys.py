@@ -90,6 +90,21 @@ class KeySpec:
             metadata=metadata,
         )
 
+    async def create_in(self, store: KeyStore) -> tuple[KeyRecord, str]:
+        """The key in `store` (a taken name there is its `KeyExists`); the secret is returned once."""
+        return await store.create(
+            self.name,
+            tools=self.tools,
+            budget=self.budget,
+            budget_period=self.budget_period,
+            rpm=self.rpm,
+            tpm=self.tpm,
+            expires_at=self.expires_at,
+            metadata=self.metadata,
+            models=self.models,
+            scopes=self.scopes,
+        )
+
 
 def _globs(value: Any, field: str) -> tuple[str, ...]:
     if isinstance(value, str):
@@ -225,18 +240,7 @@ class ManagedKeys:
     async def create(self, spec: KeySpec) -> tuple[KeyRecord, str]:
         if self.taken(spec.name):
             raise KeyRequestError(f"a key named {spec.name!r} exists in the config file", "name")
-        record, secret = await self.store.create(
-            spec.name,
-            tools=spec.tools,
-            budget=spec.budget,
-            budget_period=spec.budget_period,
-            rpm=spec.rpm,
-            tpm=spec.tpm,
-            expires_at=spec.expires_at,
-            metadata=spec.metadata,
-            models=spec.models,
-            scopes=spec.scopes,
-        )
+        record, secret = await spec.create_in(self.store)
         await self.reload()
         return record, secret
 

@@ -160,18 +160,7 @@ async def local(args: argparse.Namespace) -> dict[str, Any]:
             if spec.name in {k.name for k in config.auth.keys}:
                 raise KeyRequestError(f"a key named {spec.name!r} exists in the config file", "name")
             try:
-                record, secret = await store.create(
-                    spec.name,
-                    tools=spec.tools,
-                    budget=spec.budget,
-                    budget_period=spec.budget_period,
-                    rpm=spec.rpm,
-                    tpm=spec.tpm,
-                    expires_at=spec.expires_at,
-                    metadata=spec.metadata,
-                    models=spec.models,
-                    scopes=spec.scopes,
-                )
+                record, secret = await spec.create_in(store)
             except KeyExists as exc:
                 raise CommandFailed(str(exc)) from None
             return {"key": describe(record, time.time()), "secret": secret}

@@ -9,7 +9,7 @@ replicas without explicit locks. A pool that cannot hand out a connection within
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,17 +32,18 @@ from aggregator.state.keys import (
     INSERT_KEY,
     KEY_COLUMNS,
     display_prefix,
-    glob_to_like,
     hash_secret,
-    insert_values,
     new_secret,
     record_from_row,
 )
 from aggregator.state.migrations import STEPS
+from aggregator.state.sql_common import SqlStoreBase
 
 
-class PostgresStore:
+class PostgresStore(SqlStoreBase):
     """`UsageLedger` and `KeyStore` over a psycopg connection pool."""
+
+    mark = "%s"
 
     def __init__(
         self,
@@ -118,6 +119,11 @@ class PostgresStore:
             cursor = await conn.execute("SELECT version FROM schema_migrations ORDER BY version")
             return [row[0] for row in await cursor.fetchall()]
 
+    async def _fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async with self.connection() as conn:
+            cursor = await conn.execute(statement.encode(), params)
+            return await cursor.fetchall()
+
     # --- usage ----------------------------------------------------------------------------------
     async def write(self, rows: Sequence[Row], *, spend: Sequence[SpendDelta] = ()) -> None:
         if not rows and not spend:
@@ -128,20 +134,6 @@ class PostgresStore:
             if spend:
                 await cursor.executemany(sql.ADD_SPEND.encode(), [sql.spend_values(d) for d in spend])
 
-    async def query(
-        self,
-        *,
-        group_by: Sequence[str] = ("model",),
-        since: float | None = None,
-        until: float | None = None,
-        key: str | None = None,
-        model: str | None = None,
-    ) -> list[dict[str, Any]]:
-        statement, params = sql.usage_query("%s", group_by=group_by, since=since, until=until, key=key, model=model)
-        async with self.connection() as conn:
-            cursor = await conn.execute(statement.encode(), params)
-            return sql.usage_rows(group_by, await cursor.fetchall())
-
     async def recent(self, limit: int = 10) -> list[dict[str, Any]]:
         async with self.connection() as conn:
             cursor = await conn.execute("SELECT * FROM usage_calls ORDER BY id DESC LIMIT %s", (limit,))
@@ -149,15 +141,6 @@ class PostgresStore:
             return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
 
     # --- spend ----------------------------------------------------------------------------------
-    async def spent(self, key: str, period: BudgetPeriod, period_start: float) -> float:
-        async with self.connection() as conn:
-            cursor = await conn.execute(
-                "SELECT spent FROM budget_spend WHERE key = %s AND period = %s AND period_start = %s",
-                (key, period, period_start),
-            )
-            row = await cursor.fetchone()
-            return float(row[0]) if row else 0.0
-
     async def try_spend(
         self, key: str, period: BudgetPeriod, period_start: float, amount: float, limit: float
     ) -> SpendResult:
@@ -187,35 +170,7 @@ class PostgresStore:
             return float(row[0])
 
     # --- keys -----------------------------------------------------------------------------------
-    async def create(
-        self,
-        name: str,
-        *,
-        tools: Sequence[str] = ("*",),
-        budget: float | None = None,
-        budget_period: BudgetPeriod = "month",
-        rpm: int | None = None,
-        tpm: int | None = None,
-        expires_at: float | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        models: Sequence[str] | None = None,
-        scopes: Sequence[str] = (),
-    ) -> tuple[KeyRecord, str]:
-        secret = new_secret()
-        values = insert_values(
-            name,
-            secret,
-            self.clock(),
-            tools=tools,
-            budget=budget,
-            budget_period=budget_period,
-            rpm=rpm,
-            tpm=tpm,
-            expires_at=expires_at,
-            metadata=metadata,
-            models=models,
-            scopes=scopes,
-        )
+    async def _insert_key(self, name: str, values: tuple[Any, ...]) -> KeyRecord:
         async with self.connection() as conn:
             try:
                 cursor = await conn.execute(
@@ -226,33 +181,7 @@ class PostgresStore:
                 raise KeyExists(f"a key named {name!r} exists") from None
             row = await cursor.fetchone()
         assert row is not None
-        return record_from_row(row), secret
-
-    async def _one(self, where: str, param: str) -> KeyRecord | None:
-        async with self.connection() as conn:
-            cursor = await conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE {where}".encode(), (param,))
-            row = await cursor.fetchone()
-        return record_from_row(row) if row else None
-
-    async def verify(self, secret: str) -> KeyRecord | None:
-        record = await self._one("secret_hash = %s", hash_secret(secret))
-        return record if record is not None and record.active(self.clock()) else None
-
-    async def get(self, name: str) -> KeyRecord | None:
-        return await self._one("name = %s", name)
-
-    async def active_hashes(self) -> list[tuple[KeyRecord, str]]:
-        async with self.connection() as conn:
-            cursor = await conn.execute(f"SELECT {KEY_COLUMNS}, secret_hash FROM api_keys WHERE revoked_at IS NULL")
-            return [(record_from_row(r[:-1]), r[-1]) for r in await cursor.fetchall()]
-
-    async def list(self, pattern: str = "*") -> list[KeyRecord]:
-        async with self.connection() as conn:
-            cursor = await conn.execute(
-                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE name LIKE %s ESCAPE '\\' ORDER BY name",
-                (glob_to_like(pattern),),
-            )
-            return [record_from_row(r) for r in await cursor.fetchall()]
+        return record_from_row(row)
 
     async def rotate(self, name: str) -> tuple[KeyRecord, str]:
         secret = new_secret()

@@ -34,33 +34,49 @@ from aggregator.state.interfaces import (
 
 Clock = Callable[[], float]
 
-_ACQUIRE = """
-local now = tonumber(ARGV[1]); local rpm = tonumber(ARGV[2]); local tpm = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60)
-if rpm >= 0 then
-  if redis.call('ZCARD', KEYS[1]) >= rpm then
-    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-    return {'rpm', tostring(60 - (now - tonumber(oldest[2])))}
+# The sliding one-minute windows both limiter scripts check: a zset of requests (member per call,
+# scored by time) and a hash of tokens per whole second. Each returns the seconds to wait as a
+# string when the limit (-1: none) is reached, else nil; old entries are dropped on the way.
+_WINDOWS = """
+local function requests_retry(key, now, rpm)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - 60)
+  if rpm >= 0 and redis.call('ZCARD', key) >= rpm then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    return tostring(60 - (now - tonumber(oldest[2])))
   end
+  return nil
 end
-if tpm >= 0 then
+local function tokens_retry(key, now, tpm)
+  if tpm < 0 then return nil end
   local total = 0; local oldest = nil
-  local all = redis.call('HGETALL', KEYS[2])
+  local all = redis.call('HGETALL', key)
   for i = 1, #all, 2 do
     local second = tonumber(all[i])
     if second <= now - 60 then
-      redis.call('HDEL', KEYS[2], all[i])
+      redis.call('HDEL', key, all[i])
     else
       total = total + tonumber(all[i + 1])
       if oldest == nil or second < oldest then oldest = second end
     end
   end
-  if total >= tpm then return {'tpm', tostring(60 - (now - oldest))} end
+  if total >= tpm then return tostring(60 - (now - oldest)) end
+  return nil
 end
+"""
+
+_ACQUIRE = (
+    _WINDOWS
+    + """
+local now = tonumber(ARGV[1]); local rpm = tonumber(ARGV[2]); local tpm = tonumber(ARGV[3])
+local retry = requests_retry(KEYS[1], now, rpm)
+if retry then return {'rpm', retry} end
+retry = tokens_retry(KEYS[2], now, tpm)
+if retry then return {'tpm', retry} end
 redis.call('ZADD', KEYS[1], now, ARGV[4])
 redis.call('PEXPIRE', KEYS[1], 61000)
 return false
 """
+)
 
 # KEYS: circuit hash, failures zset. ARGV: now, cooldown, claim ("1" takes the half-open probe).
 _ALLOW = """
@@ -102,7 +118,9 @@ return {'closed', '0', ARGV[2]}
 
 # The limiter's and the breaker's keys of one key. KEYS: requests, tokens, circuit, failures.
 # ARGV: now, rpm (-1: none), tpm (-1: none), member, tokens to count first, cooldown.
-_GATE = """
+_GATE = (
+    _WINDOWS
+    + """
 local now = tonumber(ARGV[1]); local rpm = tonumber(ARGV[2]); local tpm = tonumber(ARGV[3])
 local tokens = tonumber(ARGV[5]); local cooldown = tonumber(ARGV[6])
 local function circuit(claim)
@@ -122,25 +140,10 @@ if tokens > 0 then
   redis.call('HINCRBY', KEYS[2], tostring(math.floor(now)), tokens)
   redis.call('PEXPIRE', KEYS[2], 61000)
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60)
-if rpm >= 0 and redis.call('ZCARD', KEYS[1]) >= rpm then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return with('rpm', tostring(60 - (now - tonumber(oldest[2]))), circuit(false))
-end
-if tpm >= 0 then
-  local total = 0; local oldest = nil
-  local all = redis.call('HGETALL', KEYS[2])
-  for i = 1, #all, 2 do
-    local second = tonumber(all[i])
-    if second <= now - 60 then
-      redis.call('HDEL', KEYS[2], all[i])
-    else
-      total = total + tonumber(all[i + 1])
-      if oldest == nil or second < oldest then oldest = second end
-    end
-  end
-  if total >= tpm then return with('tpm', tostring(60 - (now - oldest)), circuit(false)) end
-end
+local retry = requests_retry(KEYS[1], now, rpm)
+if retry then return with('rpm', retry, circuit(false)) end
+retry = tokens_retry(KEYS[2], now, tpm)
+if retry then return with('tpm', retry, circuit(false)) end
 local c = circuit(true)
 if c[1] == 'closed' and (rpm >= 0 or tpm >= 0) then
   redis.call('ZADD', KEYS[1], now, ARGV[4])
@@ -148,6 +151,7 @@ if c[1] == 'closed' and (rpm >= 0 or tpm >= 0) then
 end
 return with('', '0', c)
 """
+)
 
 _EWMA = """
 local old = redis.call('HGET', KEYS[1], ARGV[1])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,15 +27,12 @@ from aggregator.state.interfaces import (
 )
 from aggregator.state.keys import (
     INSERT_KEY,
-    KEY_COLUMNS,
     display_prefix,
-    glob_to_like,
     hash_secret,
-    insert_values,
     new_secret,
-    record_from_row,
 )
 from aggregator.state.migrations import STEPS
+from aggregator.state.sql_common import SqlStoreBase
 
 T = TypeVar("T")
 
@@ -67,8 +64,10 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
     return applied
 
 
-class SqliteStore:
+class SqliteStore(SqlStoreBase):
     """`UsageLedger` and `KeyStore` over one SQLite file."""
+
+    mark = "?"
 
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +94,9 @@ class SqliteStore:
         with self._lock:
             return [row[0] for row in self._conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
 
+    async def _fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return await self._run(lambda conn: conn.execute(statement, params).fetchall())
+
     # --- usage ----------------------------------------------------------------------------------
     async def write(self, rows: Sequence[Row], *, spend: Sequence[SpendDelta] = ()) -> None:
         values = [sql.usage_values(r) for r in rows]
@@ -112,19 +114,6 @@ class SqliteStore:
         if rows or spend:
             await self._run(run)
 
-    async def query(
-        self,
-        *,
-        group_by: Sequence[str] = ("model",),
-        since: float | None = None,
-        until: float | None = None,
-        key: str | None = None,
-        model: str | None = None,
-    ) -> list[dict[str, Any]]:
-        statement, params = sql.usage_query("?", group_by=group_by, since=since, until=until, key=key, model=model)
-        raw = await self._run(lambda conn: conn.execute(statement, params).fetchall())
-        return sql.usage_rows(group_by, raw)
-
     async def recent(self, limit: int = 10) -> list[dict[str, Any]]:
         def run(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             cursor = conn.execute("SELECT * FROM usage_calls ORDER BY id DESC LIMIT ?", (limit,))
@@ -134,16 +123,6 @@ class SqliteStore:
         return await self._run(run)
 
     # --- spend ----------------------------------------------------------------------------------
-    async def spent(self, key: str, period: BudgetPeriod, period_start: float) -> float:
-        def run(conn: sqlite3.Connection) -> float:
-            row = conn.execute(
-                "SELECT spent FROM budget_spend WHERE key = ? AND period = ? AND period_start = ?",
-                (key, period, period_start),
-            ).fetchone()
-            return float(row[0]) if row else 0.0
-
-        return await self._run(run)
-
     def _change_spend(
         self, conn: sqlite3.Connection, key: str, period: str, start: float, amount: float, limit: float | None
     ) -> SpendResult:
@@ -184,36 +163,7 @@ class SqliteStore:
         return result.spent
 
     # --- keys -----------------------------------------------------------------------------------
-    async def create(
-        self,
-        name: str,
-        *,
-        tools: Sequence[str] = ("*",),
-        budget: float | None = None,
-        budget_period: BudgetPeriod = "month",
-        rpm: int | None = None,
-        tpm: int | None = None,
-        expires_at: float | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        models: Sequence[str] | None = None,
-        scopes: Sequence[str] = (),
-    ) -> tuple[KeyRecord, str]:
-        secret = new_secret()
-        values = insert_values(
-            name,
-            secret,
-            self.clock(),
-            tools=tools,
-            budget=budget,
-            budget_period=budget_period,
-            rpm=rpm,
-            tpm=tpm,
-            expires_at=expires_at,
-            metadata=metadata,
-            models=models,
-            scopes=scopes,
-        )
-
+    async def _insert_key(self, name: str, values: tuple[Any, ...]) -> KeyRecord:
         def run(conn: sqlite3.Connection) -> None:
             try:
                 conn.execute(
@@ -226,37 +176,7 @@ class SqliteStore:
         await self._run(run)
         record = await self.get(name)
         assert record is not None
-        return record, secret
-
-    async def _one(self, where: str, param: str) -> KeyRecord | None:
-        row = await self._run(
-            lambda conn: conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE {where}", (param,)).fetchone()
-        )
-        return record_from_row(row) if row else None
-
-    async def verify(self, secret: str) -> KeyRecord | None:
-        record = await self._one("secret_hash = ?", hash_secret(secret))
-        return record if record is not None and record.active(self.clock()) else None
-
-    async def get(self, name: str) -> KeyRecord | None:
-        return await self._one("name = ?", name)
-
-    async def active_hashes(self) -> list[tuple[KeyRecord, str]]:
-        rows = await self._run(
-            lambda conn: conn.execute(
-                f"SELECT {KEY_COLUMNS}, secret_hash FROM api_keys WHERE revoked_at IS NULL"
-            ).fetchall()
-        )
-        return [(record_from_row(r[:-1]), r[-1]) for r in rows]
-
-    async def list(self, pattern: str = "*") -> list[KeyRecord]:
-        rows = await self._run(
-            lambda conn: conn.execute(
-                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE name LIKE ? ESCAPE '\\' ORDER BY name",
-                (glob_to_like(pattern),),
-            ).fetchall()
-        )
-        return [record_from_row(r) for r in rows]
+        return record
 
     async def rotate(self, name: str) -> tuple[KeyRecord, str]:
         secret = new_secret()

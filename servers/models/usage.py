@@ -261,14 +261,7 @@ class UsageStore:
             self._spent_since[key] = since
             self._spent[key] = 0.0
         spent = self._spent.get(key, 0.0)
-        return {
-            "key": key,
-            "period": budget.period,
-            "limit": budget.max_cost,
-            "spent": round(spent, 8),
-            "remaining": round(max(budget.max_cost - spent, 0.0), 8),
-            "exhausted": spent >= budget.max_cost,
-        }
+        return _budget_view(key, budget, spent)
 
     async def adopt_budget(self, key: str, budget: BudgetConfig) -> None:
         """A budget that comes with the caller's key (a managed key) rather than the config's `budgets:`."""
@@ -304,14 +297,7 @@ class UsageStore:
         if budget is None or self.ledger is None:
             return self.budget_status(key)
         spent = await self.ledger.spent(key, budget.period, period_start(budget.period, self.clock()))
-        return {
-            "key": key,
-            "period": budget.period,
-            "limit": budget.max_cost,
-            "spent": round(spent, 8),
-            "remaining": round(max(budget.max_cost - spent, 0.0), 8),
-            "exhausted": spent >= budget.max_cost,
-        }
+        return _budget_view(key, budget, spent)
 
     async def _record_shared(self, record: UsageRecord, ledger: UsageLedger) -> None:
         budget = self.budgets.get(record.key)
@@ -427,3 +413,15 @@ class UsageStore:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await anyio.to_thread.run_sync(conn.close)
+
+
+def _budget_view(key: str, budget: BudgetConfig, spent: float) -> dict[str, Any]:
+    """A key's budget as `budget_status` and `budget` report it."""
+    return {
+        "key": key,
+        "period": budget.period,
+        "limit": budget.max_cost,
+        "spent": round(spent, 8),
+        "remaining": round(max(budget.max_cost - spent, 0.0), 8),
+        "exhausted": spent >= budget.max_cost,
+    }

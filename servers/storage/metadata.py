@@ -11,7 +11,7 @@ import builtins
 import json
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -120,7 +120,136 @@ def _record(row: tuple[Any, ...]) -> ObjectRecord:
     return ObjectRecord(bucket, key, blob, size, etag, content_type, modified, expires_at, json.loads(metadata))
 
 
-class SqliteMetadata:
+class SqlMetadata:
+    """The dialect-free part of a SQL `MetadataStore`: statements written once over a blocking DB-API
+    connection run in a worker thread. A subclass names its tables and parameter mark and supplies
+    `_run` plus the statements whose syntax differs (upserts, deletes, transactions)."""
+
+    mark = "?"
+    objects = "objects"
+    uploads = "uploads"
+    parts_table = "parts"
+    key_prefix = "substr(key, 1, ?)"  # the first N characters of a key
+
+    async def _run(self, fn: Callable[[Any], T]) -> T:
+        raise NotImplementedError
+
+    def _sql(self, statement: str) -> str:
+        """`statement` with `?` as this dialect's mark and `{objects}`, `{uploads}`, `{parts}` as its tables."""
+        return statement.format(objects=self.objects, uploads=self.uploads, parts=self.parts_table).replace(
+            "?", self.mark
+        )
+
+    async def _rows(self, statement: str, params: Sequence[Any] = ()) -> builtins.list[tuple[Any, ...]]:
+        sql = self._sql(statement)
+        return await self._run(lambda conn: list(conn.execute(sql, params).fetchall()))
+
+    async def _execute(self, statement: str, params: Sequence[Any] = ()) -> None:
+        sql = self._sql(statement)
+        await self._run(lambda conn: conn.execute(sql, params))
+
+    async def _row(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        sql = self._sql(statement)
+        row: tuple[Any, ...] | None = await self._run(lambda conn: conn.execute(sql, params).fetchone())
+        return row
+
+    # --- objects --------------------------------------------------------------------------------
+    async def get(self, bucket: str, key: str, now: float) -> ObjectRecord | None:
+        row = await self._row(
+            f"SELECT {_OBJECT_COLUMNS} FROM {{objects}} WHERE bucket = ? AND key = ? AND {_LIVE}", (bucket, key, now)
+        )
+        return _record(row) if row else None
+
+    async def delete(self, bucket: str, key: str) -> ObjectRecord | None:
+        return await self._delete(bucket, key, None)
+
+    async def delete_if_expired(self, bucket: str, key: str, now: float) -> ObjectRecord | None:
+        return await self._delete(bucket, key, now)
+
+    async def _delete(self, bucket: str, key: str, expired_by: float | None) -> ObjectRecord | None:
+        raise NotImplementedError
+
+    async def list(self, bucket: str, start: str, prefix: str, limit: int, now: float) -> builtins.list[ObjectRecord]:
+        upper = prefix_upper_bound(prefix)
+        sql = f"SELECT {_OBJECT_COLUMNS} FROM {{objects}} WHERE bucket = ? AND key >= ? AND {_LIVE}"
+        params: builtins.list[Any] = [bucket, max(start, prefix), now]
+        if upper is not None:
+            # A range on the primary key lets the database stop at the end of the prefix.
+            sql += " AND key < ?"
+            params.append(upper)
+        sql += f" AND {self.key_prefix} = ? ORDER BY key LIMIT ?"
+        params += [len(prefix), prefix, limit]
+        return [_record(r) for r in await self._rows(sql, params)]
+
+    async def expired(self, now: float, limit: int) -> builtins.list[tuple[str, str]]:
+        rows = await self._rows(
+            "SELECT bucket, key FROM {objects} WHERE expires_at IS NOT NULL AND expires_at <= ?"
+            " ORDER BY expires_at LIMIT ?",
+            (now, limit),
+        )
+        return [(b, k) for b, k in rows]
+
+    async def next_expiry(self) -> float | None:
+        row = await self._row("SELECT min(expires_at) FROM {objects} WHERE expires_at IS NOT NULL")
+        return row[0] if row else None
+
+    async def stats(self, now: float) -> dict[str, tuple[int, int]]:
+        rows = await self._rows(
+            f"SELECT bucket, count(*), coalesce(sum(size), 0) FROM {{objects}} WHERE {_LIVE} GROUP BY bucket", (now,)
+        )
+        return {b: (int(n), int(total)) for b, n, total in rows}
+
+    # --- multipart uploads ----------------------------------------------------------------------
+    async def create_upload(self, upload: UploadRecord) -> None:
+        await self._execute(
+            "INSERT INTO {uploads} (upload_id, bucket, key, content_type, created, metadata) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                upload.upload_id,
+                upload.bucket,
+                upload.key,
+                upload.content_type,
+                upload.created,
+                json.dumps(upload.metadata),
+            ),
+        )
+
+    async def get_upload(self, upload_id: str) -> UploadRecord | None:
+        row = await self._row(
+            "SELECT upload_id, bucket, key, content_type, created, metadata FROM {uploads} WHERE upload_id = ?",
+            (upload_id,),
+        )
+        if row is None:
+            return None
+        upload, bucket, key, content_type, created, metadata = row
+        return UploadRecord(upload, bucket, key, content_type, created, json.loads(metadata))
+
+    async def parts(self, upload_id: str) -> builtins.list[PartRecord]:
+        rows = await self._rows(
+            "SELECT part_number, etag, size, modified FROM {parts} WHERE upload_id = ? ORDER BY part_number",
+            (upload_id,),
+        )
+        return [PartRecord(*r) for r in rows]
+
+    async def stale_uploads(self, before: float) -> builtins.list[str]:
+        return [r[0] for r in await self._rows("SELECT upload_id FROM {uploads} WHERE created < ?", (before,))]
+
+
+def _object_values(record: ObjectRecord) -> tuple[Any, ...]:
+    """An `ObjectRecord` as the parameters of an insert into `_OBJECT_COLUMNS`."""
+    return (
+        record.bucket,
+        record.key,
+        record.blob,
+        record.size,
+        record.etag,
+        record.content_type,
+        record.modified,
+        record.expires_at,
+        json.dumps(record.metadata),
+    )
+
+
+class SqliteMetadata(SqlMetadata):
     """`MetadataStore` on one SQLite file (WAL, synchronous=FULL: a commit survives power loss)."""
 
     def __init__(self, path: Path) -> None:
@@ -157,16 +286,6 @@ class SqliteMetadata:
 
         return run
 
-    # --- objects --------------------------------------------------------------------------------
-    async def get(self, bucket: str, key: str, now: float) -> ObjectRecord | None:
-        def query(conn: sqlite3.Connection) -> ObjectRecord | None:
-            row = conn.execute(
-                f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ? AND {_LIVE}", (bucket, key, now)
-            ).fetchone()
-            return _record(row) if row else None
-
-        return await self._run(query)
-
     async def put(self, record: ObjectRecord) -> ObjectRecord | None:
         def upsert(conn: sqlite3.Connection) -> ObjectRecord | None:
             row = conn.execute(
@@ -174,27 +293,11 @@ class SqliteMetadata:
             ).fetchone()
             conn.execute(
                 f"INSERT OR REPLACE INTO objects ({_OBJECT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.bucket,
-                    record.key,
-                    record.blob,
-                    record.size,
-                    record.etag,
-                    record.content_type,
-                    record.modified,
-                    record.expires_at,
-                    json.dumps(record.metadata),
-                ),
+                _object_values(record),
             )
             return _record(row) if row else None
 
         return await self._run(self._transaction(upsert))
-
-    async def delete(self, bucket: str, key: str) -> ObjectRecord | None:
-        return await self._delete(bucket, key, None)
-
-    async def delete_if_expired(self, bucket: str, key: str, now: float) -> ObjectRecord | None:
-        return await self._delete(bucket, key, now)
 
     async def _delete(self, bucket: str, key: str, expired_by: float | None) -> ObjectRecord | None:
         def remove(conn: sqlite3.Connection) -> ObjectRecord | None:
@@ -211,78 +314,6 @@ class SqliteMetadata:
 
         return await self._run(self._transaction(remove))
 
-    async def list(self, bucket: str, start: str, prefix: str, limit: int, now: float) -> builtins.list[ObjectRecord]:
-        upper = prefix_upper_bound(prefix)
-        sql = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key >= ? AND {_LIVE}"
-        params: builtins.list[Any] = [bucket, max(start, prefix), now]
-        if upper is not None:
-            # A range on the primary key lets SQLite stop at the end of the prefix.
-            sql += " AND key < ?"
-            params.append(upper)
-        sql += " AND substr(key, 1, ?) = ? ORDER BY key LIMIT ?"
-        params += [len(prefix), prefix, limit]
-
-        def query(conn: sqlite3.Connection) -> builtins.list[ObjectRecord]:
-            return [_record(r) for r in conn.execute(sql, params).fetchall()]
-
-        return await self._run(query)
-
-    async def expired(self, now: float, limit: int) -> builtins.list[tuple[str, str]]:
-        def query(conn: sqlite3.Connection) -> builtins.list[tuple[str, str]]:
-            rows = conn.execute(
-                "SELECT bucket, key FROM objects WHERE expires_at IS NOT NULL AND expires_at <= ?"
-                " ORDER BY expires_at LIMIT ?",
-                (now, limit),
-            ).fetchall()
-            return [(b, k) for b, k in rows]
-
-        return await self._run(query)
-
-    async def next_expiry(self) -> float | None:
-        def query(conn: sqlite3.Connection) -> float | None:
-            row = conn.execute("SELECT min(expires_at) FROM objects WHERE expires_at IS NOT NULL").fetchone()
-            return row[0] if row else None
-
-        return await self._run(query)
-
-    async def stats(self, now: float) -> dict[str, tuple[int, int]]:
-        def query(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
-            rows = conn.execute(
-                f"SELECT bucket, count(*), coalesce(sum(size), 0) FROM objects WHERE {_LIVE} GROUP BY bucket", (now,)
-            )
-            return {b: (n, total) for b, n, total in rows}
-
-        return await self._run(query)
-
-    # --- multipart uploads ----------------------------------------------------------------------
-    async def create_upload(self, upload: UploadRecord) -> None:
-        await self._run(
-            lambda conn: conn.execute(
-                "INSERT INTO uploads (upload_id, bucket, key, content_type, created, metadata) VALUES (?,?,?,?,?,?)",
-                (
-                    upload.upload_id,
-                    upload.bucket,
-                    upload.key,
-                    upload.content_type,
-                    upload.created,
-                    json.dumps(upload.metadata),
-                ),
-            )
-        )
-
-    async def get_upload(self, upload_id: str) -> UploadRecord | None:
-        def query(conn: sqlite3.Connection) -> UploadRecord | None:
-            row = conn.execute(
-                "SELECT upload_id, bucket, key, content_type, created, metadata FROM uploads WHERE upload_id = ?",
-                (upload_id,),
-            ).fetchone()
-            if row is None:
-                return None
-            upload, bucket, key, content_type, created, metadata = row
-            return UploadRecord(upload, bucket, key, content_type, created, json.loads(metadata))
-
-        return await self._run(query)
-
     async def put_part(self, upload_id: str, part: PartRecord) -> None:
         await self._run(
             lambda conn: conn.execute(
@@ -291,27 +322,12 @@ class SqliteMetadata:
             )
         )
 
-    async def parts(self, upload_id: str) -> builtins.list[PartRecord]:
-        def query(conn: sqlite3.Connection) -> builtins.list[PartRecord]:
-            rows = conn.execute(
-                "SELECT part_number, etag, size, modified FROM parts WHERE upload_id = ? ORDER BY part_number",
-                (upload_id,),
-            ).fetchall()
-            return [PartRecord(*r) for r in rows]
-
-        return await self._run(query)
-
     async def delete_upload(self, upload_id: str) -> None:
         def remove(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
             conn.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
 
         await self._run(self._transaction(remove))
-
-    async def stale_uploads(self, before: float) -> builtins.list[str]:
-        return await self._run(
-            lambda conn: [r[0] for r in conn.execute("SELECT upload_id FROM uploads WHERE created < ?", (before,))]
-        )
 
     def recovery_snapshot(self) -> tuple[set[str], set[str]]:
         with self._lock:
