@@ -84,12 +84,25 @@ async def test_twenty_concurrent_writers_on_one_key_through_both_replicas_never_
             elif response.status_code != 404:  # a read before the first write finished
                 failures.append(("get", response.status_code, response.text))
 
-        with anyio.fail_after(60):
+        async def keep_reading(writers_done: anyio.Event) -> None:
+            # Reads overlap the writes for as long as they run (a fixed number of reads could all
+            # land before the first write finished on a loaded machine, and prove nothing).
+            while not writers_done.is_set():
+                await read()
+
+        async def writers(writers_done: anyio.Event) -> None:
             async with anyio.create_task_group() as tg:
                 for body in bodies:
                     tg.start_soon(write, body)
-                    tg.start_soon(read)
-                    tg.start_soon(read)
+            writers_done.set()
+
+        with anyio.fail_after(60):
+            writers_done = anyio.Event()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(writers, writers_done)
+                for _ in range(8):
+                    tg.start_soon(keep_reading, writers_done)
+            await read()  # at least one read after every write finished
         final = await http.get(url, headers=fleet.headers())
     assert failures == []
     assert served == {"r0", "r1"}
