@@ -30,7 +30,8 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from models_proxy import Connection, free_port, hub_process, psutil, run_mock, write_hub_config
+from models_proxy import Connection, psutil
+from proxy_rig import free_port, hub_process, run_mock, write_hub_config
 
 GOAL_MS = 0.2
 WARMUP = 40

@@ -54,7 +54,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 from hub_overhead import HubProfiler, hub_command  # noqa: E402
-from models_proxy import MockUpstream  # noqa: E402
+from proxy_rig import MockUpstream  # noqa: E402
 
 PYTHON = sys.executable
 KEY = "bench-master-key-0123456789"

@@ -104,7 +104,7 @@ async def measure(run: Callable[[], Awaitable[Any]], requests: int) -> float:
 
 
 async def main(args: argparse.Namespace) -> None:
-    from models_proxy import free_port, run_mock
+    from proxy_rig import free_port, run_mock
 
     port = free_port()
     mock = multiprocessing.Process(target=run_mock, args=(port,), daemon=True)
