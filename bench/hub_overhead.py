@@ -47,7 +47,7 @@ from typing import Any
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lean_peers import LEGACY, MODERN, BenchError, HttpPeer, StdioPeer, modern_meta
+from lean_peers import LEGACY, MODERN, BenchError, HttpPeer, StdioPeer, modern_meta, wait_for_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -156,7 +156,7 @@ def http_hub(config_path: Path, log_path: Path, profile_prefix: Path | None) -> 
                 raise BenchError(f"the hub did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
             else:
                 time.sleep(0.05)
-        wait_for_tools(url, deadline)
+        wait_for_tools(url, MASTER_KEY, {"probe-echo", "demo-echo"}, deadline)
         yield url, process
     finally:
         process.send_signal(signal.SIGINT)  # graceful: lets cProfile write its file
@@ -165,23 +165,6 @@ def http_hub(config_path: Path, log_path: Path, profile_prefix: Path | None) -> 
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def wait_for_tools(url: str, deadline: float) -> None:
-    """Wait until the hub lists the probe's tools (its child has started and been listed)."""
-    while True:
-        peer = HttpPeer(url, MASTER_KEY)
-        try:
-            names = {t["name"] for t in peer.request("tools/list", {}, modern=True)["tools"]}
-        except (OSError, BenchError):
-            names = set()
-        finally:
-            peer.close()
-        if {"probe-echo", "demo-echo"} <= names:
-            return
-        if time.monotonic() > deadline:
-            raise BenchError(f"the hub never listed probe-echo and demo-echo (has {sorted(names)})")
-        time.sleep(0.1)
 
 
 # --- measurement ------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import json
 import re
 import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -152,3 +153,20 @@ class HttpPeer:
 
 
 # --- processes under test ---------------------------------------------------------------------------------
+
+
+def wait_for_tools(url: str, key: str, wanted: set[str], deadline: float) -> None:
+    """Wait until the hub at `url` lists every tool in `wanted` (their servers have started)."""
+    while True:
+        peer = HttpPeer(url, key)
+        try:
+            names = {t["name"] for t in peer.request("tools/list", {}, modern=True)["tools"]}
+        except (OSError, BenchError):
+            names = set()
+        finally:
+            peer.close()
+        if wanted <= names:
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"the hub never listed {', '.join(sorted(wanted))} (has {sorted(names)})")
+        time.sleep(0.1)

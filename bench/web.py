@@ -40,7 +40,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lean_peers import BenchError, HttpPeer
+from lean_peers import BenchError, HttpPeer, wait_for_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -221,7 +221,7 @@ def hub_process(site: str, mode: str, workdir: Path, *, search_cache: bool) -> I
                 raise BenchError(f"the hub did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
             else:
                 time.sleep(0.05)
-        wait_for_tools(url, deadline)
+        wait_for_tools(url, MASTER_KEY, {"web-fetch", "web-search"}, deadline)
         yield url, psutil.Process(process.pid)
     finally:
         process.send_signal(signal.SIGINT)
@@ -230,22 +230,6 @@ def hub_process(site: str, mode: str, workdir: Path, *, search_cache: bool) -> I
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def wait_for_tools(url: str, deadline: float) -> None:
-    while True:
-        peer = HttpPeer(url, MASTER_KEY)
-        try:
-            names = {t["name"] for t in peer.request("tools/list", {}, modern=True)["tools"]}
-        except (OSError, BenchError):
-            names = set()
-        finally:
-            peer.close()
-        if {"web-fetch", "web-search"} <= names:
-            return
-        if time.monotonic() > deadline:
-            raise BenchError(f"the hub never listed web-fetch and web-search (has {sorted(names)})")
-        time.sleep(0.1)
 
 
 def web_child(hub: psutil.Process) -> psutil.Process | None:

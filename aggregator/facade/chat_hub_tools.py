@@ -22,10 +22,11 @@ from starlette.responses import Response
 
 from aggregator.facade import hub_tools
 from aggregator.facade.event_stream import Emit, EventStream
-from aggregator.facade.kit import Call, structured_of
+from aggregator.facade.kit import Call
 from aggregator.facade.llm_support import meta_headers
 from aggregator.facade.responses_translate import answer_message
 from aggregator.protocol.errors import RequestError, ToolmuxError, openai_body
+from servers.kit.errors import structured_of
 
 CHAT_TOOL = "models-chat"
 FIELD = "toolmux_tools"

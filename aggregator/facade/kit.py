@@ -51,7 +51,7 @@ from aggregator.protocol.errors import (
     retry_headers,
     timeout_error,
 )
-from servers.kit.errors import ToolError, error_from_result
+from servers.kit.errors import error_from_result, structured_of
 
 _log = logging.getLogger("toolmux.facade")
 
@@ -273,22 +273,6 @@ class Call:
             media_type="application/json",
             headers={"x-request-id": self.request_id, **(headers or {})},
         )
-
-
-def structured_of(result: dict[str, Any], name: str) -> dict[str, Any]:
-    """A successful result's structured content; a JSON text block when that is all an upstream sent."""
-    data = result.get("structuredContent")
-    if isinstance(data, dict):
-        return data
-    for block in result.get("content") or []:
-        if isinstance(block, dict) and block.get("type") == "text":
-            try:
-                parsed = orjson.loads(block["text"])
-            except orjson.JSONDecodeError:
-                break
-            if isinstance(parsed, dict):
-                return parsed
-    raise ToolError(f"{name} returned no structured result", code=ErrorCode.UPSTREAM_ERROR)
 
 
 async def read_capped(request: Request, limit: int) -> bytes:

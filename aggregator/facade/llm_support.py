@@ -21,8 +21,9 @@ import anyio
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from aggregator.facade.kit import Call, structured_of
+from aggregator.facade.kit import Call
 from aggregator.protocol.errors import ToolmuxError, internal_error, timeout_error
+from servers.kit.errors import structured_of
 
 _log = logging.getLogger("toolmux.facade")
 

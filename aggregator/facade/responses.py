@@ -26,11 +26,12 @@ from aggregator.facade import responses_translate as tr
 from aggregator.facade.base import FacadeContext
 from aggregator.facade.event_stream import Emit, EventStream
 from aggregator.facade.hub_tools import HubToolSet
-from aggregator.facade.kit import Call, endpoint, mount, render_openai, structured_of
+from aggregator.facade.kit import Call, endpoint, mount, render_openai
 from aggregator.facade.llm_support import ToolStream, meta_headers, no_store
 from aggregator.facade.responses_store import ResponseStore, StoredResponse, open_store
 from aggregator.facade.responses_stream import ResponseEvents
 from aggregator.protocol.errors import ErrorCode, RequestError
+from servers.kit.errors import structured_of
 
 CHAT_TOOL = "models-chat"
 

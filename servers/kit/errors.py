@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from aggregator.protocol.errors import ERROR_META_KEY, HTTP_STATUS, ErrorCode, ToolmuxError, tool_result
 
 __all__ = ["ERROR_META_KEY", "HTTP_STATUS_BY_CODE", "ErrorCode", "ToolError", "error_from_result", "error_result"]
@@ -51,3 +53,19 @@ def error_from_result(result: dict[str, Any]) -> ToolError | None:
     texts = [c.get("text", "") for c in result.get("content", []) if isinstance(c, dict) and c.get("type") == "text"]
     message = " ".join(t for t in texts if t).removeprefix("Error: ") or "tool failed"
     return ToolError(message, code=ErrorCode.UPSTREAM_ERROR)
+
+
+def structured_of(result: dict[str, Any], name: str) -> dict[str, Any]:
+    """A successful result's structured content; a JSON text block when that is all an upstream sent."""
+    data = result.get("structuredContent")
+    if isinstance(data, dict):
+        return data
+    for block in result.get("content") or []:
+        if isinstance(block, dict) and block.get("type") == "text":
+            try:
+                parsed = orjson.loads(block["text"])
+            except orjson.JSONDecodeError:
+                break
+            if isinstance(parsed, dict):
+                return parsed
+    raise ToolError(f"{name} returned no structured result", code=ErrorCode.UPSTREAM_ERROR)

@@ -18,7 +18,7 @@ from jsonschema.exceptions import best_match
 
 from servers.kit import HubCaller, ToolError
 from servers.kit.context import acting_for
-from servers.kit.errors import error_from_result, error_result
+from servers.kit.errors import error_from_result, error_result, structured_of
 from servers.workspaces.agent_tools import Toolbox
 from servers.workspaces.runs import Run
 from servers.workspaces.sessions import Session
@@ -63,21 +63,6 @@ def check_json_answer(text: str, validator: Draft202012Validator) -> tuple[Any, 
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"
         return None, f"the answer does not match the schema at {where}: {error.message}"
     return value, None
-
-
-def structured_answer(result: dict[str, Any]) -> dict[str, Any]:
-    data = result.get("structuredContent")
-    if isinstance(data, dict):
-        return data
-    for block in result.get("content") or []:
-        if isinstance(block, dict) and block.get("type") == "text":
-            try:
-                parsed = orjson.loads(block["text"])
-            except orjson.JSONDecodeError:
-                break
-            if isinstance(parsed, dict):
-                return parsed
-    raise ToolError("the models server answered without a structured result", code="upstream_error")
 
 
 def _clean_assistant(message: dict[str, Any]) -> dict[str, Any]:
@@ -146,7 +131,9 @@ class BuiltinAgent:
                     code="unavailable",
                 )
             raise ToolError(f"could not list the model aliases: {error.message}", code=error.code)
-        known = [str(m.get("id")) for m in structured_answer(result).get("data", []) if isinstance(m, dict)]
+        known = [
+            str(m.get("id")) for m in structured_of(result, LIST_MODELS_TOOL).get("data", []) if isinstance(m, dict)
+        ]
         if model not in known:
             raise ToolError(
                 f"unknown model alias {model!r}; the models server has: {', '.join(known) or '(none configured)'}",
@@ -184,7 +171,7 @@ class BuiltinAgent:
                 retryable=error.retryable,
                 retry_after=error.retry_after,
             )
-        return structured_answer(result)
+        return structured_of(result, CHAT_TOOL)
 
     async def run(self, run: Run, request: AgentRequest, session: Session) -> None:
         state = run.state
